@@ -1,0 +1,51 @@
+"""The `fastdrive` command: one entry point, one subcommand per job.
+
+Each room contributes its subcommands through a small `*cli` module with `register(app)`; those
+modules import nothing heavy at import time, so `fastdrive --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES = (
+    "fastdrive_ros.data.synth.cli",  # synth
+    "fastdrive_ros.data.cli",  # masks, bag
+    "fastdrive_ros.train.cli",  # train-pruner, train-planner, build-default
+    "fastdrive_ros.eval.cli",  # eval, bench
+    "fastdrive_ros.runtime.cli",  # export, engine
+    "fastdrive_ros.transport.cli",  # drive, play
+    "fastdrive_ros.transport.replay_cli",  # replay
+    "fastdrive_ros.demo",  # demo
+)
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="fastdrive",
+        help="FastDriveVLA on ROS 2: data, training, evaluation, export and the driving node.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+    )
+
+    @app.command()
+    def version() -> None:
+        """Print the fastdrive_ros version."""
+        from fastdrive_ros import __version__
+
+        typer.echo(__version__)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(app)
+    return app
+
+
+def main() -> None:
+    build_app()()
+
+
+if __name__ == "__main__":
+    main()

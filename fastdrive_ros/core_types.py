@@ -1,0 +1,88 @@
+"""Plain data shared by every room (numpy and the standard library only, no torch, no ROS).
+
+These are the contracts between rooms: the data layer produces them, the models and the pipeline
+consume them, the transports convert them to and from ROS messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import numpy as np
+
+# nuScenes camera channels, in the order the model sees them (front camera first: it anchors sync).
+CAMERA_NAMES: tuple[str, ...] = (
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_FRONT_LEFT",
+    "CAM_BACK",
+    "CAM_BACK_LEFT",
+    "CAM_BACK_RIGHT",
+)
+
+# Planning horizon: 6 waypoints at 0.5 s (3 s); ego history: 7 poses at 0.5 s (-3 s .. 0).
+PLAN_STEPS = 6
+PLAN_DT_S = 0.5
+HISTORY_STEPS = 7
+
+DrivingCommand = Literal["left", "right", "straight"]
+
+
+@dataclass(frozen=True)
+class EgoState:
+    """What the planner knows about the ego car at the planning time.
+
+    Attributes:
+        history_xy: (7, 2) past positions at t = -3.0, -2.5, ..., 0.0 s in the *current* ego frame
+            (x forward, y left, metres); the last row is (0, 0).
+        speed: m/s along x.
+        acceleration: m/s^2 along x.
+        yaw_rate: rad/s, counter-clockwise positive.
+        steering: rad, front-wheel steering angle, left positive.
+        command: high-level driving command (derived from the route).
+    """
+
+    history_xy: np.ndarray
+    speed: float
+    acceleration: float
+    yaw_rate: float
+    steering: float
+    command: DrivingCommand = "straight"
+
+    def __post_init__(self) -> None:
+        history = np.asarray(self.history_xy, dtype=np.float64)
+        if history.shape != (HISTORY_STEPS, 2):
+            raise ValueError(f"history_xy must be ({HISTORY_STEPS}, 2), got {history.shape}")
+        object.__setattr__(self, "history_xy", history)
+        values = (self.speed, self.acceleration, self.yaw_rate, self.steering)
+        if not np.all(np.isfinite(history)) or not np.all(np.isfinite(values)):
+            raise ValueError("EgoState holds a non-finite value")
+
+
+@dataclass(frozen=True)
+class PlanOk:
+    """A usable plan: (6, 2) waypoints at +0.5 .. +3.0 s in the ego frame (x forward, y left)."""
+
+    waypoints: np.ndarray
+    text: str | None = None
+    generated_tokens: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+PlanFailureReason = Literal[
+    "unparseable", "wrong_count", "non_finite", "out_of_range", "no_answer"
+]
+
+
+@dataclass(frozen=True)
+class PlanFailure:
+    """A planner answer that cannot be used; the node reports it instead of raising."""
+
+    reason: PlanFailureReason
+    detail: str
+    text: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+PlanResult = Union[PlanOk, PlanFailure]

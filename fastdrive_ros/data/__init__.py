@@ -1,0 +1,1 @@
+"""data room (see DESIGN.md section 3)."""

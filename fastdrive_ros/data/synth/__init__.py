@@ -1,0 +1,1 @@
+"""data/synth room (see DESIGN.md section 3)."""

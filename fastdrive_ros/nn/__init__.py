@@ -1,0 +1,1 @@
+"""nn room (see DESIGN.md section 3)."""

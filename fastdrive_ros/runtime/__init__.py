@@ -1,0 +1,1 @@
+"""runtime room (see DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""train room (see DESIGN.md section 3)."""

@@ -1,0 +1,1 @@
+"""transport room (see DESIGN.md section 3)."""

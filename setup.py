@@ -1,0 +1,62 @@
+"""pip path for machines without ROS 2; `colcon build` uses CMakeLists.txt + package.xml instead."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# onnxruntime and onnxruntime-gpu overwrite each other silently: install exactly one of the two
+# extras `ort` / `ort-gpu`.  TensorRT comes from JetPack or NVIDIA's own packages, never from here.
+EXTRAS = {
+    "nuscenes": ["nuscenes-devkit==1.2.0"],
+    "dds": ["cyclonedds==11.0.1"],
+    "ort": ["onnxruntime>=1.18"],
+    "ort-gpu": ["onnxruntime-gpu>=1.18"],
+    "export": ["onnx>=1.16", "onnxscript>=0.1"],
+    "dev": [
+        "pytest>=8",
+        "mcap>=1.1",
+        "mcap-ros2-support>=0.5",
+        "ruff>=0.6",
+    ],
+}
+
+setup(
+    name="fastdrive_ros",
+    version="0.1.0",
+    description=(
+        "ROS 2 perception-planning node for end-to-end driving with a VLA planner made fast by "
+        "FastDriveVLA's ReconPruner"
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["fastdrive_ros", "fastdrive_ros.*"]),
+    include_package_data=True,
+    package_data={"fastdrive_ros": ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/fastdrive_ros"]),
+        ("share/fastdrive_ros", ["package.xml"]),
+    ],
+    install_requires=[
+        # numpy 1.26 is what ROS 2 Humble/Jazzy and nuscenes-devkit 1.2 run with.
+        "numpy>=1.26,<2",
+        # Any torch >= 2.4 is kept as installed (GPU machines bring their own); `make` pins the
+        # CPU wheel so a CPU machine never downloads CUDA packages.
+        "torch>=2.4",
+        "transformers>=4.49",
+        "tokenizers>=0.19",
+        "safetensors>=0.4",
+        "rosbags>=0.11,<0.12",
+        "opencv-python-headless>=4.8",
+        "shapely>=2.0,<2.1",
+        "pyyaml>=6",
+        "typer>=0.12",
+        "rich>=13",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+    ],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["fastdrive = fastdrive_ros.cli:main"]},
+)
