@@ -9,6 +9,7 @@ of the full sequence.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -36,13 +37,42 @@ def per_camera_keep(tokens_per_camera: Sequence[int], prune_ratio: float) -> lis
     Largest-remainder rounding, so the budgets add up to exactly the global K (needed when one
     top-K over all cameras exceeds TensorRT's K < 3840 limit and each camera is pruned alone).
     """
-    total_keep = keep_count(sum(tokens_per_camera), prune_ratio)
+    return split_keep(tokens_per_camera, keep_count(sum(tokens_per_camera), prune_ratio))
+
+
+def split_keep(tokens_per_camera: Sequence[int], keep: int) -> list[int]:
+    """Split a global K over cameras in proportion to their token counts (largest remainder)."""
     total = sum(tokens_per_camera)
-    exact = [n * total_keep / total for n in tokens_per_camera]
+    if not 1 <= keep <= total:
+        raise ValueError(f"keep must be in 1..{total} (all visual tokens), got {keep}")
+    exact = [n * keep / total for n in tokens_per_camera]
     budgets = [min(n, math.floor(e)) for n, e in zip(tokens_per_camera, exact)]
     order = sorted(range(len(exact)), key=lambda i: exact[i] - budgets[i], reverse=True)
-    for i in order[: total_keep - sum(budgets)]:
+    for i in order[: keep - sum(budgets)]:
         budgets[i] += 1
+    return budgets
+
+
+def check_keep(tokens_per_camera: Sequence[int], keep: int | Sequence[int]) -> int | list[int]:
+    """Validate the `keep` of EncoderStageSelector.select against the cameras' token counts.
+
+    A global K must be in 1..N; per-camera budgets need one K per camera, each in 0..n_c, and keep
+    at least one token overall. Returns K (int) or the budgets (list of int).
+    """
+    total = sum(tokens_per_camera)
+    if not isinstance(keep, Sequence):
+        k = operator.index(keep)  # ints (Python or numpy), not floats
+        if not 1 <= k <= total:
+            raise ValueError(f"keep must be in 1..{total} (all visual tokens), got {keep}")
+        return k
+    budgets = [int(k) for k in keep]
+    if len(budgets) != len(tokens_per_camera):
+        raise ValueError(f"{len(budgets)} per-camera budgets for {len(tokens_per_camera)} cameras")
+    for camera, (budget, count) in enumerate(zip(budgets, tokens_per_camera)):
+        if not 0 <= budget <= count:
+            raise ValueError(f"camera {camera} budget {budget} is outside 0..{count}")
+    if sum(budgets) < 1:
+        raise ValueError("per-camera budgets keep no token at all")
     return budgets
 
 
