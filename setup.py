@@ -38,6 +38,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/fastdrive_ros"]),
         ("share/fastdrive_ros", ["package.xml"]),
+        # msg/*.msg: transport/ros_types.py registers them with rosbags from share/ when installed.
+        ("share/fastdrive_ros/msg", sorted(f"msg/{p.name}" for p in (HERE / "msg").glob("*.msg"))),
     ],
     install_requires=[
         # numpy 1.26 is what ROS 2 Humble/Jazzy and nuscenes-devkit 1.2 run with.
