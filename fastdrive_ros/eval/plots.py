@@ -1,0 +1,96 @@
+"""Quality and latency against the keep ratio, one line per method (matplotlib, Agg backend).
+
+Every method's line starts at the unpruned model (keep ratio 1.0, computed once); the
+constant-velocity planner is a horizontal reference on the quality plots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastdrive_ros.eval.records import EvalRecord, EvalResults
+from fastdrive_ros.eval.report_md import DISPLAY
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _lines(results: EvalResults) -> dict[str, list[EvalRecord]]:
+    """Per pruner its records by decreasing keep ratio, the unpruned record first."""
+    unpruned = results.unpruned
+    lines: dict[str, list[EvalRecord]] = {}
+    for record in results.records:
+        if record.pruner == "none" or record.prune_ratio == 0:
+            continue
+        lines.setdefault(record.pruner, []).append(record)
+    for records in lines.values():
+        records.sort(key=lambda r: r.prune_ratio)
+        if unpruned is not None:
+            records.insert(0, unpruned)
+    return lines
+
+
+def plot_quality(results: EvalResults, path: str | Path) -> Path:
+    """quality_vs_keep.png: L2 Avg (cm), collision Avg and intersection Avg (%) vs keep ratio."""
+    plt = _pyplot()
+    panels = (("l2", "L2 Avg (cm)", 100.0), ("collision", "Collision Avg (%)", 1.0))
+    panels += (("intersection", "Intersection Avg (%)", 1.0),)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    cv = results.reference("constant_velocity")
+    for ax, (metric, label, scale) in zip(axes, panels):
+        for pruner, records in _lines(results).items():
+            points = [(r.keep_ratio, r.metric(metric)) for r in records]
+            points = [(x, y * scale) for x, y in points if y is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", label=DISPLAY.get(pruner, pruner))
+        unpruned = results.unpruned
+        if unpruned is not None and unpruned.metric(metric) is not None:
+            ax.plot(
+                [1.0], [unpruned.metric(metric) * scale], "k*", markersize=12, label="Unpruned"
+            )
+        if cv is not None and cv.metric(metric) is not None:
+            ax.axhline(cv.metric(metric) * scale, color="grey", ls="--", label=DISPLAY[cv.pruner])
+        ax.set_xlabel("keep ratio (fraction of visual tokens kept)")
+        ax.set_ylabel(label)
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Open-loop planning quality vs keep ratio")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_latency(results: EvalResults, path: str | Path) -> Path:
+    """latency_vs_keep.png: prefill and total ms vs kept tokens, one line per method.
+
+    Total = encoder + pruner + prefill + decode, the per-frame cost a node pays.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, field, label in zip(axes, ("prefill_ms", "total_ms"), ("Prefill (ms)", "Total (ms)")):
+        for pruner, records in _lines(results).items():
+            points = [(r.kept_tokens, getattr(r, field)) for r in records]
+            points = [(x, y) for x, y in points if x is not None and y is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", label=DISPLAY.get(pruner, pruner))
+        ax.set_xlabel("visual tokens kept")
+        ax.set_ylabel(label + ", median over samples")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    meta = results.metadata
+    fig.suptitle(f"Latency vs kept tokens ({meta.get('device')}, {meta.get('threads')} threads)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,168 @@
+"""results.md: a quality table laid out like FastDriveVLA's Table 1, efficiency, targets.
+
+Quality: rows = references, the unpruned model, then one block per prune ratio with a row per
+method; columns = L2 (cm) / collision (%) / intersection (%) at 1, 2, 3 s and Avg, then the
+relative values (% of unpruned). Efficiency: kept tokens, per-stage milliseconds, analytic TFLOPs
+and speed-ups against the unpruned model of the same run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastdrive_ros.eval.records import HORIZON_KEYS, EvalRecord, EvalResults
+
+DISPLAY = {
+    "reconpruner": "ReconPruner (FastDriveVLA)",
+    "fastv": "FastV",
+    "sparsevlm": "SparseVLM",
+    "divprune": "DivPrune",
+    "vispruner": "VisPruner",
+    "random": "Random",
+    "none": "Unpruned",
+    "constant_velocity": "Constant velocity (no images)",
+    "ground_truth": "Logged trajectory (GT)",
+}
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _sig(value: float | None) -> str:
+    """Three significant digits: TFLOPs span 1e-6 (tiny test models) to 20 (3B)."""
+    return "–" if value is None else f"{value:.3g}"
+
+
+def _name(record: EvalRecord) -> str:
+    return DISPLAY.get(record.pruner, record.pruner)
+
+
+def _quality_row(record: EvalRecord, ratio: str) -> str:
+    l2 = [record.metric("l2", h) for h in HORIZON_KEYS]
+    cells = [_num(None if v is None else 100.0 * v) for v in l2]  # metres -> cm, as the paper
+    for metric in ("collision", "intersection"):
+        cells += [_num(record.metric(metric, h)) for h in HORIZON_KEYS]
+    rel = " / ".join(
+        _num(v, 1) for v in (record.rel_l2, record.rel_collision, record.rel_intersection)
+    )
+    tokens = "–" if record.kept_tokens is None else str(record.kept_tokens)
+    return f"| {_name(record)} | {ratio} | {tokens} | " + " | ".join(cells) + f" | {rel} |"
+
+
+def quality_table(results: EvalResults) -> list[str]:
+    horizons = " | ".join(h.replace("avg", "Avg") for h in HORIZON_KEYS)
+    lines = [
+        "| Method | Pruned | Tokens | L2 (cm) "
+        + horizons
+        + " | Collision (%) "
+        + horizons
+        + " | Intersection (%) "
+        + horizons
+        + " | Relative L2 / Coll. / Inter. (%) |",
+        "|" + "---|" * 16,
+    ]
+    for ref in results.references:
+        lines.append(_quality_row(ref, "–"))
+    unpruned = results.unpruned
+    if unpruned is not None:
+        lines.append(_quality_row(unpruned, "0 %"))
+    ratios = sorted({r.prune_ratio for r in results.records if r.prune_ratio > 0})
+    for ratio in ratios:
+        keep = f"**Retain {100 * (1 - ratio):.0f} % tokens (↓{100 * ratio:.0f} %)**"
+        lines.append(f"| {keep} |" + " |" * 15)
+        for record in results.records:
+            if record.prune_ratio == ratio:
+                lines.append(_quality_row(record, f"{100 * ratio:.0f} %"))
+    return lines
+
+
+def efficiency_table(results: EvalResults) -> list[str]:
+    unpruned = results.unpruned
+    lines = [
+        "| Method | Pruned | Kept / total tokens | Encoder ms | Pruner ms | Prefill ms | "
+        "Decode ms (per plan) | Decode ms/token | Total ms | Encoder TFLOP | Pruner TFLOP | "
+        "Prefill TFLOP | Prefill speed-up | Total speed-up |",
+        "|" + "---|" * 14,
+    ]
+    rows = ([unpruned] if unpruned is not None else []) + [
+        r for r in results.records if r.prune_ratio > 0
+    ]
+    for r in rows:
+        prefill_up = total_up = None
+        if unpruned is not None and r.prefill_ms and unpruned.prefill_ms:
+            prefill_up = unpruned.prefill_ms / r.prefill_ms
+        if unpruned is not None and r.total_ms and unpruned.total_ms:
+            total_up = unpruned.total_ms / r.total_ms
+        cells = [
+            _name(r),
+            f"{100 * r.prune_ratio:.0f} %",
+            f"{r.kept_tokens} / {r.total_tokens}",
+            _num(r.encoder_ms, 1),
+            _num(r.pruner_ms, 2),
+            _num(r.prefill_ms, 1),
+            _num(r.decode_ms, 1),
+            _num(r.decode_ms_per_token, 2),
+            _num(r.total_ms, 1),
+            _sig(r.encoder_tflops),
+            _sig(r.pruner_tflops),
+            _sig(r.prefill_tflops),
+            "–" if prefill_up is None else f"{prefill_up:.2f}x",
+            "–" if total_up is None else f"{total_up:.2f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def targets_section(results: EvalResults) -> list[str]:
+    lines = ["| Target | Status | Figures |", "|---|---|---|"]
+    for t in results.targets:
+        mark = {"met": "✅ met", "not met": "❌ not met"}.get(t["status"], "⚪ " + t["status"])
+        lines.append(f"| {t['target']} | {mark} | {t['detail']} |")
+    return lines
+
+
+def render_markdown(results: EvalResults) -> str:
+    """The whole results.md text."""
+    meta = {k: v for k, v in results.metadata.items() if v is not None}
+    meta = {"model": "n/a", "dataroot": "n/a", "version": "n/a", "split": "n/a", **meta}
+    failures = {r.key: r.plan_failures for r in results.records if r.plan_failures}
+    lines = [
+        "# Open-loop evaluation",
+        "",
+        f"- model: `{meta.get('model')}`",
+        f"- dataset: `{meta.get('dataroot')}` version `{meta.get('version')}`, split "
+        f"`{meta.get('split')}`, {meta.get('samples')} samples",
+        f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, {meta.get('threads')} "
+        f"threads, device `{meta.get('device')}`",
+        f"- date: {meta.get('date')}; command: `{meta.get('command')}`",
+        "- L2 in cm (mean of cumulative means at 1/2/3 s; Avg = their mean); collision and "
+        "intersection in % of counted steps (FACTS.md definitions, see fastdrive_ros/eval/"
+        "metrics.py); relative = % of the unpruned value (lower is better).",
+        "- Failed plans are scored with the constant-velocity plan (what the node falls back to) "
+        f"and counted: {failures or 'none'}.",
+        "",
+        "## Planning quality (layout of FastDriveVLA Table 1)",
+        "",
+        *quality_table(results),
+        "",
+        "## Efficiency",
+        "",
+        "Times are medians over samples on this machine; the encoder runs on all tokens whatever "
+        "the ratio; LLM-stage pruners (FastV, SparseVLM) select inside the prefill, so their "
+        "pruner time is part of it. TFLOPs are analytic matmul counts from the model config.",
+        "",
+        *efficiency_table(results),
+        "",
+        "## Targets",
+        "",
+        *targets_section(results),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_markdown(results: EvalResults, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(render_markdown(results), encoding="utf-8")
+    return path

@@ -1,0 +1,175 @@
+"""`run_eval`: read the split, evaluate every method, write results.json/md, plots and overlays."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastdrive_ros.data.types import KeyframeSample
+from fastdrive_ros.eval.harness import Evaluator, OverlaySpec, check_methods
+from fastdrive_ros.eval.model_api import EvalModel
+from fastdrive_ros.eval.plots import plot_latency, plot_quality
+from fastdrive_ros.eval.records import EvalResults
+from fastdrive_ros.eval.report_md import write_markdown
+from fastdrive_ros.eval.targets import check_targets
+
+OVERLAY_DIR = "overlays"
+
+
+def spread_indices(total: int, limit: int | None) -> list[int]:
+    """`limit` indices spread evenly over range(total) (every scene, not the first few)."""
+    if limit is None or limit >= total:
+        return list(range(total))
+    if limit <= 0:
+        raise ValueError(f"max_samples must be positive, got {limit}")
+    return sorted({int(round(i)) for i in np.linspace(0, total - 1, limit)})
+
+
+def machine_description(device: str) -> str:
+    """CPU (and GPU) of this host in words, for the metadata."""
+    cpu = platform.processor() or platform.machine()
+    text = f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return text
+
+
+def evaluate(
+    samples: Sequence[KeyframeSample],
+    model: EvalModel,
+    *,
+    pruners: Sequence[str],
+    ratios: Sequence[float],
+    seed: int = 0,
+    overlay: OverlaySpec | None = None,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> EvalResults:
+    """Evaluate `model` on `samples` (any sequence of KeyframeSample) and check the targets."""
+    from tqdm.auto import tqdm
+
+    evaluator = Evaluator(model=model, pruners=pruners, ratios=ratios, seed=seed, overlay=overlay)
+    desc = f"eval ({evaluator.plans_per_sample} plans/sample)"
+    for sample in tqdm(samples, desc=desc, unit="sample", disable=not progress):
+        evaluator.add(sample)
+    meta = dict(metadata or {})
+    meta.setdefault("samples", evaluator.samples)
+    results = evaluator.results(meta)
+    results.targets = check_targets(results)
+    return results
+
+
+def write_outputs(results: EvalResults, out: str | Path) -> dict[str, Path]:
+    """results.json, results.md, quality_vs_keep.png, latency_vs_keep.png under `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return {
+        "json": results.save(out / "results.json"),
+        "markdown": write_markdown(results, out / "results.md"),
+        "quality_plot": plot_quality(results, out / "quality_vs_keep.png"),
+        "latency_plot": plot_latency(results, out / "latency_vs_keep.png"),
+    }
+
+
+def run_eval(
+    *,
+    dataroot: str | Path,
+    version: str,
+    model_folder: str | Path,
+    pruners: Sequence[str],
+    ratios: Sequence[float],
+    out: str | Path,
+    split: str = "val",
+    max_samples: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    overlay_ratio: float | None = None,
+    overlay_samples: int = 1,
+    progress: bool = True,
+    model: EvalModel | None = None,
+) -> EvalResults:
+    """Open-loop evaluation of a model folder on a nuScenes (or synthetic) split.
+
+    `max_samples` keeps that many samples spread evenly over the split; overlays are drawn for the
+    first `overlay_samples` of them at `overlay_ratio` (default: the largest ratio). `model`
+    overrides loading `model_folder` (tests, or an already loaded model).
+    """
+    from fastdrive_ros.data.reader import NuScenesReader
+
+    pruners, ratios = check_methods(pruners, ratios)
+    torch.manual_seed(seed)
+    reader = NuScenesReader(dataroot=dataroot, version=version, split=split, with_map=True)
+    if len(reader) == 0:
+        raise ValueError(
+            f"split {split!r} of {dataroot} ({version}) has no keyframe with a 3 s future: "
+            "use a larger dataset or --split all"
+        )
+    indices = spread_indices(len(reader), max_samples)
+    if model is None:
+        from fastdrive_ros.eval.vla_adapter import VLAEvalModel
+
+        model = VLAEvalModel.from_folder(model_folder, device=device)
+    out = Path(out)
+    overlay = None
+    if overlay_samples > 0 and any(r > 0 for r in ratios):
+        ratio = max(ratios) if overlay_ratio is None else float(overlay_ratio)
+        if ratio not in ratios or ratio == 0:
+            raise ValueError(f"overlay ratio {ratio} must be one of the pruned ratios {ratios}")
+        overlay = OverlaySpec(
+            folder=out / OVERLAY_DIR, ratio=ratio, sample_indices=tuple(range(overlay_samples))
+        )
+    metadata = {
+        "model": str(model_folder),
+        "model_name": model.name,
+        "dataroot": str(dataroot),
+        "version": version,
+        "split": split,
+        "pruners": pruners,
+        "ratios": ratios,
+        "seed": seed,
+        "device": device,
+        "command": " ".join(sys.argv) if sys.argv else "",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "image_size": list(model.image_size),
+        "cameras": list(model.camera_names),
+        "timing_statistic": "median over samples",
+        "failure_policy": "failed plans are scored with the constant-velocity plan and counted",
+    }
+    samples = _LazySamples(reader, indices)
+    results = evaluate(
+        samples,
+        model,
+        pruners=pruners,
+        ratios=ratios,
+        seed=seed,
+        overlay=overlay,
+        metadata=metadata,
+        progress=progress,
+    )
+    write_outputs(results, out)
+    return results
+
+
+class _LazySamples(Sequence):
+    """Reads samples one at a time (a whole split of samples with maps would not fit in memory)."""
+
+    def __init__(self, reader: Any, indices: list[int]) -> None:
+        self._reader, self._indices = reader, indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i: int) -> KeyframeSample:  # type: ignore[override]
+        return self._reader[self._indices[i]]
