@@ -1,0 +1,84 @@
+"""Every token selector by name: which stage it runs at and how to build it (imported lazily).
+
+Encoder-stage selectors choose from the vision encoder's output before the planner runs; LLM-stage
+selectors (FastV, SparseVLM) prune inside the planner from its attention, so the planner drives
+them. The table only names "module:Class", so importing it costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Literal
+
+from fastdrive_ros.nn.selection import SelectorStage
+
+SELECTOR_NAMES: tuple[str, ...] = (
+    "reconpruner",
+    "fastv",
+    "sparsevlm",
+    "divprune",
+    "vispruner",
+    "random",
+    "none",
+)
+
+_TABLE: dict[str, tuple[str, SelectorStage]] = {
+    "reconpruner": ("fastdrive_ros.nn.recon_pruner:ReconPruner", "encoder"),
+    "fastv": ("fastdrive_ros.nn.baselines.fastv:FastV", "llm"),
+    "sparsevlm": ("fastdrive_ros.nn.baselines.sparsevlm:SparseVLM", "llm"),
+    "divprune": ("fastdrive_ros.nn.baselines.divprune:DivPrune", "encoder"),
+    "vispruner": ("fastdrive_ros.nn.baselines.vispruner:VisPruner", "encoder"),
+    "random": ("fastdrive_ros.nn.baselines.simple:RandomSelector", "encoder"),
+    "none": ("fastdrive_ros.nn.baselines.simple:KeepAll", "encoder"),
+}
+
+
+def _check_name(name: str) -> None:
+    if name not in _TABLE:
+        raise ValueError(f"unknown selector {name!r}: choose one of {', '.join(SELECTOR_NAMES)}")
+
+
+def selector_stage(name: str) -> Literal["encoder", "llm"]:
+    """Stage of a selector: "encoder" (uses encoder output) or "llm" (prunes in the planner)."""
+    _check_name(name)
+    return _TABLE[name][1]
+
+
+def selector_class(name: str) -> type:
+    """The class behind a selector name (imports its module)."""
+    _check_name(name)
+    module_name, class_name = _TABLE[name][0].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_selector(name: str, **kwargs: Any) -> Any:
+    """Build a selector by name; kwargs go to its constructor.
+
+    "reconpruner" takes `pruner=` (a ReconPruner) or `folder=` (a saved one; `expected_width=`
+    checks it against the encoder's D) instead of constructor arguments.
+    """
+    if name == "reconpruner":
+        return _make_reconpruner(**kwargs)
+    return selector_class(name)(**kwargs)
+
+
+def _make_reconpruner(
+    *,
+    pruner: Any = None,
+    folder: str | Path | None = None,
+    expected_width: int | None = None,
+) -> Any:
+    cls = selector_class("reconpruner")
+    if (pruner is None) == (folder is None):
+        raise ValueError("reconpruner needs exactly one of pruner= (a ReconPruner) or folder=")
+    if pruner is not None:
+        if not isinstance(pruner, cls):
+            raise TypeError(f"pruner= must be a ReconPruner, got {type(pruner).__name__}")
+        if expected_width is not None and pruner.hidden_size != expected_width:
+            raise ValueError(
+                f"ReconPruner was trained for encoder width {pruner.hidden_size}, this encoder "
+                f"outputs {expected_width}: retrain or pick the matching pruner"
+            )
+        return pruner
+    return cls.load(folder, expected_width=expected_width)

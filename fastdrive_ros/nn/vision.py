@@ -1,0 +1,358 @@
+"""Qwen2.5-VL's vision tower as the project's encoder: pixels of several cameras -> merged tokens.
+
+The tower itself is transformers' `Qwen2_5_VisionTransformerPretrainedModel` (14-px patches, window
+attention with a few full-attention blocks, 2x2 merger), so real checkpoints (Qwen2.5-VL-3B,
+Impromptu-VLA 3B) load unchanged. Preprocessing is done in torch (no PIL/torchvision processor),
+identically for training, evaluation and the node; patchify reproduces the HF processor's order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLVisionConfig,
+)
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VisionTransformerPretrainedModel,
+    apply_rotary_pos_emb_vision,
+)
+from transformers.vision_utils import get_vision_window_index
+
+from fastdrive_ros.nn.selection import VisualTokens
+
+if TYPE_CHECKING:
+    from fastdrive_ros.nn.vision_export import ExportableVisionEncoder
+
+# Qwen2.5-VL normalises with the OpenAI CLIP statistics (Qwen2VLImageProcessor.image_mean / std).
+QWEN_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+QWEN_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+VISUAL_PREFIXES: tuple[str, ...] = ("model.visual.", "visual.")
+# Attention probabilities are materialised in query chunks of at most this many elements.
+_ATTENTION_CHUNK_ELEMENTS = 1 << 25
+
+
+def normalize_images(images_uint8_or_float: torch.Tensor) -> torch.Tensor:
+    """[C, H, W, 3] uint8 RGB or [C, 3, H, W] float in 0..1 -> [C, 3, H, W] normalised float32."""
+    x = images_uint8_or_float
+    if x.ndim != 4:
+        raise ValueError(
+            f"images must be 4-D ([C,H,W,3] uint8 or [C,3,H,W] float), got {x.ndim}-D"
+        )
+    if x.dtype == torch.uint8:
+        if x.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be [C, H, W, 3] RGB, got {tuple(x.shape)}")
+        x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+    elif x.is_floating_point():
+        if x.shape[1] != 3:
+            raise ValueError(f"float images must be [C, 3, H, W] in 0..1, got {tuple(x.shape)}")
+        x = x.to(torch.float32)
+    else:
+        raise ValueError(f"images must be uint8 or floating point, got {x.dtype}")
+    mean = torch.tensor(QWEN_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(QWEN_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def preprocess_images(images: torch.Tensor, *, size: tuple[int, int]) -> torch.Tensor:
+    """THE preprocessing of every camera image (training, evaluation and the node share it).
+
+    [C, H0, W0, 3] uint8 RGB on any device -> bilinear antialiased resize to size = (H, W) ->
+    Qwen normalisation -> [C, 3, H, W] float32 on the same device.
+    """
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != torch.uint8:
+        raise ValueError(
+            f"images must be [C, H, W, 3] uint8 RGB, got {images.dtype} {tuple(images.shape)}"
+        )
+    height, width = (int(s) for s in size)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"size must be positive (H, W), got {size}")
+    x = images.permute(0, 3, 1, 2).to(torch.float32)
+    if tuple(x.shape[-2:]) != (height, width):
+        x = F.interpolate(
+            x, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )
+    return normalize_images(x.clamp_(0.0, 255.0) / 255.0)
+
+
+def patchify(
+    pixels: torch.Tensor,
+    *,
+    patch_size: int = 14,
+    temporal_patch_size: int = 2,
+    merge_size: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flatten still images into Qwen2.5-VL patches, in the HF processor's order.
+
+    [C, 3, H, W] normalised (H, W multiples of patch_size * merge_size) -> (patches
+    [C * h * w, 3 * temporal * patch * patch], grid_thw [C, 3] int64 with rows (1, h, w)). Each
+    frame is repeated `temporal_patch_size` times, as Qwen does for still images; patches come
+    2x2-merge-block-major (the order the merger expects).
+    """
+    _check_pixels(pixels, patch_size * merge_size)
+    cams, channels, height, width = pixels.shape
+    gh, gw = height // patch_size, width // patch_size
+    x = pixels.reshape(
+        cams,
+        channels,
+        gh // merge_size,
+        merge_size,
+        patch_size,
+        gw // merge_size,
+        merge_size,
+        patch_size,
+    )
+    # -> (C, gh/m, gw/m, m, m, channels, p, p), then repeat the frame along a temporal axis.
+    x = x.permute(0, 2, 5, 3, 6, 1, 4, 7).unsqueeze(6)
+    x = x.expand(*x.shape[:6], temporal_patch_size, patch_size, patch_size)
+    flat = x.reshape(cams * gh * gw, channels * temporal_patch_size * patch_size * patch_size)
+    grid = torch.tensor([[1, gh, gw]] * cams, dtype=torch.int64, device=pixels.device)
+    return flat, grid
+
+
+def _check_pixels(pixels: torch.Tensor, factor: int) -> None:
+    if pixels.ndim != 4 or pixels.shape[1] != 3:
+        raise ValueError(f"pixels must be [C, 3, H, W], got {tuple(pixels.shape)}")
+    if pixels.shape[0] < 1:
+        raise ValueError("pixels hold no camera image (C = 0)")
+    height, width = pixels.shape[-2:]
+    if height % factor or width % factor or height == 0 or width == 0:
+        raise ValueError(
+            f"image size {height}x{width} is not a multiple of {factor} px (patch x merge): "
+            "resize the cameras to a multiple of it (preprocess_images(size=...))"
+        )
+
+
+class VisionEncoder(torch.nn.Module):
+    """Qwen2.5-VL vision tower: [C, 3, H, W] normalised pixels -> merged tokens of all cameras.
+
+    Cameras are separate still images (one grid_thw row each, t = 1); tokens come camera-major,
+    raster order inside a camera, D = config.out_hidden_size. The weights live in `tower`, the
+    stock transformers module; `exportable()` gives a fixed-shape twin sharing them.
+    """
+
+    def __init__(self, *, config: Qwen2_5_VLVisionConfig) -> None:
+        super().__init__()
+        if not isinstance(config, Qwen2_5_VLVisionConfig):
+            raise TypeError(
+                f"config must be a Qwen2_5_VLVisionConfig, got {type(config).__name__}"
+            )
+        window_tokens = config.window_size // (config.patch_size * config.spatial_merge_size)
+        if window_tokens < 1 or config.window_size % (
+            config.patch_size * config.spatial_merge_size
+        ):
+            raise ValueError(
+                f"window_size {config.window_size} must be a multiple of patch_size x merge "
+                f"({config.patch_size} x {config.spatial_merge_size})"
+            )
+        bad = [i for i in config.fullatt_block_indexes if not 0 <= i < config.depth]
+        if bad:
+            raise ValueError(f"fullatt_block_indexes {bad} outside 0..{config.depth - 1}")
+        self.tower = Qwen2_5_VisionTransformerPretrainedModel(config)
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, *, dtype: torch.dtype = torch.float32
+    ) -> VisionEncoder:
+        """Load only the vision weights of a local Hugging Face Qwen2.5-VL checkpoint folder.
+
+        The folder holds config.json and *.safetensors shards (optionally with
+        model.safetensors.index.json); vision keys are "visual.*" or "model.visual.*".
+        """
+        from safetensors import safe_open
+
+        folder = Path(folder)
+        config = load_vision_config(folder)
+        shards = _vision_shards(folder)
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            with safe_open(str(shard), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                    prefix = next((p for p in VISUAL_PREFIXES if key.startswith(p)), None)
+                    if prefix is not None:
+                        state[key[len(prefix) :]] = handle.get_tensor(key).to(dtype)
+        if not state:
+            names = ", ".join(s.name for s in shards)
+            raise ValueError(
+                f"no vision weights (keys 'visual.*' or 'model.visual.*') in {names} of {folder}"
+            )
+        encoder = cls(config=config)
+        missing, unexpected = encoder.tower.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"vision weights in {folder} do not fit the config: {len(missing)} missing "
+                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+        return encoder.to(dtype).eval()
+
+    @property
+    def config(self) -> Qwen2_5_VLVisionConfig:
+        return self.tower.config
+
+    @property
+    def out_dim(self) -> int:
+        """D, the width of a merged token (the planner's hidden size)."""
+        return int(self.config.out_hidden_size)
+
+    @property
+    def patch_size(self) -> int:
+        return int(self.config.patch_size)
+
+    @property
+    def merge_size(self) -> int:
+        return int(self.config.spatial_merge_size)
+
+    @property
+    def temporal_patch_size(self) -> int:
+        return int(self.config.temporal_patch_size)
+
+    @property
+    def attention_block(self) -> int:
+        """Block whose attention `return_attention` reports: the last full-attention block."""
+        full = list(self.config.fullatt_block_indexes)
+        return max(full) if full else int(self.config.depth) - 1
+
+    def forward(self, pixels: torch.Tensor, *, return_attention: bool = False) -> VisualTokens:
+        """[C, 3, H, W] normalised -> VisualTokens(tokens [N, D], grid_thw [C, 3], aux).
+
+        With return_attention, aux["attention_received"] [N] is the attention each merged token
+        receives in `attention_block` (mean over heads and over the queries that can see it, then
+        over its 2x2 patches); VisPruner ranks by it.
+        """
+        flat, grid = patchify(
+            pixels,
+            patch_size=self.patch_size,
+            temporal_patch_size=self.temporal_patch_size,
+            merge_size=self.merge_size,
+        )
+        dtype = next(self.tower.parameters()).dtype
+        captured: dict[str, object] = {}
+        with self._capture_attention_input(captured, enabled=return_attention):
+            out = self.tower(flat.to(dtype), grid_thw=grid)
+        aux: dict[str, torch.Tensor] = {}
+        if return_attention:
+            aux["attention_received"] = self._attention_received(captured, grid)
+        return VisualTokens(tokens=out.pooler_output, grid_thw=grid, aux=aux)
+
+    def exportable(self, image_size: tuple[int, int] | None = None) -> ExportableVisionEncoder:
+        """A fixed-shape, export-friendly twin sharing these weights (see vision_export.py).
+
+        image_size (H, W) fixes the layout now; None fixes it from each input's shape.
+        """
+        from fastdrive_ros.nn.vision_export import ExportableVisionEncoder
+
+        twin = ExportableVisionEncoder(encoder=self, image_size=image_size)
+        twin.training = self.training  # the twin adds no layers of its own; keep the mode
+        return twin
+
+    @contextmanager
+    def _capture_attention_input(self, captured: dict, *, enabled: bool) -> Iterator[None]:
+        """Record the (normed) input of `attention_block`'s attention during one tower call."""
+        if not enabled:
+            yield
+            return
+
+        def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            captured["hidden"] = args[0] if args else kwargs["hidden_states"]
+            captured["cu_seqlens"] = kwargs["cu_seqlens"]
+            captured["position_embeddings"] = kwargs["position_embeddings"]
+
+        attn = self.tower.blocks[self.attention_block].attn
+        handle = attn.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    @torch.no_grad()
+    def _attention_received(self, captured: dict, grid: torch.Tensor) -> torch.Tensor:
+        """[N] attention received per merged token, back in raster order."""
+        attn = self.tower.blocks[self.attention_block].attn
+        hidden = captured["hidden"]
+        cos, sin = captured["position_embeddings"]
+        seq = hidden.shape[0]
+        qkv = attn.qkv(hidden).reshape(seq, 3, attn.num_heads, -1).permute(1, 0, 2, 3)
+        q, k = apply_rotary_pos_emb_vision(qkv[0], qkv[1], cos, sin)
+        bounds = captured["cu_seqlens"].tolist()
+        received = torch.zeros(seq, dtype=torch.float32, device=hidden.device)
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            if end > start:
+                received[start:end] = segment_attention_received(
+                    q[start:end], k[start:end], scaling=attn.scaling
+                )
+        unit = self.merge_size**2
+        merged = received.view(seq // unit, unit).mean(dim=1)  # window order
+        window_index, _ = get_vision_window_index(
+            grid,
+            spatial_merge_size=self.merge_size,
+            window_size=self.config.window_size,
+            patch_size=self.patch_size,
+        )
+        return merged[torch.argsort(window_index.to(merged.device))]
+
+
+def segment_attention_received(
+    q: torch.Tensor, k: torch.Tensor, *, scaling: float
+) -> torch.Tensor:
+    """Mean attention each key receives within one attention segment.
+
+    q, k: [L, heads, head_dim] (rotary already applied) -> [L] float32, the mean over heads and
+    over the L queries of softmax(q k^T * scaling); computed in query chunks to bound memory.
+    """
+    length, heads, _ = q.shape
+    qh = q.transpose(0, 1).float()
+    kh = k.transpose(0, 1).float()
+    chunk = max(1, _ATTENTION_CHUNK_ELEMENTS // max(1, heads * length))
+    total = torch.zeros(length, dtype=torch.float32, device=q.device)
+    for start in range(0, length, chunk):
+        logits = qh[:, start : start + chunk] @ kh.transpose(1, 2) * scaling
+        total += logits.softmax(dim=-1).sum(dim=(0, 1))
+    return total / (heads * length)
+
+
+def load_vision_config(folder: Path) -> Qwen2_5_VLVisionConfig:
+    """The vision config of a Qwen2.5-VL checkpoint folder's config.json."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no config.json in {folder}: expected a local Hugging Face Qwen2.5-VL checkpoint "
+            "folder (config.json + *.safetensors), e.g. Qwen2.5-VL-3B-Instruct"
+        )
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    vision = raw.get("vision_config")
+    if not isinstance(vision, dict):
+        raise ValueError(f"{path} has no vision_config: not a Qwen2.5-VL checkpoint")
+    vision = dict(vision)
+    if "out_hidden_size" not in vision:
+        text_hidden = raw.get("hidden_size") or (raw.get("text_config") or {}).get("hidden_size")
+        if text_hidden is None:
+            raise ValueError(f"{path}: vision_config has no out_hidden_size and no text width")
+        vision["out_hidden_size"] = int(text_hidden)
+    return Qwen2_5_VLConfig(vision_config=vision).vision_config
+
+
+def _vision_shards(folder: Path) -> list[Path]:
+    """The safetensors files holding vision weights (from the index when there is one)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        names = sorted({f for key, f in weight_map.items() if key.startswith(VISUAL_PREFIXES)})
+        if not names:
+            raise ValueError(f"{index} lists no vision weights ('visual.*' / 'model.visual.*')")
+        shards = [folder / name for name in names]
+    else:
+        shards = sorted(folder.glob("*.safetensors"))
+        if not shards:
+            raise FileNotFoundError(f"no *.safetensors weights in {folder}")
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        raise FileNotFoundError(f"weight shards missing from {folder}: {', '.join(missing)}")
+    return shards
