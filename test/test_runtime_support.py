@@ -132,3 +132,56 @@ def test_stand_in_matches_its_exportable_twin() -> None:
     assert torch.equal(visual.tokens, twin.reshape(visual.tokens.shape))
     sel = parts.pruner.select(visual, 5)
     assert sel.kept_index.tolist() == sorted(sel.kept_index.tolist())
+
+
+def write_small_export(
+    path, *, precision: str = "fp32", k: int = 8, n: int = 16, model_hash: str = "0" * 64
+):
+    """A hand-made exported-graph stand-in (one TopK) with real fastdrive export metadata.
+
+    For tests of what reads exports (engine cache, TensorRT builder) without a 5 s torch export.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastdrive_ros.runtime.keep_plan import KeepPlan
+    from fastdrive_ros.runtime.onnx_meta import METADATA_KEY, ExportMetadata
+
+    plan = KeepPlan(
+        mode="global",
+        cameras=1,
+        tokens_per_camera=n,
+        keep=k,
+        keep_per_camera=(),
+        prune_ratio=1 - k / n,
+        reason="test",
+    )
+    meta = ExportMetadata(
+        selector="reconpruner",
+        plan=plan,
+        image_size=(8, 8 * n),
+        token_dim=1,
+        grid_thw=((1, 2, 2 * n),),
+        camera_names=("CAM_FRONT",),
+        precision=precision,  # type: ignore[arg-type]
+        opset=20,
+        model_hash=model_hash,
+        exporter="dynamo",
+        torch_version=torch.__version__,
+    )
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["x", "k"], ["values", "indices"], name="topk", sorted=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])],
+        [
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, [k]),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, [k]),
+        ],
+        initializer=[numpy_helper.from_array(np.array([k], dtype=np.int64), "k")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta.to_json()
+    onnx.save(model, str(path))
+    return path

@@ -188,6 +188,14 @@ def read_export(onnx_path: str | Path, *, verify_hash: bool = True) -> ExportInf
             sidecar = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelFileError(side, f"unreadable export sidecar ({exc})", remedy) from exc
+        parity = sidecar.get("parity") or {}
+        if parity and not parity.get("ok", True):
+            raise ModelFileError(
+                path,
+                "it failed its parity check against torch at export (see the sidecar "
+                f"{side.name})",
+                remedy,
+            )
         recorded = sidecar.get("onnx_sha256")
         if verify_hash and recorded and recorded != content_hash:
             raise ModelFileError(
