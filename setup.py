@@ -56,6 +56,8 @@ setup(
         "pyyaml>=6",
         "typer>=0.12",
         "rich>=13",
+        # inter-process lock around the TensorRT timing cache and engine builds (runtime/)
+        "filelock>=3.12",
         "tqdm>=4.66",
         "matplotlib>=3.8",
     ],
