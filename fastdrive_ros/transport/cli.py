@@ -1,9 +1,162 @@
-"""Subcommands of this room (see fastdrive_ros/cli.py); filled in by the room's owner."""
+"""Subcommands of the transport room: `play` (a bag onto the ROS 2 DDS wire); `drive` comes later.
+
+Heavy imports (rosbags readers, cyclonedds) stay inside the command functions so that
+`fastdrive --help` stays fast. `network_config()` turns the shared --interface/--peer options
+into a CycloneConfig for every command that joins the wire.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+if TYPE_CHECKING:
+    from fastdrive_ros.transport.dds.config import CycloneConfig
+
+NETWORK_PANEL = "Network (Cyclone DDS, unicast only; the default stays on this host)"
+
+DomainId = Annotated[
+    int, typer.Option("--domain-id", envvar="ROS_DOMAIN_ID", help="ROS 2 domain id.")
+]
+Interface = Annotated[
+    str,
+    typer.Option(
+        "--interface",
+        help="Address or interface name Cyclone DDS uses; 127.0.0.1 = this host only.",
+        rich_help_panel=NETWORK_PANEL,
+    ),
+]
+Peers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--peer",
+        help="Host to discover by unicast (repeatable); required on a non-loopback interface.",
+        rich_help_panel=NETWORK_PANEL,
+    ),
+]
+RosDistroOption = Annotated[
+    str,
+    typer.Option("--ros-distro", help="ROS 2 distribution of the other nodes (humble or jazzy)."),
+]
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    """Repeated and/or comma-separated option values, flattened."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def network_config(interface: str, peers: list[str] | None) -> CycloneConfig:
+    """CycloneConfig from --interface/--peer: loopback unless the user names a network."""
+    from fastdrive_ros.transport.dds.config import CycloneConfig
+
+    listed = tuple(split_list(peers))
+    try:
+        config = (
+            CycloneConfig(interface=interface, peers=(interface, *listed))
+            if listed
+            else CycloneConfig(interface=interface)
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--interface/--peer") from exc
+    if not listed and not config.is_loopback:
+        raise typer.BadParameter(
+            "on a non-loopback interface, list the hosts to discover with --peer "
+            "(multicast discovery is off)",
+            param_hint="--peer",
+        )
+    return config
+
+
+def play(
+    bag: Annotated[
+        Path, typer.Argument(help="rosbag2 folder (metadata.yaml with .mcap or .db3 files).")
+    ],
+    rate: Annotated[
+        float, typer.Option("--rate", "-r", help="Speed relative to the recording.")
+    ] = 1.0,
+    topics: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--topics",
+            help="Only these topics (repeat or comma-separate). Default: every camera, "
+            "CameraInfo, /tf, /tf_static and odometry topic in the bag.",
+        ),
+    ] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Start over at the end, until Ctrl-C.")] = (
+        False
+    ),
+    wait_subscribers: Annotated[
+        int,
+        typer.Option(
+            "--wait-subscribers",
+            help="Before starting, wait until every topic has this many subscribers.",
+        ),
+    ] = 0,
+    wait_timeout: Annotated[
+        float, typer.Option("--wait-timeout", help="Seconds to wait for --wait-subscribers.")
+    ] = 30.0,
+    node_name: Annotated[
+        str, typer.Option("--node-name", help="ROS node name the player appears as.")
+    ] = "fastdrive_player",
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = True,
+    domain_id: DomainId = 0,
+    interface: Interface = "127.0.0.1",
+    peers: Peers = None,
+    ros_distro: RosDistroOption = "humble",
+) -> None:
+    """Publish a bag's camera, CameraInfo, tf and odometry topics on the ROS 2 DDS wire."""
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    from fastdrive_ros.transport.dds.peer import RosDdsPeer
+    from fastdrive_ros.transport.play import BagPlayer
+
+    err = Console(stderr=True)
+    config = network_config(interface, peers)
+    try:
+        with (
+            RosDdsPeer(
+                domain_id=domain_id, config=config, node_name=node_name, ros_distro=ros_distro
+            ) as peer,
+            BagPlayer(bag=bag, peer=peer, rate=rate, topics=split_list(topics), loop=loop) as bp,
+        ):
+            if wait_subscribers > 0:
+                err.print(f"waiting for {wait_subscribers} subscriber(s) on every topic...")
+                if not bp.wait_for_subscribers(wait_subscribers, timeout_s=wait_timeout):
+                    err.print(f"[red]play: not every topic had {wait_subscribers} subscriber(s)")
+                    raise typer.Exit(3)
+            bar = tqdm(
+                total=None if loop else bp.total_messages,
+                unit="msg",
+                disable=not progress,
+                desc=f"play {bag.name} x{rate:g}",
+            )
+            try:
+                summary = bp.run(on_message=lambda _topic: bar.update())
+            except KeyboardInterrupt:
+                bp.stop()
+                summary = bp.summary
+            finally:
+                bar.close()
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]play: {exc}")
+        raise typer.Exit(2) from exc
+
+    table = Table(title=f"played {bag} ({summary.loops} full pass(es), {summary.wall_s:.1f} s)")
+    for column in ("topic", "type", "QoS", "messages", "MB"):
+        numeric = column in ("messages", "MB")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for t in summary.topics:
+        table.add_row(t.topic, t.msgtype, t.qos, str(t.messages), f"{t.payload_bytes / 1e6:.2f}")
+    Console().print(table)
+    err.print(f"worst lag behind the recorded schedule: {summary.max_lag_ms:.1f} ms")
 
 
 def register(app: typer.Typer) -> None:
     """Add this room's subcommands to `app`."""
+    app.command("play")(play)
