@@ -1,9 +1,160 @@
-"""Subcommands of this room (see fastdrive_ros/cli.py); filled in by the room's owner."""
+"""`fastdrive eval` (open-loop planning, pruners x ratios) and `fastdrive bench` (efficiency)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,random,none"
+DEFAULT_RATIOS = "0,0.25,0.5,0.75"
+
+
+def parse_list(text: str, *, what: str) -> list[str]:
+    """Split "a, b,c" into ["a", "b", "c"]; an empty list is an error naming the option."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise typer.BadParameter(f"{what} needs at least one comma-separated value")
+    return items
+
+
+def parse_ratios(text: str) -> list[float]:
+    try:
+        return [float(item) for item in parse_list(text, what="--ratios")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--ratios must be numbers like 0,0.25,0.5: {exc}") from exc
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise typer.BadParameter("--threads must be >= 1")
+        torch.set_num_threads(threads)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this room's subcommands to `app`."""
+    """Add `eval` and `bench` to `app`."""
+
+    @app.command("eval")
+    def eval_command(
+        dataroot: Annotated[Path, typer.Option(help="nuScenes (or synthetic) dataroot folder.")],
+        version: Annotated[str, typer.Option(help="Table version: v1.0-mini, v1.0-synth, ...")],
+        model: Annotated[
+            Path,
+            typer.Option(help="Model folder (our bundle or a Qwen2.5-VL / Impromptu checkpoint)."),
+        ],
+        out: Annotated[Path, typer.Option(help="Output folder for results.json/md and plots.")],
+        pruners: Annotated[
+            str, typer.Option(help="Comma-separated selectors to compare ('none' = unpruned).")
+        ] = DEFAULT_PRUNERS,
+        ratios: Annotated[
+            str, typer.Option(help="Comma-separated prune ratios p (K = floor(N (1 - p))).")
+        ] = DEFAULT_RATIOS,
+        split: Annotated[str, typer.Option(help="Scenes to evaluate: val, train or all.")] = "val",
+        max_samples: Annotated[
+            int | None,
+            typer.Option(help="Evaluate at most this many keyframes, spread over the split."),
+        ] = None,
+        device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
+        seed: Annotated[int, typer.Option(help="Seed of the random selector and torch.")] = 0,
+        overlay_ratio: Annotated[
+            float | None,
+            typer.Option(help="Prune ratio of the kept-token overlays (default: the largest)."),
+        ] = None,
+        overlay_samples: Annotated[
+            int, typer.Option(help="Samples (the first evaluated) that get overlays; 0 = none.")
+        ] = 1,
+        threads: Annotated[
+            int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")
+        ] = None,
+    ) -> None:
+        """Open-loop planning quality and latency of each pruner at each ratio (Table 1)."""
+        from fastdrive_ros.eval.runner import run_eval
+
+        _set_threads(threads)
+        results = run_eval(
+            dataroot=dataroot,
+            version=version,
+            model_folder=model,
+            pruners=parse_list(pruners, what="--pruners"),
+            ratios=parse_ratios(ratios),
+            out=out,
+            split=split,
+            max_samples=max_samples,
+            device=device,
+            seed=seed,
+            overlay_ratio=overlay_ratio,
+            overlay_samples=overlay_samples,
+        )
+        typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots")
+        for target in results.targets:
+            typer.echo(f"[{target['status']}] {target['target']}: {target['detail']}")
+
+    @app.command("bench")
+    def bench_command(
+        config: Annotated[
+            str, typer.Option(help="compact (the embedded default) or 3b (Qwen2.5-VL-3B shapes).")
+        ] = "compact",
+        device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
+        ratios: Annotated[str, typer.Option(help="Comma-separated prune ratios.")] = (
+            DEFAULT_RATIOS
+        ),
+        layers: Annotated[
+            int | None,
+            typer.Option(help="Time a reduced depth: N vision blocks and N LLM layers (CPU)."),
+        ] = None,
+        timing: Annotated[
+            bool | None,
+            typer.Option(
+                "--timing/--no-timing",
+                help="Time the stages (default: yes, except the full 3B model on a CPU).",
+            ),
+        ] = None,
+        dtype: Annotated[
+            str | None,
+            typer.Option(help="float32, bfloat16 or float16 (default: bfloat16 on cuda)."),
+        ] = None,
+        repeats: Annotated[
+            int, typer.Option(help="Timed repeats per stage (the median is reported).")
+        ] = 5,
+        warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per stage.")] = 1,
+        decode_tokens: Annotated[
+            int, typer.Option(help="Decode steps timed per kept count.")
+        ] = 16,
+        text_tokens: Annotated[
+            int | None,
+            typer.Option(
+                help="Prompt text tokens (default: estimated from the project's prompt)."
+            ),
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option(help="JSON output (default: out/bench_<config>_<device>).")
+        ] = None,
+        threads: Annotated[
+            int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")
+        ] = None,
+    ) -> None:
+        """Efficiency with random weights: tokens, FLOPs, encoder/pruner/prefill/decode times."""
+        from fastdrive_ros.eval.bench_run import format_report, run_bench
+
+        if config not in ("compact", "3b"):
+            raise typer.BadParameter("--config must be compact or 3b")
+        _set_threads(threads)
+        target = out or Path("out") / f"bench_{config}_{device.replace(':', '')}.json"
+        report = run_bench(
+            config=config,
+            device=device,
+            ratios=parse_ratios(ratios),
+            layers=layers,
+            timing=timing,
+            dtype=dtype,
+            repeats=repeats,
+            warmup=warmup,
+            decode_tokens=decode_tokens,
+            text_tokens=text_tokens,
+            out=target,
+        )
+        typer.echo(format_report(report))

@@ -116,7 +116,9 @@ def run_eval(
     if model is None:
         from fastdrive_ros.eval.vla_adapter import VLAEvalModel
 
-        model = VLAEvalModel.from_folder(model_folder, device=device)
+        model = VLAEvalModel.from_folder(
+            model_folder, device=device, attention="vispruner" in pruners
+        )
     out = Path(out)
     overlay = None
     if overlay_samples > 0 and any(r > 0 for r in ratios):
@@ -145,6 +147,7 @@ def run_eval(
         "image_size": list(model.image_size),
         "cameras": list(model.camera_names),
         "timing_statistic": "median over samples",
+        "encoder_attention_capture": bool(getattr(model, "attention", False)),
         "failure_policy": "failed plans are scored with the constant-velocity plan and counted",
     }
     samples = _LazySamples(reader, indices)
