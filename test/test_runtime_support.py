@@ -185,3 +185,43 @@ def write_small_export(
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     onnx.save(model, str(path))
     return path
+
+
+def make_real_parts(
+    *,
+    cameras: int = 2,
+    image_size: tuple[int, int] = (112, 196),
+    budget: str = "global",
+    prune_ratio: float = 0.5,
+    seed: int = 0,
+) -> ModelParts:
+    """A tiny random Qwen2.5-VL vision tower + ReconPruner (the nn room's real modules)."""
+    import dataclasses
+
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+
+    from fastdrive_ros.core_types import CAMERA_NAMES
+    from fastdrive_ros.nn.recon_pruner import ReconPruner, ReconPrunerConfig
+    from fastdrive_ros.nn.vision import VisionEncoder
+    from fastdrive_ros.runtime.model_source import parts_from_modules
+
+    config = Qwen2_5_VLVisionConfig(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=64,
+        fullatt_block_indexes=[1],
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = VisionEncoder(config=config).eval()
+        pruner_config = dataclasses.replace(ReconPrunerConfig.for_width(64), budget=budget)
+        pruner = ReconPruner(config=pruner_config).eval()
+    return parts_from_modules(
+        encoder=encoder,
+        pruner=pruner,
+        image_size=image_size,
+        camera_names=CAMERA_NAMES[:cameras],
+        default_prune_ratio=prune_ratio,
+    )

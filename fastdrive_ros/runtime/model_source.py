@@ -112,47 +112,71 @@ class ModelParts:
         return make_selector(name, **kwargs)
 
 
-def _config_value(config: Any, names: Sequence[str], default: Any = None) -> Any:
-    for name in names:
-        if isinstance(config, dict) and name in config:
-            return config[name]
-        if hasattr(config, name):
-            return getattr(config, name)
-    if default is None:
-        raise AttributeError(f"model config has none of {', '.join(names)}")
-    return default
-
-
-def parts_from_vla(vla: Any, *, folder: str | Path | None = None) -> ModelParts:
-    """ModelParts sharing the modules of an already loaded nn.vla.VLA (no copy of the weights)."""
-    from fastdrive_ros.nn.vision_export import ExportableVisionEncoder
-
-    config = vla.config
-    image_size = tuple(int(v) for v in _config_value(config, ("image_size",)))
-    cameras = tuple(_config_value(config, ("camera_names", "cameras")))
-    encoder = vla.vision
+def parts_from_modules(
+    *,
+    encoder: torch.nn.Module,
+    pruner: torch.nn.Module | None,
+    image_size: tuple[int, int],
+    camera_names: Sequence[str],
+    default_prune_ratio: float = 0.5,
+    folder: str | Path | None = None,
+) -> ModelParts:
+    """ModelParts around an nn.vision.VisionEncoder and an optional nn.recon_pruner.ReconPruner."""
+    height, width = int(image_size[0]), int(image_size[1])
     unit = int(encoder.patch_size) * int(encoder.merge_size)
-    pruner = getattr(vla, "pruner", None)
-    budget = "global"
-    if pruner is not None:
-        budget = getattr(pruner.config, "budget", "global")
-    ratio = float(_config_value(config, ("default_prune_ratio", "prune_ratio"), 0.5))
+    budget = getattr(getattr(pruner, "config", None), "budget", "global")
 
     def make_exportable(size: tuple[int, int]) -> torch.nn.Module:
-        return ExportableVisionEncoder(encoder=encoder, image_size=size)
+        return encoder.exportable(size)
 
     return ModelParts(
         encoder=encoder,
         pruner=pruner,
-        image_size=(image_size[0], image_size[1]),
-        camera_names=cameras,
-        tokens_per_camera=(image_size[0] // unit) * (image_size[1] // unit),
+        image_size=(height, width),
+        camera_names=tuple(camera_names),
+        tokens_per_camera=(height // unit) * (width // unit),
         token_dim=int(encoder.out_dim),
         make_exportable=make_exportable,
         patch_size=int(encoder.patch_size),
-        default_prune_ratio=ratio,
+        default_prune_ratio=float(default_prune_ratio),
         budget=budget,
         folder=Path(folder) if folder is not None else None,
+    )
+
+
+def parts_from_vla(vla: Any, *, folder: str | Path | None = None) -> ModelParts:
+    """ModelParts sharing the modules of an already loaded nn.vla.VLA (no copy of the weights)."""
+    config = vla.config
+    return parts_from_modules(
+        encoder=vla.vision,
+        pruner=getattr(vla, "pruner", None),
+        image_size=tuple(config.image_size),
+        camera_names=tuple(config.camera_names),
+        default_prune_ratio=float(config.default_prune_ratio),
+        folder=folder,
+    )
+
+
+def parts_from_config(config: Any, *, seed: int = 0) -> ModelParts:
+    """Encoder + pruner of an nn.vla.VLAConfig with random (seeded) weights, no planner.
+
+    For benchmarks and tests of the compact default's shapes before trained weights exist.
+    """
+    from fastdrive_ros.nn.recon_pruner import ReconPruner, ReconPrunerConfig
+    from fastdrive_ros.nn.vision import VisionEncoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = VisionEncoder(config=config.qwen_config().vision_config).eval()
+        pruner = None
+        if config.pruner is not None:
+            pruner = ReconPruner(config=ReconPrunerConfig.from_dict(config.pruner)).eval()
+    return parts_from_modules(
+        encoder=encoder,
+        pruner=pruner,
+        image_size=tuple(config.image_size),
+        camera_names=tuple(config.camera_names),
+        default_prune_ratio=float(config.default_prune_ratio),
     )
 
 
