@@ -1,0 +1,500 @@
+"""The VLA planner: Qwen2.5-VL's language model fed only the kept visual tokens.
+
+Kept tokens keep the M-RoPE positions of the FULL prompt (mrope.py), so with every token kept
+the planner is exactly the unpruned Qwen2.5-VL. Layers, norms, rotary tables and lm_head are
+transformers' own modules; this file only drives them layer by layer, which lets LLM-stage
+selectors (FastV, SparseVLM) drop tokens between layers and lets each layer keep its own KV
+cache length. Two read-outs: greedy text decoding parsed as Impromptu's `<PLANNING>` answer, or a
+small regression head on the hidden state of the prompt's last token (the compact default).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from fastdrive_ros.core_types import PLAN_STEPS, EgoState, PlanFailure, PlanOk, PlanResult
+from fastdrive_ros.nn.llm_stage import (
+    LayerCache,
+    LLMStageSelector,
+    PrefillState,
+    mrope_section_of,
+    text_attention,
+    text_config_of,
+    text_model_class,
+    with_hidden,
+)
+from fastdrive_ros.nn.mrope import ImageSegment, TextSegment, mrope_position_ids, next_position
+from fastdrive_ros.nn.prompt import PROMPT_STYLES, PromptStyle, build_prompt, check_waypoints
+from fastdrive_ros.nn.prompt import parse_planning as _parse_planning
+from fastdrive_ros.nn.selection import Selection
+from fastdrive_ros.nn.tokenizer import PlannerTokenizer
+
+HeadChoice = Literal["auto", "text", "regression"]
+
+
+class WaypointHead(nn.Module):
+    """Hidden state [B, D] of the query token -> waypoints [B, 6, 2] in metres.
+
+    A 2-layer MLP whose unit output is `scale` metres (train it with an L1/L2 loss on the
+    ground-truth future; see VLAPlanner.forward_regression).
+    """
+
+    def __init__(self, *, width: int, scale: float) -> None:
+        super().__init__()
+        if width < 1 or not scale > 0:
+            raise ValueError(f"need width >= 1 and scale > 0, got {width}, {scale}")
+        self.scale = float(scale)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, width), nn.SiLU(), nn.Linear(width, PLAN_STEPS * 2)
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.mlp(hidden).view(-1, PLAN_STEPS, 2) * self.scale
+
+
+@dataclass(frozen=True)
+class PlannerOutput:
+    """plan_detailed's result: the plan and, with an LLM-stage selector, what it kept.
+
+    Attributes:
+        result: PlanOk or PlanFailure.
+        selection: the visual tokens left at the last layer (recycled aggregates count under
+            the index of the dropped token whose place they take); None without a selector.
+        tokens_per_layer: sequence length seen by each LLM layer (prefill), for FLOP counts.
+    """
+
+    result: PlanResult
+    selection: Selection | None = None
+    tokens_per_layer: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Assembled:
+    embeds: torch.Tensor  # [L, D] kept rows, prompt order
+    positions: torch.Tensor  # [3, L]
+    seq_index: torch.Tensor  # [L]
+    visual_index: torch.Tensor  # [L]
+    next_pos: int
+
+
+class VLAPlanner(nn.Module):
+    """Qwen2.5-VL's language model + lm_head (+ an optional WaypointHead) over kept tokens.
+
+    Args:
+        qwen_config: a Qwen2_5_VLConfig (its text part sizes the model; vision merge size 2).
+        tokenizer: the PlannerTokenizer matching the vocabulary.
+        prompt_style: "impromptu" (real checkpoints) or "compact" (the embedded default).
+        regression_head: add a WaypointHead (needs a prompt ending in PLAN_QUERY: "compact").
+        waypoint_scale: metres per unit of the head's output.
+    """
+
+    def __init__(
+        self,
+        *,
+        qwen_config,
+        tokenizer: PlannerTokenizer,
+        prompt_style: PromptStyle,
+        regression_head: bool,
+        waypoint_scale: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+        if regression_head and prompt_style != "compact":
+            raise ValueError("the regression head reads the compact prompt's <plan> token")
+        if regression_head and tokenizer.query_id is None:
+            raise ValueError("the regression head needs a tokenizer with the <plan> token")
+        text_config = copy.deepcopy(text_config_of(qwen_config))
+        text_config._attn_implementation = "sdpa"
+        if tokenizer.vocab_size > text_config.vocab_size:
+            raise ValueError(
+                f"tokenizer has {tokenizer.vocab_size} tokens, "
+                f"the LLM embeds only {text_config.vocab_size}"
+            )
+        vision = getattr(qwen_config, "vision_config", None)
+        self.merge = int(getattr(vision, "spatial_merge_size", 2))
+        self.text_config = text_config
+        self.tokenizer = tokenizer
+        self.prompt_style: PromptStyle = prompt_style
+        self.model = text_model_class()(text_config)
+        self.lm_head = nn.Linear(text_config.hidden_size, text_config.vocab_size, bias=False)
+        tied = getattr(qwen_config, "tie_word_embeddings", False) or getattr(
+            text_config, "tie_word_embeddings", False
+        )
+        self.tied_embeddings = bool(tied)
+        if self.tied_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.waypoint_head = (
+            WaypointHead(width=text_config.hidden_size, scale=waypoint_scale)
+            if regression_head
+            else None
+        )
+        params = inspect.signature(type(self.model.layers[0]).forward).parameters
+        self._cache_kw = "past_key_values" if "past_key_values" in params else "past_key_value"
+        self._mrope_section = mrope_section_of(text_config)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_config.hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.model.layers)
+
+    # -- prompt assembly --------------------------------------------------------------------
+
+    def _assemble(
+        self,
+        ego: EgoState,
+        kept_tokens: torch.Tensor,
+        kept_index: torch.Tensor,
+        grid_thw: torch.Tensor,
+    ) -> _Assembled:
+        """Prompt + kept visual tokens in prompt order, with their full-sequence positions."""
+        device = kept_tokens.device
+        grid = [tuple(int(v) for v in row) for row in grid_thw.tolist()]
+        images = [ImageSegment(g, merge=self.merge) for g in grid]
+        n_total = sum(seg.length for seg in images)
+        if kept_tokens.ndim != 2 or kept_tokens.shape[1] != self.hidden_size:
+            raise ValueError(
+                f"kept_tokens must be [K, {self.hidden_size}], got {tuple(kept_tokens.shape)}"
+            )
+        Selection(kept_index=kept_index)  # validates: 1-D int64, strictly ascending
+        if kept_index.numel() != kept_tokens.shape[0]:
+            raise ValueError(
+                f"kept_index has {kept_index.numel()} entries, kept_tokens {kept_tokens.shape[0]}"
+            )
+        if kept_index.numel() and (int(kept_index[0]) < 0 or int(kept_index[-1]) >= n_total):
+            raise ValueError(f"kept_index outside 0..{n_total - 1} (grid_thw says N={n_total})")
+        prompt = build_prompt(ego, num_cameras=len(images), style=self.prompt_style)
+        text_ids = [self.tokenizer.encode(t) for t in prompt.texts]
+        segments: list[TextSegment | ImageSegment] = []
+        seq_visual: list[torch.Tensor] = []
+        offset = 0
+        for i, ids in enumerate(text_ids):
+            segments.append(TextSegment(len(ids)))
+            seq_visual.append(torch.full((len(ids),), -1, dtype=torch.long))
+            if i < len(images):
+                segments.append(images[i])
+                seq_visual.append(torch.arange(offset, offset + images[i].length))
+                offset += images[i].length
+        full_pos = mrope_position_ids(segments, device=device)
+        visual_full = torch.cat(seq_visual).to(device)
+        keep = visual_full < 0
+        keep[torch.nonzero(visual_full >= 0).flatten()[kept_index.to(device)]] = True
+        seq_index = torch.nonzero(keep).flatten()
+        visual_index = visual_full[seq_index]
+        flat_ids = torch.tensor([t for ids in text_ids for t in ids], dtype=torch.long)
+        text_embeds = self.model.embed_tokens(flat_ids.to(device))
+        embeds = torch.zeros(
+            seq_index.numel(), self.hidden_size, dtype=text_embeds.dtype, device=device
+        )
+        embeds = embeds.index_copy(0, torch.nonzero(visual_index < 0).flatten(), text_embeds)
+        embeds = embeds.index_copy(
+            0, torch.nonzero(visual_index >= 0).flatten(), kept_tokens.to(text_embeds.dtype)
+        )
+        return _Assembled(
+            embeds=embeds,
+            positions=full_pos[:, seq_index],
+            seq_index=seq_index,
+            visual_index=visual_index,
+            next_pos=next_position(full_pos),
+        )
+
+    # -- layers -----------------------------------------------------------------------------
+
+    def _rope(self, hidden: torch.Tensor, positions: torch.Tensor):
+        return self.model.rotary_emb(hidden, positions)
+
+    def _layer(self, index, hidden, rope, cache, mask):
+        kwargs = {self._cache_kw: cache, "use_cache": cache is not None}
+        out = self.model.layers[index](
+            hidden, attention_mask=mask, position_embeddings=rope, **kwargs
+        )
+        return out[0] if isinstance(out, tuple) else out
+
+    def text_attention(self, index: int, state: PrefillState) -> torch.Tensor:
+        """[H, T, L] eager attention probabilities inside layer `index`, from the text rows."""
+        return text_attention(
+            self.model.layers[index],
+            self._rope(state.hidden, state.positions),
+            state,
+            self._mrope_section,
+        )
+
+    def _prefill(
+        self,
+        state: PrefillState,
+        *,
+        cache: LayerCache | None,
+        selector: LLMStageSelector | None = None,
+        keep: int | None = None,
+        mask: torch.Tensor | None = None,
+        lengths: list[int] | None = None,
+    ) -> PrefillState:
+        """Runs every layer (pruning where the selector says) and the final norm.
+
+        `lengths`, when given, receives the sequence length each layer processed.
+        """
+        points: dict[int, int] = {}
+        if selector is not None:
+            n_visual = int(state.visual_rows.numel())
+            budget = n_visual if keep is None else keep
+            if not 1 <= budget <= n_visual:
+                raise ValueError(f"keep must be in 1..{n_visual}, got {keep}")
+            points = dict(selector.prune_points(self.num_layers, n_visual, budget))
+        hidden, rope = state.hidden, self._rope(state.hidden, state.positions)
+        for index in range(self.num_layers):
+            attention = None
+            if index + 1 in points:
+                attention = self.text_attention(index, with_hidden(state, hidden))
+            if lengths is not None:
+                lengths.append(int(hidden.shape[1]))
+            hidden = self._layer(index, hidden, rope, cache, mask)
+            if attention is not None:
+                state = selector.prune(with_hidden(state, hidden), attention, points[index + 1])
+                hidden, rope = state.hidden, self._rope(state.hidden, state.positions)
+        return with_hidden(state, self.model.norm(hidden))
+
+    # -- inference --------------------------------------------------------------------------
+
+    def text_token_count(self, ego: EgoState, num_cameras: int) -> int:
+        """Prompt tokens other than the visual ones (for analytic FLOP counts)."""
+        spec = build_prompt(ego, num_cameras=num_cameras, style=self.prompt_style)
+        return sum(len(self.tokenizer.encode(t)) for t in spec.texts)
+
+    @torch.no_grad()
+    def prefill_hidden(
+        self,
+        *,
+        kept_tokens: torch.Tensor,
+        kept_index: torch.Tensor,
+        grid_thw: torch.Tensor,
+        ego: EgoState,
+        selector: LLMStageSelector | None = None,
+        keep: int | None = None,
+    ) -> PrefillState:
+        """The prompt's final-norm hidden states [1, L, D] (rows left after any LLM pruning).
+
+        `lm_head(state.hidden)` gives the logits; the last row is the <plan> / answer position.
+        """
+        device = self.model.embed_tokens.weight.device
+        parts = self._assemble(ego, kept_tokens.to(device), kept_index, grid_thw)
+        state = PrefillState(
+            hidden=parts.embeds[None],
+            positions=parts.positions[:, None],
+            seq_index=parts.seq_index,
+            visual_index=parts.visual_index,
+        )
+        return self._prefill(state, cache=None, selector=selector, keep=keep)
+
+    @torch.no_grad()
+    def plan(
+        self,
+        *,
+        kept_tokens: torch.Tensor,
+        kept_index: torch.Tensor,
+        grid_thw: torch.Tensor,
+        ego: EgoState,
+        selector: LLMStageSelector | None = None,
+        keep: int | None = None,
+        max_new_tokens: int = 96,
+        head: HeadChoice = "auto",
+    ) -> PlanResult:
+        """Plan one frame from the kept visual tokens [K, D] and their ascending indices [K].
+
+        Model-output problems (garbage text, non-finite values) come back as PlanFailure;
+        timings_ms holds "prefill" and "decode" in milliseconds.
+        """
+        return self.plan_detailed(
+            kept_tokens=kept_tokens,
+            kept_index=kept_index,
+            grid_thw=grid_thw,
+            ego=ego,
+            selector=selector,
+            keep=keep,
+            max_new_tokens=max_new_tokens,
+            head=head,
+        ).result
+
+    @torch.no_grad()
+    def plan_detailed(
+        self,
+        *,
+        kept_tokens: torch.Tensor,
+        kept_index: torch.Tensor,
+        grid_thw: torch.Tensor,
+        ego: EgoState,
+        selector: LLMStageSelector | None = None,
+        keep: int | None = None,
+        max_new_tokens: int = 96,
+        head: HeadChoice = "auto",
+    ) -> PlannerOutput:
+        """plan() plus, for an LLM-stage selector, the visual tokens it left to the last layer."""
+        read_out = self._resolve_head(head)
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if selector is not None and getattr(selector, "stage", None) != "llm":
+            raise ValueError(f"selector {getattr(selector, 'name', selector)!r} is not LLM-stage")
+        device = self.model.embed_tokens.weight.device
+        start = _tick(device)
+        parts = self._assemble(ego, kept_tokens.to(device), kept_index, grid_thw)
+        state = PrefillState(
+            hidden=parts.embeds[None],
+            positions=parts.positions[:, None],
+            seq_index=parts.seq_index,
+            visual_index=parts.visual_index,
+        )
+        cache = LayerCache() if read_out == "text" else None
+        lengths: list[int] = []
+        state = self._prefill(state, cache=cache, selector=selector, keep=keep, lengths=lengths)
+        selection = None
+        if selector is not None:
+            kept = state.visual_index[state.visual_rows]
+            selection = Selection(kept_index=torch.sort(kept).values.cpu())
+        done = functools.partial(
+            PlannerOutput, selection=selection, tokens_per_layer=tuple(lengths)
+        )
+        last = state.hidden[0, -1]
+        if read_out == "regression":
+            waypoints = self.waypoint_head(last[None].float())[0]
+            timings = {"prefill": _tock(device, start), "decode": 0.0}
+            if not bool(torch.isfinite(last).all()):
+                return done(_failure("non_finite", "hidden state", timings))
+            result = check_waypoints(waypoints.cpu().numpy())
+            return done(_timed(result, timings, 0))
+        logits = self.lm_head(last)
+        prefill_ms = _tock(device, start)
+        if not bool(torch.isfinite(logits).all()):
+            timings = {"prefill": prefill_ms, "decode": 0.0}
+            return done(_failure("non_finite", "prefill logits", timings))
+        start = _tick(device)
+        ids, finite = self._greedy(logits, cache, parts.next_pos, max_new_tokens)
+        timings = {"prefill": prefill_ms, "decode": _tock(device, start)}
+        text = self.tokenizer.decode(ids)
+        if not finite:
+            return done(_failure("non_finite", "decode logits", timings, text))
+        return done(_timed(_parse_planning(text), timings, len(ids)))
+
+    def _resolve_head(self, head: HeadChoice) -> Literal["text", "regression"]:
+        if head == "auto":
+            return "regression" if self.waypoint_head is not None else "text"
+        if head == "regression" and self.waypoint_head is None:
+            raise ValueError("this planner has no regression head: use head='text' or 'auto'")
+        if head not in ("text", "regression"):
+            raise ValueError(f"head must be 'auto', 'text' or 'regression', got {head!r}")
+        return head
+
+    def _greedy(
+        self, logits: torch.Tensor, cache: LayerCache, start_pos: int, max_new_tokens: int
+    ) -> tuple[list[int], bool]:
+        """Greedy decoding with the KV cache; stops at EOS, `</PLANNING>` or the budget."""
+        ids: list[int] = []
+        eos = set(self.tokenizer.eos_ids)
+        device = logits.device
+        for step in range(max_new_tokens):
+            token = int(logits.argmax())
+            if token in eos:
+                break
+            ids.append(token)
+            if step == max_new_tokens - 1 or self.tokenizer.decode(ids).endswith("</PLANNING>"):
+                break
+            hidden = self.model.embed_tokens(torch.tensor([[token]], device=device))
+            positions = torch.full((3, 1, 1), start_pos + step, dtype=torch.long, device=device)
+            rope = self._rope(hidden, positions)
+            for index in range(self.num_layers):
+                hidden = self._layer(index, hidden, rope, cache, None)
+            logits = self.lm_head(self.model.norm(hidden)[0, -1])
+            if not bool(torch.isfinite(logits).all()):
+                return ids, False
+        return ids, True
+
+    # -- training ---------------------------------------------------------------------------
+
+    def forward_regression(
+        self,
+        *,
+        visual_tokens: Sequence[torch.Tensor],
+        kept_index: Sequence[torch.Tensor],
+        grid_thw: torch.Tensor,
+        egos: Sequence[EgoState],
+    ) -> torch.Tensor:
+        """Differentiable batched waypoints [B, 6, 2] (metres) for training the compact model.
+
+        Args:
+            visual_tokens: B tensors [K_b, D] (kept tokens, ascending original order).
+            kept_index: B int64 tensors [K_b], strictly ascending indices into the N tokens.
+            grid_thw: [C, 3] the cameras' grids (the same rig for the whole batch).
+            egos: B EgoState.
+        Sequences are right-padded to the longest; a padding-aware causal mask keeps each
+        sample's result equal to plan()'s (up to float rounding). Loss (e.g. L1 to the
+        ground-truth future) is the caller's.
+        """
+        if self.waypoint_head is None:
+            raise ValueError("this planner has no regression head")
+        if not len(visual_tokens) == len(kept_index) == len(egos) >= 1:
+            raise ValueError("visual_tokens, kept_index and egos must have the same length >= 1")
+        parts = [
+            self._assemble(ego, tokens, index, grid_thw)
+            for tokens, index, ego in zip(visual_tokens, kept_index, egos)
+        ]
+        lengths = torch.tensor([p.embeds.shape[0] for p in parts])
+        length, batch = int(lengths.max()), len(parts)
+        embeds = nn.utils.rnn.pad_sequence([p.embeds for p in parts], batch_first=True)
+        device, dtype = embeds.device, embeds.dtype
+        positions = torch.zeros(3, batch, length, dtype=torch.long, device=device)
+        for b, p in enumerate(parts):
+            positions[:, b, : p.embeds.shape[0]] = p.positions
+        valid = torch.arange(length, device=device)[None] < lengths.to(device)[:, None]
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        allowed = causal[None] & valid[:, None, :]
+        allowed |= torch.eye(length, dtype=torch.bool, device=device)[None]  # padded rows
+        mask = torch.zeros(batch, 1, length, length, dtype=dtype, device=device)
+        mask = mask.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+        hidden, rope = embeds, self._rope(embeds, positions)
+        for index in range(self.num_layers):
+            hidden = self._layer(index, hidden, rope, None, mask)
+        hidden = self.model.norm(hidden)
+        last = lengths.to(device) - 1
+        return self.waypoint_head(hidden[torch.arange(batch, device=device), last])
+
+
+def _tick(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _tock(device: torch.device, start: float) -> float:
+    return (_tick(device) - start) * 1000.0
+
+
+def _timed(result: PlanResult, timings: dict[str, float], generated: int) -> PlanResult:
+    if isinstance(result, PlanOk):
+        return PlanOk(
+            waypoints=result.waypoints,
+            text=result.text,
+            generated_tokens=generated,
+            timings_ms=timings,
+        )
+    return PlanFailure(
+        reason=result.reason, detail=result.detail, text=result.text, timings_ms=timings
+    )
+
+
+def _failure(reason, where: str, timings: dict[str, float], text: str | None = None):
+    return PlanFailure(
+        reason=reason,
+        detail=f"non-finite values in the {where} (check the weights and the input tokens)",
+        text=text,
+        timings_ms=timings,
+    )

@@ -1,0 +1,435 @@
+"""The VLA bundle: vision encoder + ReconPruner + planner + tokenizer, saved and loaded as one.
+
+A bundle folder holds config.json (a VLAConfig), model.safetensors (vision and planner weights),
+tokenizer.json and, when there is one, pruner/ (ReconPruner's own files). `VLA.from_pretrained`
+also reads a real Qwen2.5-VL / Impromptu-VLA Hugging Face checkpoint folder (config.json +
+safetensors shards + tokenizer.json), never the hub. Safetensors only: no pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from fastdrive_ros.core_types import CAMERA_NAMES, EgoState, PlanResult
+from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
+from fastdrive_ros.nn.planner import HeadChoice, VLAPlanner
+from fastdrive_ros.nn.prompt import PROMPT_STYLES, PromptStyle
+from fastdrive_ros.nn.selection import Selection, VisualTokens, keep_count
+from fastdrive_ros.nn.tokenizer import (
+    PlannerTokenizer,
+    check_tokenizer_info,
+    tokenizer_info,
+    train_compact_tokenizer,
+)
+
+FORMAT = "fastdrive_ros.vla"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+PRUNER_DIR = "pruner"
+HeadKind = Literal["regression", "text"]
+TokenizerKind = ("compact-bpe", "checkpoint")
+
+
+@dataclass
+class VLAConfig:
+    """Everything needed to rebuild a VLA (weights aside).
+
+    Attributes:
+        qwen: Qwen2_5_VLConfig.to_dict() (vision tower and LLM shapes, special-token ids).
+        image_size: (H, W) every camera is resized to; multiples of 28 px.
+        camera_names: the cameras, in CAMERA_NAMES order (Impromptu: front only, or all six).
+        prompt_style: "compact" (embedded default) or "impromptu" (real checkpoints).
+        head: "regression" (WaypointHead on the <plan> token) or "text" (generate + parse).
+        pruner: ReconPrunerConfig.to_dict(), None for a bundle without a ReconPruner.
+        default_prune_ratio: p used when none is given (fraction of visual tokens dropped).
+        waypoint_scale: metres per unit of the regression head's output.
+        tokenizer: {"kind": "compact-bpe" | "checkpoint", ...} plus tokenizer_info() when saved.
+    """
+
+    qwen: dict[str, Any]
+    image_size: tuple[int, int]
+    camera_names: tuple[str, ...]
+    prompt_style: PromptStyle
+    head: HeadKind
+    pruner: dict[str, Any] | None = None
+    default_prune_ratio: float = 0.5
+    waypoint_scale: float = 10.0
+    tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "compact-bpe"})
+
+    def __post_init__(self) -> None:
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        self.camera_names = tuple(self.camera_names)
+        self.validate()
+
+    def qwen_config(self):
+        """The transformers Qwen2_5_VLConfig."""
+        from transformers import Qwen2_5_VLConfig
+
+        return Qwen2_5_VLConfig.from_dict(dict(self.qwen))
+
+    @property
+    def tokens_per_camera(self) -> int:
+        vision = self.qwen_config().vision_config
+        unit = vision.patch_size * vision.spatial_merge_size
+        return (self.image_size[0] // unit) * (self.image_size[1] // unit)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent field."""
+        qwen = self.qwen_config()
+        text, vision = text_config_of(qwen), qwen.vision_config
+        unit = vision.patch_size * vision.spatial_merge_size
+        height, width = self.image_size
+        if height < unit or width < unit or height % unit or width % unit:
+            raise ValueError(
+                f"image_size {self.image_size} must be positive multiples of {unit} px "
+                f"(patch {vision.patch_size} x merge {vision.spatial_merge_size})"
+            )
+        unknown = [c for c in self.camera_names if c not in CAMERA_NAMES]
+        if (
+            not self.camera_names
+            or unknown
+            or len(set(self.camera_names)) != len(self.camera_names)
+        ):
+            raise ValueError(
+                f"camera_names must be distinct names from {CAMERA_NAMES}, got {self.camera_names}"
+            )
+        if list(self.camera_names) != [c for c in CAMERA_NAMES if c in self.camera_names]:
+            raise ValueError(f"camera_names must follow CAMERA_NAMES order {CAMERA_NAMES}")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(
+                f"prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style}"
+            )
+        if self.prompt_style == "impromptu" and self.camera_names not in (
+            CAMERA_NAMES[:1],
+            CAMERA_NAMES,
+        ):
+            raise ValueError("Impromptu's prompt takes CAM_FRONT alone or all six cameras")
+        if self.head not in ("regression", "text"):
+            raise ValueError(f"head must be 'regression' or 'text', got {self.head!r}")
+        if self.head == "regression" and self.prompt_style != "compact":
+            raise ValueError("the regression head reads the compact prompt's <plan> token")
+        if vision.out_hidden_size != text.hidden_size:
+            raise ValueError(
+                f"vision out_hidden_size {vision.out_hidden_size} != LLM hidden_size "
+                f"{text.hidden_size}: the merger must output the LLM's width"
+            )
+        head_dim = text.hidden_size // text.num_attention_heads
+        section = mrope_section_of(text)
+        if len(section) != 3 or sum(section) != head_dim // 2:
+            raise ValueError(
+                f"mrope_section {section} must be 3 parts summing to head_dim/2 = {head_dim // 2}"
+            )
+        if self.pruner is not None and self.pruner.get("hidden_size") != text.hidden_size:
+            raise ValueError(
+                f"pruner hidden_size {self.pruner.get('hidden_size')} != token width "
+                f"{text.hidden_size}"
+            )
+        if not 0.0 <= self.default_prune_ratio < 1.0:
+            raise ValueError(
+                f"default_prune_ratio must be in [0, 1), got {self.default_prune_ratio}"
+            )
+        if not self.waypoint_scale > 0:
+            raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
+        if self.tokenizer.get("kind") not in TokenizerKind:
+            raise ValueError(
+                f"tokenizer kind must be one of {TokenizerKind}, got {self.tokenizer}"
+            )
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["image_size"] = list(self.image_size)
+        data["camera_names"] = list(self.camera_names)
+        return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **data}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> VLAConfig:
+        data = json.loads(text)
+        if data.pop("format", None) != FORMAT:
+            raise ValueError(f"not a {FORMAT} config")
+        version = data.pop("version", None)
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"{FORMAT} version {version} is not supported (need {FORMAT_VERSION})"
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown VLAConfig fields {unknown}")
+        return cls(**data)
+
+
+class VLA(nn.Module):
+    """Vision encoder, optional ReconPruner, planner and tokenizer of one model.
+
+    Build one with `VLA.build(config)` (random weights) or `VLA.from_pretrained(folder)`.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: VLAConfig,
+        tokenizer: PlannerTokenizer,
+        vision: nn.Module | None = None,
+        planner: VLAPlanner | None = None,
+        pruner: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        from fastdrive_ros.nn.vision import VisionEncoder
+
+        qwen = config.qwen_config()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.vision = vision if vision is not None else VisionEncoder(config=qwen.vision_config)
+        self.planner = planner or VLAPlanner(
+            qwen_config=qwen,
+            tokenizer=tokenizer,
+            prompt_style=config.prompt_style,
+            regression_head=config.head == "regression",
+            waypoint_scale=config.waypoint_scale,
+        )
+        if pruner is None and config.pruner is not None:
+            from fastdrive_ros.nn.recon_pruner import ReconPruner, ReconPrunerConfig
+
+            pruner = ReconPruner(config=ReconPrunerConfig.from_dict(config.pruner))
+        self.pruner = pruner
+
+    @classmethod
+    def build(
+        cls, config: VLAConfig, *, tokenizer: PlannerTokenizer | None = None, seed: int = 0
+    ) -> VLA:
+        """A randomly initialised VLA (seeded); trains the compact tokenizer when none is given."""
+        if tokenizer is None:
+            if config.tokenizer.get("kind") != "compact-bpe":
+                raise ValueError("a checkpoint-tokenizer config needs tokenizer=")
+            vocab = int(
+                config.tokenizer.get("vocab_size", text_config_of(config.qwen_config()).vocab_size)
+            )
+            tokenizer = train_compact_tokenizer(vocab_size=vocab)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(config=config, tokenizer=tokenizer).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.planner.model.embed_tokens.weight.device
+
+    # -- files ------------------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write config.json, model.safetensors, tokenizer.json (and pruner/) into `folder`."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(folder)
+        config = VLAConfig(
+            **{
+                **asdict(self.config),
+                "tokenizer": {
+                    "kind": self.config.tokenizer.get("kind", "compact-bpe"),
+                    **tokenizer_info(self.tokenizer),
+                },
+            }
+        )
+        state = _bundle_state(self)
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+        if self.pruner is not None:
+            self.pruner.save(folder / PRUNER_DIR)
+        (folder / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        image_size: tuple[int, int] | None = None,
+        camera_names: tuple[str, ...] | None = None,
+    ) -> VLA:
+        """Load our bundle, or a Qwen2.5-VL / Impromptu-VLA checkpoint folder.
+
+        image_size / camera_names override a checkpoint's defaults (1596x1596, CAM_FRONT, as in
+        FastDriveVLA); dtype defaults to float32 (bfloat16 for checkpoints on CUDA).
+        Missing or broken files raise FileNotFoundError / ValueError naming the file.
+        """
+        folder = Path(folder)
+        config_path = folder / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"{config_path} is missing: pass a folder made by `fastdrive build-default` or a "
+                "local Qwen2.5-VL / Impromptu-VLA checkpoint (config.json + *.safetensors)"
+            )
+        try:
+            raw = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{config_path} is not readable JSON: {exc}") from exc
+        device = torch.device(device)
+        if raw.get("format") == FORMAT:
+            vla = _load_bundle(cls, folder, raw)
+            dtype = dtype or torch.float32
+        elif raw.get("model_type") == "qwen2_5_vl":
+            from fastdrive_ros.nn.vla_checkpoint import load_checkpoint
+
+            if dtype is None:
+                dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+            vla = load_checkpoint(
+                cls, folder, raw, dtype=dtype, image_size=image_size, camera_names=camera_names
+            )
+        else:
+            raise ValueError(
+                f"{config_path} is neither a {FORMAT} bundle nor a Qwen2.5-VL checkpoint "
+                f"(model_type {raw.get('model_type')!r})"
+            )
+        return vla.to(device=device, dtype=dtype).eval()
+
+    # -- inference --------------------------------------------------------------------------
+
+    def make_selector(self, name: str, **kwargs: Any) -> Any:
+        """The selector `name` ("reconpruner" is this bundle's own ReconPruner)."""
+        from fastdrive_ros.nn.registry import make_selector
+
+        if name == "reconpruner":
+            if self.pruner is None:
+                raise ValueError(
+                    "this model has no ReconPruner: train one (`fastdrive train-pruner`) or pick "
+                    "another selector"
+                )
+            return make_selector("reconpruner", pruner=self.pruner, expected_width=None)
+        return make_selector(name, **kwargs)
+
+    @torch.no_grad()
+    def plan_frame(
+        self,
+        pixels: torch.Tensor,
+        ego: EgoState,
+        *,
+        selector_name: str = "reconpruner",
+        prune_ratio: float | None = None,
+        head: HeadChoice = "auto",
+        max_new_tokens: int = 96,
+        selector: Any = None,
+    ) -> tuple[PlanResult, Selection, dict[str, float]]:
+        """The reference path: [C, 3, H, W] normalised pixels -> plan, kept tokens, timings (ms).
+
+        Encoder-stage selectors pick K = keep_count(N, p) tokens before the planner; LLM-stage
+        ones (FastV, SparseVLM) get all N and the same K inside the prefill.
+        """
+        ratio = self.config.default_prune_ratio if prune_ratio is None else prune_ratio
+        if selector is None:
+            selector = self.make_selector(selector_name)
+        stage = getattr(selector, "stage", "encoder")
+        attention = selector_name == "vispruner" or getattr(selector, "name", "") == "vispruner"
+        device = self.device
+        pixels = pixels.to(device=device, dtype=self.planner.model.embed_tokens.weight.dtype)
+        start = _tick(device)
+        visual: VisualTokens = self.vision(pixels, return_attention=attention)
+        timings = {"encode": _tock(device, start)}
+        n_tokens = visual.tokens.shape[0]
+        keep = keep_count(n_tokens, ratio)
+        if stage == "llm":
+            out = self.planner.plan_detailed(
+                kept_tokens=visual.tokens,
+                kept_index=torch.arange(n_tokens),
+                grid_thw=visual.grid_thw,
+                ego=ego,
+                selector=selector,
+                keep=keep,
+                max_new_tokens=max_new_tokens,
+                head=head,
+            )
+            selection, timings["prune"] = out.selection, 0.0
+        else:
+            start = _tick(device)
+            selection = selector.select(visual, keep)
+            timings["prune"] = _tock(device, start)
+            index = selection.kept_index.to(visual.tokens.device)
+            out = self.planner.plan_detailed(
+                kept_tokens=visual.tokens[index],
+                kept_index=selection.kept_index,
+                grid_thw=visual.grid_thw,
+                ego=ego,
+                max_new_tokens=max_new_tokens,
+                head=head,
+            )
+        timings.update(out.result.timings_ms)
+        return out.result, selection, timings
+
+
+def _bundle_state(vla: VLA) -> dict[str, torch.Tensor]:
+    """Vision + planner weights; a tied lm_head is stored once (as the embedding)."""
+    state = {f"vision.{k}": v for k, v in vla.vision.state_dict().items()}
+    for key, value in vla.planner.state_dict().items():
+        if key == "lm_head.weight" and vla.planner.tied_embeddings:
+            continue
+        state[f"planner.{key}"] = value
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def _load_bundle(cls, folder: Path, raw: dict[str, Any]) -> VLA:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        config = VLAConfig.from_json(json.dumps(raw))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{folder / CONFIG_FILE}: {exc}") from exc
+    tokenizer = PlannerTokenizer.load(folder)
+    check_tokenizer_info(tokenizer, config.tokenizer)
+    pruner = None
+    if config.pruner is not None:
+        from fastdrive_ros.nn.recon_pruner import ReconPruner
+
+        width = text_config_of(config.qwen_config()).hidden_size
+        if not (folder / PRUNER_DIR).is_dir():
+            raise FileNotFoundError(
+                f"{folder / PRUNER_DIR} is missing but config.json names a ReconPruner: copy it "
+                "back or rebuild the bundle"
+            )
+        pruner = ReconPruner.load(folder / PRUNER_DIR, expected_width=width)
+    vla = cls(config=config, tokenizer=tokenizer, pruner=pruner)
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: rebuild the bundle (`fastdrive build-default`)"
+        )
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path} is corrupt or truncated ({exc}): rebuild the bundle") from exc
+    expected = set(_bundle_state(vla))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not match {CONFIG_FILE}: {len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    try:
+        vla.vision.load_state_dict(_strip(state, "vision."))
+        vla.planner.load_state_dict(_strip(state, "planner."), strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"{path} does not fit {CONFIG_FILE}: {exc}") from exc
+    return vla
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _tick(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _tock(device: torch.device, start: float) -> float:
+    return (_tick(device) - start) * 1000.0
