@@ -204,6 +204,12 @@ class FramePipeline:
         """Anchor images waiting to be planned."""
         return self._sync.pending()
 
+    def queue_lengths(self) -> dict[str, int]:
+        """Images held per camera plus odometry samples: all bounded by the config."""
+        lengths = self._sync.queue_lengths()
+        lengths["odometry"] = len(self._ego)
+        return lengths
+
     # ---- processing ------------------------------------------------------------------------
     def step(self, now_ns: int | None = None) -> PipelineOutput | None:
         """Plan the newest complete frame, if any; None when there is nothing (new) to plan."""
@@ -214,6 +220,8 @@ class FramePipeline:
                 return None
             timer = StageTimer()
             start = time.perf_counter()
+            arrived = max(f.received_ns for f in synced.images.values() if f is not None)
+            timer.add("queue", max(0.0, (now - arrived) / 1e6))
             with timer.stage("decode"):
                 assembled = self._assembler.assemble(synced)
             if isinstance(assembled, DroppedFrame):
@@ -274,6 +282,8 @@ class FramePipeline:
     ) -> PipelineOutput:
         counters = self.counters
         counters.inc("processed")
+        if any(report.state != "ok" for report in cameras.values()):
+            counters.inc("frames/incomplete")
         with self._state_lock:
             self._frame_id += 1
             frame_id = self._frame_id

@@ -10,8 +10,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
-# Stages in pipeline order; "encode_prune" replaces "encode" + "prune" for fused backends.
+# Stages in pipeline order; "encode_prune" replaces "encode" + "prune" for fused backends. "queue"
+# is the wait from the frame's last image to the start of processing (pipeline clock), "plan" the
+# whole planner call (prefill + decode_tokens + parsing), "total" decode..plan (wall clock), and
+# "frame_age" the publish time minus the camera stamp (pipeline clock).
 STAGES: tuple[str, ...] = (
+    "queue",
     "decode",
     "preprocess",
     "encode",

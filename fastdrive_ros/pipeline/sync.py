@@ -146,6 +146,11 @@ class FrameSynchronizer:
         with self._lock:
             return len(self._rings[self._config.anchor])
 
+    def queue_lengths(self) -> dict[str, int]:
+        """Images stored per camera (each at most ring_size)."""
+        with self._lock:
+            return {name: len(ring) for name, ring in self._rings.items()}
+
     def last_rejects(self) -> dict[str, str]:
         """Per camera, why its last image was rejected (cleared by its next good image)."""
         with self._lock:

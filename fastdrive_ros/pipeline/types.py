@@ -133,8 +133,8 @@ class PipelineOutput:
         kept_tokens: K.
         total_tokens: N, the visual tokens before pruning.
         grid_thw: [C, 3] per-camera (t, h, w) in patch units (for overlays).
-        latency_ms: stage -> ms for this frame (decode, preprocess, encode, prune or encode_prune,
-            prefill, decode_tokens, plan, total).
+        latency_ms: stage -> ms for this frame (queue, decode, preprocess, encode, prune or
+            encode_prune, prefill, decode_tokens, plan, total, frame_age; see latency.STAGES).
         frame_age_ms: publish time minus stamp_ns, on the pipeline clock.
         ego: the ego state the planner saw.
         cameras: channel -> CameraSlotReport.
