@@ -28,6 +28,9 @@ def test_loopback_config_is_unicast_on_127_0_0_1() -> None:
     assert domain.find("c:Discovery/c:ParticipantIndex", NS).text == "auto"
     peers = [p.get("address") for p in domain.findall("c:Discovery/c:Peers/c:Peer", NS)]
     assert peers == ["127.0.0.1"]
+    # Ask for a big UDP buffer without failing where the kernel allows less (max, not min).
+    rcvbuf = domain.find("c:Internal/c:SocketReceiveBufferSize", NS)
+    assert rcvbuf.get("max") == "16MB" and rcvbuf.get("min") is None
 
 
 def test_network_configs_are_not_loopback() -> None:
@@ -48,6 +51,7 @@ def test_network_configs_are_not_loopback() -> None:
         {"interface": '127.0.0.1"/><Evil/>'},
         {"peers": ()},
         {"max_participant_index": 0},
+        {"socket_receive_buffer_mb": 0},
         {"verbosity": "loud"},
     ],
 )
