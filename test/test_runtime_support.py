@@ -180,7 +180,7 @@ def write_small_export(
         ],
         initializer=[numpy_helper.from_array(np.array([k], dtype=np.int64), "k")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     onnx.save(model, str(path))
