@@ -1,0 +1,103 @@
+"""backend: auto|tensorrt|onnxruntime|torch on this CPU-only machine: what runs and why."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+import torch
+
+from fastdrive_ros.runtime.backend_select import choose_backend, select_backend
+from fastdrive_ros.runtime.errors import BackendUnavailable, ModelFileError
+from fastdrive_ros.runtime.onnx_meta import default_onnx_path
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+support = pytest.importorskip("test_runtime_support")
+torch.set_num_threads(2)
+
+needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """Stand-in model parts living in a folder, exported to the folder's default ONNX path."""
+    from fastdrive_ros.runtime.onnx_export import export_encoder_pruner
+
+    folder = tmp_path_factory.mktemp("model")
+    parts = dataclasses.replace(support.make_parts(cameras=2), folder=folder)
+    export_encoder_pruner(parts, default_onnx_path(folder, "reconpruner", 0.5), prune_ratio=0.5)
+    return parts
+
+
+@needs_cpu_only
+def test_auto_on_cpu_probes_ort_against_torch(bundle, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="fastdrive_ros.runtime.backend_select")
+    choice = choose_backend("auto", model=bundle, probe_runs=1)
+    assert "no CUDA GPU" in choice.refusals["tensorrt"]
+    assert "onnxruntime-gpu" in choice.refusals
+    assert set(choice.probe_ms) == {"onnxruntime-cpu", "torch"}
+    faster = min(choice.probe_ms, key=choice.probe_ms.get)
+    assert choice.name == ("onnxruntime" if faster == "onnxruntime-cpu" else "torch")
+    assert "encoder+pruner backend" in caplog.text and "not tensorrt" in caplog.text
+    out = choice.backend.run(torch.randn(bundle.input_shape))
+    assert out.kept_index.shape == (bundle.tokens_per_camera,)  # half of 2 cameras
+    choice.backend.close()
+
+
+@needs_cpu_only
+def test_auto_without_probe_prefers_onnxruntime_cpu(bundle) -> None:
+    choice = choose_backend("auto", model=bundle, probe_runs=0)
+    assert choice.name == "onnxruntime" and "not probed" in choice.refusals["torch"]
+
+
+def test_auto_falls_back_to_torch_without_an_export(bundle, tmp_path) -> None:
+    parts = dataclasses.replace(bundle, folder=tmp_path)  # a folder with no onnx/
+    choice = choose_backend("auto", model=parts)
+    assert choice.name == "torch"
+    assert "not found" in choice.refusals["onnxruntime-cpu"]
+    assert "fastdrive export" in choice.refusals["onnxruntime-cpu"]
+
+
+def test_stale_export_is_refused_by_auto_and_an_error_when_asked_for(bundle) -> None:
+    retrained = dataclasses.replace(support.make_parts(cameras=2, seed=5), folder=bundle.folder)
+    choice = choose_backend("auto", model=retrained)
+    assert choice.name == "torch" and "other weights" in choice.refusals["onnxruntime-cpu"]
+    with pytest.raises(ModelFileError, match="other weights") as err:
+        choose_backend("onnxruntime", model=retrained)
+    assert "fastdrive export" in err.value.remedy
+
+
+def test_other_prune_ratio_is_not_served_by_the_export(bundle) -> None:
+    with pytest.raises(ModelFileError, match="not found"):
+        choose_backend("onnxruntime", model=bundle, prune_ratio=0.25)  # no p025 file
+    onnx_path = default_onnx_path(bundle.folder, "reconpruner", 0.5)
+    with pytest.raises(ModelFileError, match="K=24"):
+        choose_backend("onnxruntime", model=bundle, prune_ratio=0.25, onnx_path=onnx_path)
+
+
+def test_explicit_choices(bundle) -> None:
+    ort = select_backend("onnxruntime", model=bundle, ort_threads=1)
+    assert ort.name == "onnxruntime"
+    ort.close()
+    reference = select_backend("torch", model=bundle, device="cpu")
+    assert reference.name == "torch"
+    out = reference.run(torch.randn(bundle.input_shape))
+    assert set(out.timings_ms) == {"encode", "prune"}
+    with pytest.raises(ValueError, match="backend must be one of"):
+        select_backend("fastest", model=bundle)
+
+
+@needs_cpu_only
+def test_explicit_tensorrt_without_gpu_fails_loudly(bundle) -> None:
+    with pytest.raises(BackendUnavailable, match="no CUDA GPU"):
+        select_backend("tensorrt", model=bundle)
+
+
+def test_torch_only_selectors_run_on_torch(bundle) -> None:
+    choice = choose_backend("auto", model=bundle, selector="random")
+    assert choice.name == "torch"
+    assert "not exported" in choice.refusals["onnxruntime-cpu"]
+    out = choice.backend.run(torch.randn(bundle.input_shape))
+    assert out.kept_index.numel() == bundle.tokens_per_camera
