@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -184,3 +185,10 @@ def camera_frames(
         )
         for name in camera_names
     ]
+
+
+def shared_tiny_model(base: Path) -> Path:
+    """build_tiny_model under `base` (e.g. pytest's session temp dir), built once per session."""
+    from fastdrive_ros.pipeline.factory import build_tiny_model
+
+    return build_tiny_model(Path(base) / "tiny_vla")

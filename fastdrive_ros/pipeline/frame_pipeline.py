@@ -76,6 +76,8 @@ class PipelineInfo:
         prune_ratio: fraction of visual tokens dropped (keep ratio = 1 - prune_ratio).
         backend: encoder+pruner backend name.
         image_size: (H, W) the model sees per camera.
+        llm_keep: the visual tokens an LLM-stage selector (FastV, SparseVLM) keeps inside the
+            planner; None for encoder-stage selectors (the backend's K is what the planner sees).
     """
 
     model_name: str = "unknown"
@@ -83,6 +85,7 @@ class PipelineInfo:
     prune_ratio: float = 0.0
     backend: str = "unknown"
     image_size: tuple[int, int] = (0, 0)
+    llm_keep: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -321,7 +324,7 @@ class FramePipeline:
             frame_id=frame_id,
             plan=plan,
             kept_index=kept_index,
-            kept_tokens=int(kept_index.size),
+            kept_tokens=min(int(kept_index.size), self.info.llm_keep or int(kept_index.size)),
             total_tokens=total,
             grid_thw=grid,
             latency_ms=latency,

@@ -129,8 +129,9 @@ class PipelineOutput:
         stamp_ns: camera time of the anchor (front) image the plan was made from.
         frame_id: sequence number of the planned frame (counts processed frames).
         plan: PlanOk (waypoints (6, 2), ego frame) or PlanFailure (reason, detail).
-        kept_index: [K] int64 ascending indices of the kept visual tokens (camera-major).
-        kept_tokens: K.
+        kept_index: [K] int64 ascending indices of the tokens the encoder+pruner kept
+            (camera-major); all N for an LLM-stage selector, which prunes inside the planner.
+        kept_tokens: the visual tokens the planner's last layer saw (K).
         total_tokens: N, the visual tokens before pruning.
         grid_thw: [C, 3] per-camera (t, h, w) in patch units (for overlays).
         latency_ms: stage -> ms for this frame (queue, decode, preprocess, encode, prune or
