@@ -77,7 +77,14 @@ def test_publish_subscribe_round_trip(loopback_netns) -> None:
             pub.publish(msg)
         assert _wait(lambda: len(got) == 3)
         assert sub.received == 3 and sub.errors == 0 and pub.published == 3
+        raw = bytes(store.serialize_cdr(_trajectory(812), "fastdrive_ros/msg/Trajectory"))
+        pub.publish_cdr(raw)  # already serialised, e.g. from a bag
+        sent.append(_trajectory(812))
+        assert _wait(lambda: len(got) == 4)
+        with pytest.raises(ValueError, match="not ROS 2 CDR"):
+            pub.publish_cdr(b"\x01\x00" + raw[2:])
     msgtype = "fastdrive_ros/msg/Trajectory"
+    assert len(got) == len(sent) == 4
     for a, b in zip(sent, got):
         assert bytes(store.serialize_cdr(a, msgtype)) == bytes(store.serialize_cdr(b, msgtype))
     assert set(threads) == {"dds-peer-listener"}

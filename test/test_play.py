@@ -204,5 +204,36 @@ def test_play_reaches_a_separate_subscriber(loopback_netns, tmp_path, storage) -
         assert received[topic]["sha256"] == digest(raws), topic
 
 
+def test_topic_selection_and_errors(tmp_path) -> None:
+    from rosbags.rosbag2 import Reader
+
+    from fastdrive_ros.transport.play import BagPlayer, select_connections
+
+    bag = tmp_path / "bag"
+    make_bag(bag, StoragePlugin.MCAP)
+    with Reader(bag) as reader:
+        default = {c.topic for c in select_connections(reader, None)}
+        assert "/diagnostics" not in default and {"/tf", "/tf_static", "/odom"} <= default
+        assert len(default) == 3 + 2 * len(CAMERA_NAMES)
+        chosen = select_connections(reader, ["odom", "/tf"])
+        assert sorted(c.topic for c in chosen) == ["/odom", "/tf"]
+        with pytest.raises(ValueError, match="topics not in the bag: /nope; it has: "):
+            select_connections(reader, ["/nope"])
+        with pytest.raises(ValueError, match=r"cannot play /diagnostics \(diagnostic_msgs"):
+            select_connections(reader, ["/diagnostics"])
+        odom = next(c for c in reader.connections if c.topic == "/odom")
+        raw = next(raw for c, _, raw in reader.messages(connections=[odom]))
+    BagPlayer._validate(odom, raw)
+    wrong = odom._replace(digest="RIHS01_" + "0" * 64)
+    with pytest.raises(ValueError, match="different definition"):
+        BagPlayer._validate(wrong, raw)
+    with pytest.raises(ValueError, match="does not decode"):
+        BagPlayer._validate(odom._replace(digest=""), raw[:40])
+    with pytest.raises(FileNotFoundError, match="no rosbag2"):
+        BagPlayer(bag=tmp_path / "missing", peer=None)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        BagPlayer(bag=bag, peer=None, rate=0)
+
+
 if __name__ == "__main__":
     print(json.dumps(listen(sys.argv[2:], expected=int(sys.argv[1]), timeout_s=45.0)))

@@ -167,10 +167,29 @@ class BagPlayer:
                 return False
         return True
 
+    @staticmethod
+    def _validate(conn: object, raw: bytes) -> None:
+        """The bag's type must be the one we send: same type hash (if recorded), decodable."""
+        store = ros_types.typestore()
+        digest = getattr(conn, "digest", "") or ""
+        ours = ros_types.ros_type_hash(conn.msgtype)
+        if digest.startswith("RIHS01_") and digest != ours:
+            raise ValueError(
+                f"{conn.topic}: the bag's {conn.msgtype} has type hash {digest}, the standard "
+                f"one is {ours}: a different definition, which play cannot send"
+            )
+        try:
+            store.deserialize_cdr(raw, conn.msgtype)
+        except Exception as exc:
+            raise ValueError(
+                f"{conn.topic}: a recorded {conn.msgtype} message does not decode with the "
+                f"standard definition ({exc})"
+            ) from exc
+
     def run(self, on_message: Callable[[str], None] | None = None) -> PlaySummary:
         """Publish at the recorded rate until the bag ends (or forever with `loop`)."""
-        store = ros_types.typestore()
         stats = {t.topic: t for t in self.summary.topics}
+        validated: set[str] = set()
         start_wall = time.monotonic()
         while not self._stop.is_set():
             first_ts = last_ts = None
@@ -187,8 +206,11 @@ class BagPlayer:
                     break
                 lag_ms = max(0.0, (time.monotonic() - due) * 1e3)
                 self.summary.max_lag_ms = max(self.summary.max_lag_ms, lag_ms)
-                msg = store.deserialize_cdr(raw, conn.msgtype)
-                self._publishers[conn.topic].publish(msg)
+                if conn.topic not in validated:
+                    self._validate(conn, raw)
+                    validated.add(conn.topic)
+                # As recorded, byte for byte (ros2 bag play also sends serialised messages).
+                self._publishers[conn.topic].publish_cdr(raw)
                 entry = stats[conn.topic]
                 entry.messages += 1
                 entry.payload_bytes += len(raw)

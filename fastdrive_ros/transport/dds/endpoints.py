@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rosbags.typesys.store import Typestore
+
 from fastdrive_ros.transport.dds._lib import cyclonedds
 from fastdrive_ros.transport.dds.idl import WireType
 from fastdrive_ros.transport.dds.qos import QosProfile
@@ -20,14 +22,39 @@ _TAKE_BATCH = 64
 _LOGGED_ERRORS = 3
 
 
+def _raw_writer() -> Callable[[int, bytes], int] | None:
+    """The write of a serialised sample that cyclonedds' DataWriter.write ends with, if any."""
+    try:
+        from cyclonedds._clayer import ddspy_write
+    except ImportError:
+        return None
+    return ddspy_write
+
+
 class RosPublisher:
-    """Publishes rosbags messages of one type on one ROS topic (thread-safe)."""
+    """Publishes rosbags messages of one type on one ROS topic (thread-safe).
+
+    `publish` serialises with rosbags (generated code, one copy of big arrays) and hands the
+    ROS 2 CDR bytes to Cyclone as cyclonedds' own DataWriter.write does after serialising an
+    IdlStruct; the parity tests show both serialisers give the same bytes for every type, and
+    the IdlStruct path (`WireType.to_idl`) is the fallback. A 1600x900 rgb8 Image costs ~50 ms
+    through the IdlStruct machinery, well under 5 ms this way.
+    """
 
     def __init__(
-        self, *, writer: Any, wire: WireType, topic: str, dds_topic: str, qos: QosProfile
+        self,
+        *,
+        writer: Any,
+        wire: WireType,
+        store: Typestore,
+        topic: str,
+        dds_topic: str,
+        qos: QosProfile,
     ) -> None:
         self._writer = writer
         self._wire = wire
+        self._store = store
+        self._raw_write = _raw_writer()
         self._topic = topic
         self._dds_topic = dds_topic
         self._qos = qos
@@ -71,7 +98,37 @@ class RosPublisher:
             raise TypeError(
                 f"publisher on {self._topic} sends {self._wire.msgtype}, got {msgtype or msg!r}"
             )
-        self._writer.write(self._wire.to_idl(msg))
+        if self._raw_write is None:
+            self._writer.write(self._wire.to_idl(msg))
+            self._published += 1
+            return
+        self._write_cdr(bytes(self._store.serialize_cdr(msg, msgtype)))
+
+    def publish_cdr(self, raw: bytes) -> None:
+        """Send one message already serialised as ROS 2 CDR (e.g. from a bag), byte for byte.
+
+        The caller vouches that `raw` is this publisher's type; only the encapsulation header is
+        checked here.
+        """
+        if self._closed:
+            raise RuntimeError(f"publisher on {self._topic} is closed")
+        raw = bytes(raw)
+        if len(raw) < 4 or raw[0] != 0 or raw[1] not in (0, 1):
+            raise ValueError(
+                f"{self._topic}: not ROS 2 CDR (expected a 00 00 or 00 01 encapsulation header)"
+            )
+        if self._raw_write is None:
+            self.publish(self._store.deserialize_cdr(raw, self._wire.msgtype))
+            return
+        self._write_cdr(raw)
+
+    def _write_cdr(self, raw: bytes) -> None:
+        # Cyclone takes whole 4-byte units; cyclonedds' DataWriter.write pads the same way.
+        if len(raw) % 4:
+            raw += bytes(4 - len(raw) % 4)
+        ret = self._raw_write(self._writer._ref, raw)
+        if ret < 0:
+            raise RuntimeError(f"DDS write on {self._topic} failed (return code {ret})")
         self._published += 1
 
     def matched_subscriptions(self) -> int:

@@ -206,7 +206,12 @@ class RosDdsPeer:
                 self._participant, entity, qos=cyclone_qos(profile, user_data=user_data)
             )
             pub = RosPublisher(
-                writer=writer, wire=wire, topic=self.resolve(topic), dds_topic=name, qos=profile
+                writer=writer,
+                wire=wire,
+                store=self._wire.store,
+                topic=self.resolve(topic),
+                dds_topic=name,
+                qos=profile,
             )
             self._publishers.append(pub)
             self._graph.update(writer=pub.guid, add=True)
