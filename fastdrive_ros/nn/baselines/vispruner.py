@@ -57,7 +57,7 @@ def vispruner_choice(
         if set_b.numel() == 0:  # one token left and nothing diverse wanted
             residual = residual[r:]
             continue
-        closest = similarity[set_a][:, set_b].max(dim=1).values  # [|A|]
+        closest = similarity[set_a[:, None], set_b[None, :]].max(dim=1).values  # [|A|]
         distinct = torch.argsort(closest, descending=True, stable=True)[r:]
         residual = torch.cat([set_a[distinct], set_b])
     return torch.cat([important, residual])
