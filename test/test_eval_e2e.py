@@ -1,0 +1,80 @@
+"""`fastdrive eval` end to end: a tiny dataset, a tiny random VLA saved to disk, real selectors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+import typer
+from nusc_tiny import write_tiny_nuscenes
+from typer.testing import CliRunner
+
+from fastdrive_ros.eval.cli import register
+from fastdrive_ros.nn.configs import tiny_config
+from fastdrive_ros.nn.vla import VLA
+
+HORIZONS = ("1s", "2s", "3s", "avg")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    scenes = ("scene-0001", "scene-0002")
+    write_tiny_nuscenes(root / "data", image_size=(168, 112), scene_names=scenes, seconds=4.0)
+    VLA.build(tiny_config(cameras=6), seed=0).save_pretrained(root / "model")
+    torch.set_num_threads(2)
+    app = typer.Typer()
+    register(app)
+    args = ["eval", "--dataroot", str(root / "data"), "--version", "v1.0-tiny"]
+    args += ["--model", str(root / "model"), "--out", str(root / "out"), "--split", "all"]
+    args += ["--pruners", "reconpruner,fastv", "--ratios", "0,0.5", "--max-samples", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert "results.json" in result.output and "prefill at 25 %" in result.output
+    return root / "out"
+
+
+def test_results_json_is_complete_and_finite(evaluated: Path) -> None:
+    data = json.loads((evaluated / "results.json").read_text())
+    meta = data["metadata"]
+    assert meta["version"] == "v1.0-tiny" and meta["samples"] == 4 and meta["torch"]
+    records = {(r["pruner"], r["prune_ratio"]): r for r in data["records"]}
+    assert set(records) == {("none", 0.0), ("reconpruner", 0.0), ("reconpruner", 0.5)} | {
+        ("fastv", 0.0),
+        ("fastv", 0.5),
+    }
+    for key in (("reconpruner", 0.5), ("fastv", 0.5), ("none", 0.0)):
+        record = records[key]
+        assert record["samples"] == 4
+        for metric in ("l2", "collision"):
+            for h in HORIZONS:
+                assert math.isfinite(record[f"{metric}_{h}"]), (key, metric, h)
+        for field in ("encoder_ms", "prefill_ms", "total_ms", "encoder_tflops", "prefill_tflops"):
+            assert record[field] > 0, (key, field)
+    n = records[("none", 0.0)]["total_tokens"]
+    assert n == 6 * 2 * 3  # six 56x84 cameras: 2 x 3 merged tokens each
+    assert records[("reconpruner", 0.5)]["kept_tokens"] == n // 2
+    assert records[("fastv", 0.5)]["kept_tokens"] == n // 2
+    assert records[("reconpruner", 0.5)]["pruner_tflops"] > 0
+    assert (
+        records[("reconpruner", 0.5)]["prefill_tflops"] < records[("none", 0.0)]["prefill_tflops"]
+    )
+    cv = next(r for r in data["references"] if r["pruner"] == "constant_velocity")
+    assert cv["samples"] == 4 and math.isfinite(cv["l2_avg"])
+    assert [t["status"] for t in data["targets"]] and len(data["targets"]) == 4
+
+
+def test_markdown_plots_and_overlays(evaluated: Path) -> None:
+    md = (evaluated / "results.md").read_text()
+    assert "## Planning quality" in md and "## Efficiency" in md and "## Targets" in md
+    assert "Constant velocity" in md and "ReconPruner" in md and "FastV" in md
+    for name in ("quality_vs_keep.png", "latency_vs_keep.png"):
+        image = cv2.imread(str(evaluated / name))
+        assert image is not None and image.shape[0] > 100
+    overlays = sorted((evaluated / "overlays").glob("*.png"))
+    assert {p.stem.rsplit("_", 1)[1] for p in overlays} == {"reconpruner", "fastv"}
+    assert all(cv2.imread(str(p)) is not None for p in overlays)
