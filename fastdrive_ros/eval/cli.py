@@ -67,6 +67,13 @@ def register(app: typer.Typer) -> None:
         overlay_samples: Annotated[
             int, typer.Option(help="Samples (the first evaluated) that get overlays; 0 = none.")
         ] = 1,
+        with_map: Annotated[
+            bool,
+            typer.Option(
+                "--map/--no-map",
+                help="Read the map expansion for intersection/off-road (--no-map: skip them).",
+            ),
+        ] = True,
         threads: Annotated[
             int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")
         ] = None,
@@ -88,6 +95,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             overlay_ratio=overlay_ratio,
             overlay_samples=overlay_samples,
+            with_map=with_map,
         )
         typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots")
         for target in results.targets:

@@ -93,20 +93,22 @@ def run_eval(
     seed: int = 0,
     overlay_ratio: float | None = None,
     overlay_samples: int = 1,
+    with_map: bool = True,
     progress: bool = True,
     model: EvalModel | None = None,
 ) -> EvalResults:
     """Open-loop evaluation of a model folder on a nuScenes (or synthetic) split.
 
     `max_samples` keeps that many samples spread evenly over the split; overlays are drawn for the
-    first `overlay_samples` of them at `overlay_ratio` (default: the largest ratio). `model`
+    first `overlay_samples` of them at `overlay_ratio` (default: the largest ratio). Without the
+    map expansion (`with_map=False`) intersection and off-road are reported as missing. `model`
     overrides loading `model_folder` (tests, or an already loaded model).
     """
     from fastdrive_ros.data.reader import NuScenesReader
 
     pruners, ratios = check_methods(pruners, ratios)
     torch.manual_seed(seed)
-    reader = NuScenesReader(dataroot=dataroot, version=version, split=split, with_map=True)
+    reader = NuScenesReader(dataroot=dataroot, version=version, split=split, with_map=with_map)
     if len(reader) == 0:
         raise ValueError(
             f"split {split!r} of {dataroot} ({version}) has no keyframe with a 3 s future: "
@@ -134,6 +136,7 @@ def run_eval(
         "dataroot": str(dataroot),
         "version": version,
         "split": split,
+        "with_map": with_map,
         "pruners": pruners,
         "ratios": ratios,
         "seed": seed,

@@ -37,7 +37,7 @@ def _cv_target(results: EvalResults, unpruned: EvalRecord | None) -> dict[str, A
     if a is None or b is None:
         return _target(name, "not evaluated", "needs the unpruned and constant-velocity rows")
     met = a <= (1.0 - CLEAR_MARGIN) * b
-    ratio = f" ({a / b:.1%} of it)" if b > 0 else ""
+    ratio = f" ({a / b:.1%} of it)" if b > 1e-6 else ""
     detail = f"unpruned {_fmt(a, ' m')} vs constant velocity {_fmt(b, ' m')}{ratio}"
     return _target(name, "met" if met else "not met", detail)
 
