@@ -40,6 +40,7 @@ class PipelineParams:
         torch_threads: CPU threads for torch (0 = leave torch's default).
         warm_up: run the models once on black images before returning.
         probe_runs: timed runs when backend=auto compares ONNX Runtime CPU with torch.
+        keep_images: keep each frame's decoded images in its output (for overlays).
     """
 
     model_dir: str | Path = ""
@@ -51,6 +52,7 @@ class PipelineParams:
     config: PipelineConfig = field(default_factory=PipelineConfig)
     warm_up: bool = True
     probe_runs: int = 2
+    keep_images: bool = False
 
 
 def default_model_candidates() -> list[Path]:
@@ -191,6 +193,7 @@ def build_pipeline(params: PipelineParams, *, clock: Clock | None = None) -> Fra
         image_size=tuple(vla.config.image_size),
         device=device,
         info=info,
+        keep_images=params.keep_images,
     )
     LOG.info(
         "model %s: %d cameras at %dx%d, pruner %s, prune ratio %.2f (keep %.2f), backend %s",

@@ -125,6 +125,7 @@ class FramePipeline:
         preprocess: Preprocess | None = None,
         device: str | torch.device = "cpu",
         info: PipelineInfo | None = None,
+        keep_images: bool = False,
     ) -> None:
         if len(image_size) != 2 or min(image_size) <= 0:
             raise ValueError(f"image_size must be (H, W) > 0, got {image_size}")
@@ -136,6 +137,7 @@ class FramePipeline:
         self.device = torch.device(device)
         self._preprocess = preprocess or default_preprocess(self.image_size)
         self.info = info or PipelineInfo(image_size=self.image_size, backend=backend.name)
+        self.keep_images = keep_images  # put the decoded images in each output (overlays)
         self.counters = Counters()
         self.latency = RollingLatency(window=config.latency_window)
         self._sync = FrameSynchronizer(config=config, counters=self.counters)
@@ -241,7 +243,10 @@ class FramePipeline:
             latency["total"] = (time.perf_counter() - start) * 1e3
             frame_age_ms = (self.clock.now_ns() - synced.stamp_ns) / 1e6
             latency["frame_age"] = frame_age_ms
-            return self._finish(synced.stamp_ns, plan, tokens, latency, assembled.cameras, ego)
+            images = assembled.images if self.keep_images else None
+            return self._finish(
+                synced.stamp_ns, plan, tokens, latency, assembled.cameras, ego, images
+            )
 
     def _run_models(
         self, images: np.ndarray, ego: EgoState, timer: StageTimer
@@ -282,6 +287,7 @@ class FramePipeline:
         latency: dict[str, float],
         cameras: dict[str, CameraSlotReport],
         ego: EgoEstimate,
+        images: np.ndarray | None,
     ) -> PipelineOutput:
         counters = self.counters
         counters.inc("processed")
@@ -334,6 +340,7 @@ class FramePipeline:
             health=health,
             counters=counters.snapshot(),
             scores=scores,
+            images=images,
         )
 
     # ---- health ----------------------------------------------------------------------------

@@ -141,6 +141,8 @@ class PipelineOutput:
         cameras: channel -> CameraSlotReport.
         health: the pipeline health right after this frame.
         counters: snapshot of the pipeline counters (name -> count).
+        scores: [N] selector scores when the backend exposes them.
+        images: [C, H, W, 3] uint8 RGB as decoded, when the pipeline keeps them (overlays).
     """
 
     stamp_ns: int
@@ -157,3 +159,4 @@ class PipelineOutput:
     health: HealthReport
     counters: dict[str, int]
     scores: np.ndarray | None = None
+    images: np.ndarray | None = None
