@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from fastdrive_ros.nn.recon_pruner import topk_original_order
 from fastdrive_ros.nn.selection import Selection, VisualTokens
-from fastdrive_ros.runtime.export_graph import top_k_original_order
 from fastdrive_ros.runtime.model_source import ModelParts
 
 PATCH = 4
@@ -86,10 +86,10 @@ class StandInPruner(torch.nn.Module):
         scores = self.forward(tokens)
         flat = scores.reshape(-1)
         if isinstance(keep, int):
-            index = top_k_original_order(flat, keep)
+            index = topk_original_order(flat, keep)
         else:
             parts = [
-                top_k_original_order(scores[c], k) + c * per_cam[0]
+                topk_original_order(scores[c], k) + c * per_cam[0]
                 for c, k in enumerate(keep)
                 if k > 0
             ]

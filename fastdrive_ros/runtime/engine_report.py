@@ -16,43 +16,29 @@ def cache_table(cache: EngineCache) -> object:
     from rich.table import Table
 
     table = Table(title=f"TensorRT engine cache {cache.root}")
-    for column in (
-        "engine",
-        "onnx",
-        "precision",
-        "typing",
-        "TensorRT",
-        "GPU",
-        "MiB",
-        "built s",
-        "created",
-        "state",
-    ):
+    table.add_column("engine (onnx-precision-gpu-trt-key)", overflow="fold")
+    for column in ("typing", "TensorRT", "GPU", "MiB", "built", "state"):
         table.add_column(column)
     entries = cache.entries()
     for entry in entries:
         meta = entry.manifest
         if "error" in meta:
-            table.add_row(entry.engine.name, "", "", "", "", "", "", "", "", meta["error"])
+            table.add_row(entry.engine.name, "", "", "", "", "", meta["error"])
             continue
         settings = meta.get("settings", {})
         if not entry.present:
             state = "[red]engine missing[/red]"
         elif meta.get("engine_sha256") != file_sha256(entry.engine):
-            state = "[red]corrupt (hash)[/red]"
+            state = "[red]corrupt[/red]"
         else:
             state = "[green]ok[/green]"
         table.add_row(
             entry.engine.name,
-            str(meta.get("onnx_name", "")),
-            str(settings.get("precision", "")),
             "strong" if settings.get("strongly_typed") else "weak",
             str(meta.get("trt_version", "")),
-            f"sm{str(meta.get('compute_capability', '')).replace('.', '')} "
-            f"{meta.get('gpu_name', '')}".strip(),
+            str(meta.get("gpu_name", "")) or f"sm {meta.get('compute_capability', '')}",
             f"{int(meta.get('engine_bytes', 0)) / 2**20:.1f}",
-            f"{float(meta.get('build_seconds', 0.0)):.0f}",
-            str(meta.get("created", "")),
+            str(meta.get("created", ""))[:10],
             state,
         )
     if not entries:

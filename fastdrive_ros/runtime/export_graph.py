@@ -2,32 +2,20 @@
 
 Inputs `pixels [C, 3, H, W]` float32 (normalised); outputs `kept_tokens [K, D]` float32,
 `kept_index [K]` int64 (global, ascending, camera-major) and `scores [N]` float32. Every shape is
-fixed at export time. Every TopK is sorted and takes float input (TensorRT's TopK accepts only
-float/half), so the ascending sort of the kept indices is a TopK(largest=0) of the indices cast to
-float32, exact for N < 2**24.
+fixed at export time. The top-K is nn.recon_pruner.topk_original_order, the same function the
+torch selector uses: a sorted TopK on the scores, then the kept indices sorted by a second TopK
+on their float32 cast (TensorRT's TopK takes float/half only; exact for N < 2**24).
 """
 
 from __future__ import annotations
 
 import torch
 
+from fastdrive_ros.nn.recon_pruner import topk_original_order
 from fastdrive_ros.runtime.keep_plan import KeepPlan
 
 OUTPUT_NAMES: tuple[str, str, str] = ("kept_tokens", "kept_index", "scores")
 INPUT_NAME = "pixels"
-
-
-def ascending(index: torch.Tensor) -> torch.Tensor:
-    """[K] int64 -> [K] the same values sorted ascending, with a float TopK (TensorRT-friendly)."""
-    k = index.shape[0]
-    order = torch.topk(index.to(torch.float32), k, largest=False, sorted=True).indices
-    return index.index_select(0, order)
-
-
-def top_k_original_order(scores: torch.Tensor, keep: int) -> torch.Tensor:
-    """[n] scores -> [keep] int64 indices of the best `keep`, in ascending (original) order."""
-    best = torch.topk(scores.to(torch.float32), keep, largest=True, sorted=True).indices
-    return ascending(best)
 
 
 class EncoderPrunerGraph(torch.nn.Module):
@@ -80,10 +68,10 @@ class EncoderPrunerGraph(torch.nn.Module):
         camera_scores = self.scorer(tokens).to(torch.float32)  # [C, n]
         scores = camera_scores.reshape(cams * n)
         if plan.mode == "global":
-            index = top_k_original_order(scores, plan.keep)
+            index = topk_original_order(scores, plan.keep)
         else:
             parts = [
-                top_k_original_order(camera_scores[c], k) + c * n
+                topk_original_order(camera_scores[c], k) + c * n
                 for c, k in enumerate(plan.keep_per_camera)
                 if k > 0
             ]
