@@ -46,15 +46,21 @@ class BenchResult:
         return {**asdict(self), "speedup": self.speedup}
 
 
-def _times(backend: Any, pixels: np.ndarray, runs: int, warmup: int) -> list[float]:
+def _interleaved(backends: list[Any], pixels: np.ndarray, runs: int, warmup: int) -> list:
+    """Per-backend latencies (ms), runs alternating between backends.
+
+    Alternating makes a shared, busy CPU slow both backends alike, so the ratio stays fair.
+    """
     for _ in range(warmup):
-        backend.run(pixels)
-    out = []
+        for backend in backends:
+            backend.run(pixels)
+    times: list[list[float]] = [[] for _ in backends]
     for _ in range(runs):
-        start = time.perf_counter()
-        backend.run(pixels)
-        out.append((time.perf_counter() - start) * 1e3)
-    return out
+        for backend, out in zip(backends, times):
+            start = time.perf_counter()
+            backend.run(pixels)
+            out.append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def _p90(values: list[float]) -> float:
@@ -70,7 +76,7 @@ def bench_backends(
     warmup: int = 2,
     seed: int = 0,
 ) -> BenchResult:
-    """Time TorchBackend (CPU) and OrtBackend (CPU provider) on the same frame."""
+    """Time TorchBackend (CPU) and OrtBackend (CPU provider) on the same frame, interleaved."""
     from fastdrive_ros.runtime.onnx_meta import read_export
     from fastdrive_ros.runtime.ort_backend import OrtBackend
     from fastdrive_ros.runtime.torch_backend import TorchBackend
@@ -90,8 +96,7 @@ def bench_backends(
             device="cpu",
         )
         ort = OrtBackend(onnx_path=info.path, providers=("cpu",), threads=threads, info=info)
-        torch_times = _times(reference, pixels, runs, warmup)
-        ort_times = _times(ort, pixels, runs, warmup)
+        torch_times, ort_times = _interleaved([reference, ort], pixels, runs, warmup)
         ort.close()
     finally:
         torch.set_num_threads(previous)
