@@ -158,8 +158,22 @@ class RosPublisher:
         self._writer.__del__()
 
 
+def _raw_taker() -> Callable[[int, int, int], Any] | None:
+    """The take of serialised samples that cyclonedds' DataReader.take starts with, if any."""
+    try:
+        from cyclonedds._clayer import ddspy_take
+    except ImportError:
+        return None
+    return ddspy_take
+
+
 class RosSubscription:
-    """Delivers the messages of one ROS topic to a callback, on the peer's dispatch thread."""
+    """Delivers the messages of one ROS topic to a callback, on the peer's dispatch thread.
+
+    Samples are taken as ROS 2 CDR bytes and decoded by rosbags (5-20x faster than the IdlStruct
+    machinery for our types; the same objects either way, see the parity tests), with
+    `WireType.from_idl` as the fallback.
+    """
 
     def __init__(
         self,
@@ -167,6 +181,7 @@ class RosSubscription:
         reader: Any,
         condition: Any,
         wire: WireType,
+        store: Typestore,
         topic: str,
         dds_topic: str,
         qos: QosProfile,
@@ -175,6 +190,8 @@ class RosSubscription:
         self._reader = reader
         self._condition = condition
         self._wire = wire
+        self._store = store
+        self._raw_take = _raw_taker()
         self._topic = topic
         self._dds_topic = dds_topic
         self._qos = qos
@@ -227,22 +244,38 @@ class RosSubscription:
         delivered = 0
         with self._lock:
             while not self._closed:
-                samples = self._reader.take(N=_TAKE_BATCH, condition=self._condition)
-                if not samples:
+                batch = self._take()
+                if not batch:
                     break
-                for sample in samples:
-                    info = getattr(sample, "sample_info", None)
-                    if info is not None and not info.valid_data:
-                        continue  # writer gone / instance state change: no data
+                for decode, data in batch:
                     try:
-                        self._callback(self._wire.from_idl(sample))
+                        self._callback(decode(data))
                     except Exception:
                         self._errors += 1
                         if self._errors <= _LOGGED_ERRORS:
-                            log.exception("subscription callback on %s failed", self._topic)
+                            log.exception(
+                                "subscription on %s: message or callback failed", self._topic
+                            )
                     self._received += 1
                     delivered += 1
         return delivered
+
+    def _take(self) -> list[tuple[Callable[[Any], Any], Any]]:
+        """Up to a batch of (decoder, sample) with data (writer-gone notices carry none)."""
+        if self._raw_take is None:
+            samples = self._reader.take(N=_TAKE_BATCH, condition=self._condition)
+            return [
+                (self._wire.from_idl, s)
+                for s in samples
+                if getattr(getattr(s, "sample_info", None), "valid_data", True)
+            ]
+        ret = self._raw_take(self._reader._ref, self._condition.mask, _TAKE_BATCH)
+        if isinstance(ret, int):
+            raise RuntimeError(f"DDS take on {self._topic} failed (return code {ret})")
+        return [(self._decode, data) for data, info in ret if info.valid_data]
+
+    def _decode(self, data: bytes) -> Any:
+        return self._store.deserialize_cdr(data, self._wire.msgtype)
 
     def _close(self) -> None:
         with self._lock:

@@ -221,6 +221,7 @@ def _bytes_fast_path(idl_class: type, byte_seqs: dict[str, int]) -> None:
     if not byte_seqs:
         return
     from cyclonedds.idl import _machinery as machinery
+
     info = idl_class.__idl__
     info.populate()
     for machine in (info.v1_machine, info.v2_machine):

@@ -243,6 +243,7 @@ class RosDdsPeer:
                 reader=reader,
                 condition=condition,
                 wire=wire,
+                store=self._wire.store,
                 topic=self.resolve(topic),
                 dds_topic=name,
                 qos=profile,
