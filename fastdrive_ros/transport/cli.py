@@ -157,6 +157,99 @@ def play(
     err.print(f"worst lag behind the recorded schedule: {summary.max_lag_ms:.1f} ms")
 
 
+def drive(
+    transport: Annotated[
+        str,
+        typer.Option("--transport", help="dds (Cyclone DDS, no ROS install needed) or rclpy."),
+    ] = "dds",
+    params: Annotated[
+        Path | None,
+        typer.Option(
+            "--params",
+            help="ros2 params YAML (default: the package's config/drive.yaml).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model folder (sets model_dir).")
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="auto, tensorrt, onnxruntime or torch (sets backend)."),
+    ] = None,
+    pruner: Annotated[
+        str | None, typer.Option("--pruner", help="Token selector, e.g. reconpruner or none.")
+    ] = None,
+    prune_ratio: Annotated[
+        float | None,
+        typer.Option("--prune-ratio", help="Fraction of visual tokens DROPPED (keep = 1 - p)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any parameter as key=value (repeatable), e.g. device=cpu."),
+    ] = None,
+    node_name: Annotated[str, typer.Option("--node-name", help="ROS node name.")] = "fastdrive",
+    namespace: Annotated[str, typer.Option("--namespace", help="ROS namespace.")] = "/",
+    duration: Annotated[
+        float, typer.Option("--duration", help="Stop after this many seconds (0 = run on).")
+    ] = 0.0,
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING...")] = (
+        "INFO"
+    ),
+    domain_id: DomainId = 0,
+    interface: Interface = "127.0.0.1",
+    peers: Peers = None,
+    ros_distro: RosDistroOption = "humble",
+) -> None:
+    """Run the driving node outside `ros2 launch` (same parameters as the launch file)."""
+    import threading
+
+    from fastdrive_ros.transport.node_main import (
+        default_params_file,
+        node_params,
+        parse_overrides,
+        setup_logging,
+        stop_on_signals,
+    )
+    from fastdrive_ros.transport.node_params import ParamError
+
+    setup_logging(log_level)
+    values = parse_overrides(overrides)
+    shortcuts = {"model_dir": model, "backend": backend, "pruner": pruner}
+    shortcuts["prune_ratio"] = prune_ratio
+    values.update({k: v for k, v in shortcuts.items() if v is not None})
+    try:
+        node = node_params(params or default_params_file(), values, node_name=node_name)
+    except ParamError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--params/--set") from exc
+    stop = threading.Event()
+    stop_on_signals(stop)
+    if transport == "rclpy":
+        from fastdrive_ros.transport.rclpy_node import main as rclpy_main
+
+        rclpy_main(params=node, node_name=node_name, namespace=namespace)
+        return
+    if transport != "dds":
+        raise typer.BadParameter("use dds or rclpy", param_hint="--transport")
+    from fastdrive_ros.runtime.errors import RuntimeSetupError
+    from fastdrive_ros.transport.dds_node import run_dds_node
+
+    try:
+        run_dds_node(
+            node,
+            domain_id=domain_id,
+            config=network_config(interface, peers),
+            node_name=node_name,
+            namespace=namespace,
+            ros_distro=ros_distro,
+            duration_s=duration or None,
+            stop=stop,
+        )
+    except RuntimeSetupError as exc:
+        typer.echo(f"drive: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 def register(app: typer.Typer) -> None:
     """Add this room's subcommands to `app`."""
     app.command("play")(play)
+    app.command("drive")(drive)
