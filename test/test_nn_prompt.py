@@ -139,7 +139,7 @@ def test_impromptu_prompt(cameras: int) -> None:
 def test_compact_prompt() -> None:
     spec = build_prompt(_ego(), num_cameras=6, style="compact")
     assert spec.query_last and spec.texts[-1].endswith(PLAN_QUERY)
-    assert spec.texts[-1].startswith(VISION_END + " straight v 5.0 a -0.3 w 0.02 s 0.05 h -10.0")
+    assert spec.texts[-1] == VISION_END + " straight v5.0 a-0.3 w0.02 h-5.0,0.1" + PLAN_QUERY
     with pytest.raises(ValueError, match="style"):
         build_prompt(_ego(), num_cameras=6, style="long")  # type: ignore[arg-type]
 

@@ -44,7 +44,7 @@ def test_round_trip_is_exact(tokenizer: PlannerTokenizer) -> None:
 
 
 def test_digits_are_single_tokens_and_specials_are_atomic(tokenizer: PlannerTokenizer) -> None:
-    pieces = [tokenizer.backend.id_to_token(i) for i in tokenizer.encode("v 123.45")]
+    pieces = [tokenizer.backend.id_to_token(i) for i in tokenizer.encode("v123.45")]
     assert {"1", "2", "3", "4", "5"} <= set(pieces)
     ids = tokenizer.encode("<|vision_start|><|vision_end|><plan>")
     assert ids == [tokenizer.vision_start_id, tokenizer.vision_end_id, tokenizer.query_id]
@@ -55,13 +55,13 @@ def test_digits_are_single_tokens_and_specials_are_atomic(tokenizer: PlannerToke
 def test_compact_prompt_is_tens_of_tokens(tokenizer: PlannerTokenizer) -> None:
     spec = build_prompt(_ego(), num_cameras=6, style="compact")
     count = sum(len(tokenizer.encode(t)) for t in spec.texts)
-    assert 20 <= count <= 64, count
+    assert 20 <= count <= 45, count  # 12 vision markers, ~25 for the ego state
 
 
 def test_save_load_and_checks(tokenizer: PlannerTokenizer, tmp_path) -> None:
     tokenizer.save(tmp_path)
     loaded = PlannerTokenizer.load(tmp_path)
-    assert loaded.encode("h -1.5 0.25<plan>") == tokenizer.encode("h -1.5 0.25<plan>")
+    assert loaded.encode("h-1.5,0.25<plan>") == tokenizer.encode("h-1.5,0.25<plan>")
     info = tokenizer_info(tokenizer)
     check_tokenizer_info(loaded, info)
     bad = json.loads(json.dumps(info))

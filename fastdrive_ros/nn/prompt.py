@@ -135,20 +135,16 @@ def _fixed(value: float, digits: int) -> str:
 
 
 def _compact_ego(ego: EgoState) -> str:
-    """~30 tokens: command, speed, acceleration, yaw rate, steering, poses at -2 s and -1 s."""
-    (x2, y2), (x1, y1) = ego.history_xy[-5], ego.history_xy[-3]
-    values = (
-        ("v", ego.speed, 1),
-        ("a", ego.acceleration, 1),
-        ("w", ego.yaw_rate, 2),
-        ("s", ego.steering, 2),
-        ("h", x2, 1),
-        ("", y2, 1),
-        ("", x1, 1),
-        ("", y1, 1),
+    """~25 tokens: command, speed, acceleration, yaw rate and the pose 1 s ago.
+
+    Short on purpose: the visual tokens must dominate the compact model's prefill (steering is
+    left out: at speed the yaw rate says the same).
+    """
+    x1, y1 = ego.history_xy[-3]
+    return (
+        f" {ego.command} v{_fixed(ego.speed, 1)} a{_fixed(ego.acceleration, 1)}"
+        f" w{_fixed(ego.yaw_rate, 2)} h{_fixed(x1, 1)},{_fixed(y1, 1)}"
     )
-    fields = " ".join(f"{name} {_fixed(v, d)}" if name else _fixed(v, d) for name, v, d in values)
-    return f" {ego.command} {fields}"
 
 
 def build_prompt(ego: EgoState, *, num_cameras: int, style: PromptStyle) -> PromptSpec:

@@ -73,7 +73,10 @@ class VLAConfig:
         """The transformers Qwen2_5_VLConfig."""
         from transformers import Qwen2_5_VLConfig
 
-        return Qwen2_5_VLConfig.from_dict(dict(self.qwen))
+        try:
+            return Qwen2_5_VLConfig.from_dict(dict(self.qwen))
+        except Exception as exc:  # transformers raises its own validation error types
+            raise ValueError(f"the qwen config is not a valid Qwen2_5_VLConfig: {exc}") from exc
 
     @property
     def tokens_per_camera(self) -> int:

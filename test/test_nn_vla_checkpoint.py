@@ -1,0 +1,152 @@
+"""Loading a Qwen2.5-VL / Impromptu-VLA Hugging Face checkpoint folder (4.x and 5.x layouts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import Qwen2_5_VLForConditionalGeneration
+
+from fastdrive_ros.core_types import CAMERA_NAMES, EgoState, PlanFailure
+from fastdrive_ros.nn.configs import tiny_config
+from fastdrive_ros.nn.vla import VLA
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def source() -> VLA:
+    return VLA.build(tiny_config(cameras=1, head="text", pruner=False), seed=5)
+
+
+def _flat_config(vla: VLA) -> dict:
+    """config.json as Qwen2.5-VL-3B-Instruct ships it (transformers 4.x, flat text fields)."""
+    qwen = vla.config.qwen_config()
+    text = qwen.text_config
+    return {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "model_type": "qwen2_5_vl",
+        "hidden_size": text.hidden_size,
+        "intermediate_size": text.intermediate_size,
+        "num_hidden_layers": text.num_hidden_layers,
+        "num_attention_heads": text.num_attention_heads,
+        "num_key_value_heads": text.num_key_value_heads,
+        "hidden_act": "silu",
+        "max_position_embeddings": text.max_position_embeddings,
+        "rms_norm_eps": text.rms_norm_eps,
+        "rope_theta": text.rope_parameters["rope_theta"],
+        "rope_scaling": {"type": "mrope", "mrope_section": text.rope_parameters["mrope_section"]},
+        "vocab_size": text.vocab_size,
+        "tie_word_embeddings": True,
+        "use_sliding_window": False,
+        "bos_token_id": text.bos_token_id,
+        "eos_token_id": text.eos_token_id,
+        "image_token_id": qwen.image_token_id,
+        "video_token_id": qwen.video_token_id,
+        "vision_start_token_id": qwen.vision_start_token_id,
+        "vision_end_token_id": qwen.vision_end_token_id,
+        "vision_config": {
+            k: v
+            for k, v in qwen.vision_config.to_dict().items()
+            if k
+            in (
+                "depth",
+                "hidden_size",
+                "intermediate_size",
+                "num_heads",
+                "out_hidden_size",
+                "patch_size",
+                "spatial_merge_size",
+                "temporal_patch_size",
+                "window_size",
+                "fullatt_block_indexes",
+                "tokens_per_second",
+                "hidden_act",
+            )
+        },
+        "torch_dtype": "float32",
+    }
+
+
+def _write(vla: VLA, folder, layout: str) -> None:
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(_flat_config(vla)))
+    vla.tokenizer.save(folder)
+    vision_prefix, llm_prefix = (
+        ("visual.", "model.") if layout == "4.x" else ("model.visual.", "model.language_model.")
+    )
+    vision = {vision_prefix + k: v for k, v in vla.vision.tower.state_dict().items()}
+    llm = {llm_prefix + k: v for k, v in vla.planner.model.state_dict().items()}
+    shards = {"model-00001-of-00002.safetensors": vision, "model-00002-of-00002.safetensors": llm}
+    weight_map = {}
+    for name, tensors in shards.items():
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / name))
+        weight_map.update({k: name for k in tensors})
+    index = {"metadata": {}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def _ego() -> EgoState:
+    t = np.arange(-6, 1) * 0.5
+    return EgoState(
+        history_xy=np.stack([3.0 * t, 0 * t], axis=1),
+        speed=3.0,
+        acceleration=0.0,
+        yaw_rate=0.0,
+        steering=0.0,
+    )
+
+
+@pytest.mark.parametrize("layout", ["4.x", "5.x"])
+def test_loads_both_weight_layouts(source, tmp_path, layout) -> None:
+    folder = tmp_path / "ckpt"
+    _write(source, folder, layout)
+    vla = VLA.from_pretrained(folder, image_size=(56, 84), camera_names=CAMERA_NAMES[:1])
+    assert vla.config.prompt_style == "impromptu" and vla.config.head == "text"
+    assert vla.pruner is None
+    for key, value in source.planner.state_dict().items():
+        torch.testing.assert_close(vla.planner.state_dict()[key], value, rtol=0, atol=0)
+    pixels = torch.randn(1, 3, 56, 84)
+    torch.testing.assert_close(vla.vision(pixels).tokens, source.vision(pixels).tokens)
+    result, selection, _ = vla.plan_frame(pixels, _ego(), selector_name="none", max_new_tokens=6)
+    assert isinstance(result, PlanFailure)  # random weights: garbage text, typed
+    assert selection.kept_index.numel() == 6
+
+
+def test_same_weights_as_transformers_own_loader(source, tmp_path) -> None:
+    folder = tmp_path / "ckpt"
+    _write(source, folder, "4.x")
+    ours = VLA.from_pretrained(folder, image_size=(56, 84))
+    theirs = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    text_model = getattr(theirs.model, "language_model", theirs.model)
+    for key, value in text_model.state_dict().items():
+        torch.testing.assert_close(ours.planner.model.state_dict()[key], value, rtol=0, atol=0)
+    torch.testing.assert_close(ours.planner.lm_head.weight, theirs.lm_head.weight)
+
+
+def test_default_checkpoint_geometry_is_the_papers(source, tmp_path) -> None:
+    folder = tmp_path / "ckpt"
+    _write(source, folder, "4.x")
+    vla = VLA.from_pretrained(folder)
+    assert vla.config.image_size == (1596, 1596) and vla.config.camera_names == ("CAM_FRONT",)
+    assert vla.config.tokens_per_camera == 3249
+
+
+def test_broken_checkpoints_name_the_file(source, tmp_path) -> None:
+    folder = tmp_path / "ckpt"
+    _write(source, folder, "4.x")
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00002"):
+        VLA.from_pretrained(folder, image_size=(56, 84))
+    _write(source, tmp_path / "b", "4.x")
+    (tmp_path / "b" / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        VLA.from_pretrained(tmp_path / "b", image_size=(56, 84))
+    _write(source, tmp_path / "c", "4.x")
+    shard = tmp_path / "c" / "model-00002-of-00002.safetensors"
+    shard.write_bytes(shard.read_bytes()[:500])
+    with pytest.raises(ValueError, match="model-00002-of-00002.safetensors"):
+        VLA.from_pretrained(tmp_path / "c", image_size=(56, 84))
