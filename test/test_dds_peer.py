@@ -133,16 +133,19 @@ def test_tf_static_reaches_late_subscribers(loopback_netns) -> None:
     assert got[0].transforms[0].child_frame_id == "CAM_FRONT"
 
 
-def test_ros_tools_see_topics_types_typehash_and_node(loopback_netns) -> None:
+@pytest.mark.parametrize("distro,gid_size", [("humble", 24), ("jazzy", 16)])
+def test_ros_tools_see_topics_types_typehash_and_node(loopback_netns, distro, gid_size) -> None:
     from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
     from cyclonedds.domain import DomainParticipant
     from cyclonedds.qos import Policy, Qos
     from cyclonedds.sub import DataReader
     from cyclonedds.topic import Topic
+    from rosbags.typesys import Stores, get_typestore
 
     from fastdrive_ros.transport.dds.idl import WireTypes
 
-    with RosDdsPeer(node_name="fastdrive", namespace="/car") as peer:
+    graph_store = ros_types.typestore() if distro == "humble" else get_typestore(Stores.ROS2_JAZZY)
+    with RosDdsPeer(node_name="fastdrive", namespace="/car", ros_distro=distro) as peer:
         pub = peer.publisher("~/trajectory", "fastdrive_ros/msg/Trajectory")
         sub = peer.subscribe("/odom", "nav_msgs/msg/Odometry", lambda m: None)
         tool = DomainParticipant(0)  # what `ros2 topic list` / `ros2 node list` look at
@@ -164,9 +167,7 @@ def test_ros_tools_see_topics_types_typehash_and_node(loopback_netns) -> None:
             max_blocking_time=endpoint.qos[Policy.Reliability].max_blocking_time
         )
 
-        wire = WireTypes(store=ros_types.typestore()).get(
-            "rmw_dds_common/msg/ParticipantEntitiesInfo"
-        )
+        wire = WireTypes(store=graph_store).get("rmw_dds_common/msg/ParticipantEntitiesInfo")
         topic = Topic(tool, "ros_discovery_info", wire.idl_class)
         qos = Qos(
             Policy.Reliability.Reliable(max_blocking_time=0),
@@ -182,9 +183,10 @@ def test_ros_tools_see_topics_types_typehash_and_node(loopback_netns) -> None:
         assert [(n.node_namespace, n.node_name) for n in nodes] == [("/car", "fastdrive")]
         writer_gids = [bytes(g.data) for g in nodes[0].writer_gid_seq]
         reader_gids = [bytes(g.data) for g in nodes[0].reader_gid_seq]
-        assert writer_gids == [pub.guid + bytes(8)]  # 16-byte GUID, zero-padded (Humble Gid)
-        assert reader_gids == [sub.guid + bytes(8)]
-        assert np.frombuffer(infos[-1].gid.data, np.uint8).size == 24
+        # The 16-byte GUID, zero-padded to the distribution's Gid (24 bytes on Humble).
+        assert writer_gids == [pub.guid + bytes(gid_size - 16)]
+        assert reader_gids == [sub.guid + bytes(gid_size - 16)]
+        assert np.frombuffer(infos[-1].gid.data, np.uint8).size == gid_size
         tool.__del__()
 
 

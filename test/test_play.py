@@ -204,6 +204,35 @@ def test_play_reaches_a_separate_subscriber(loopback_netns, tmp_path, storage) -
         assert received[topic]["sha256"] == digest(raws), topic
 
 
+@pytest.mark.dds
+def test_recorded_rate_loop_and_stop(loopback_netns, tmp_path) -> None:
+    from fastdrive_ros.transport.dds.peer import RosDdsPeer
+    from fastdrive_ros.transport.play import BagPlayer
+
+    bag = tmp_path / "bag"
+    make_bag(bag, StoragePlugin.MCAP)
+    with RosDdsPeer(node_name="player") as peer:
+        with BagPlayer(bag=bag, peer=peer, rate=1.0) as player:
+            once = player.run()
+        assert once.loops == 1 and once.messages == player.total_messages
+        # The bag spans 3 frames at 12 Hz plus 5 x 8 ms camera offsets: 0.29 s of bag time.
+        assert once.bag_s == pytest.approx(3 * 0.083333333 + 0.04, abs=1e-6)
+        assert once.wall_s >= once.bag_s * 0.95  # paced at the recorded rate, not flat out
+        with BagPlayer(bag=bag, peer=peer, rate=4.0, loop=True) as looping:
+            sent = []
+
+            def count(topic: str) -> None:
+                sent.append(topic)
+                if len(sent) == 2 * looping.total_messages:
+                    looping.stop()
+
+            summary = looping.run(on_message=count)
+        assert summary.loops == 2  # stopped right after the second full pass
+        assert summary.messages == 2 * looping.total_messages
+        assert {t.topic: t.messages for t in summary.topics}["/odom"] == 2 * FRAMES
+        assert summary.wall_s >= 2 * once.bag_s / 4.0 * 0.9
+
+
 def test_topic_selection_and_errors(tmp_path) -> None:
     from rosbags.rosbag2 import Reader
 
