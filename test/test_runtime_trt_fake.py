@@ -297,3 +297,64 @@ def test_parser_rejection_names_the_onnx(tmp_path: Path, onnx32: Path) -> None:
             cache=EngineCache(root=tmp_path),
         )
     assert err.value.path == onnx32
+
+
+def _runtime_fake(version: str, log: dict, monkeypatch) -> types.ModuleType:
+    """Fake tensorrt with a Runtime, installed in sys.modules; the GPU query is stubbed."""
+    from fastdrive_ros.runtime import trt_backend
+
+    trt = fake_tensorrt(version, log)
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i: int) -> str:
+            return ["x", "values"][i]
+
+    class Runtime:
+        def __init__(self, logger: object) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, data: bytes) -> Engine | None:
+            log["deserialized"] = data
+            return None if log.get("deserialize_fails") else Engine()
+
+    trt.Runtime = Runtime
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_backend, "detect_device", lambda trt, device_id=0: device(version))
+    return trt
+
+
+def test_engine_tensorrt_cannot_deserialize_is_a_model_file_error(
+    tmp_path: Path, onnx32: Path, monkeypatch
+) -> None:
+    from fastdrive_ros.runtime.trt_backend import TensorRTBackend
+
+    log: dict = {"deserialize_fails": True}
+    _runtime_fake("10.3.0", log, monkeypatch)
+    with pytest.raises(ModelFileError, match="could not deserialize") as err:
+        TensorRTBackend(onnx_path=onnx32, cache_dir=tmp_path / "cache")
+    assert err.value.path.suffix == ".engine" and "fastdrive engine" in err.value.remedy
+    assert log["deserialized"].startswith(b"engine v10.3.0")  # the cached engine was read
+
+
+def test_engine_with_other_tensors_is_a_model_file_error(
+    tmp_path: Path, onnx32: Path, monkeypatch
+) -> None:
+    from fastdrive_ros.runtime.trt_backend import TensorRTBackend
+
+    _runtime_fake("10.3.0", {}, monkeypatch)
+    with pytest.raises(ModelFileError, match="engine tensors"):
+        TensorRTBackend(onnx_path=onnx32, cache_dir=tmp_path / "cache")
+
+
+def test_runtime_without_a_cached_engine_and_no_build(
+    tmp_path: Path, onnx32: Path, monkeypatch
+) -> None:
+    from fastdrive_ros.runtime.trt_backend import TensorRTBackend
+
+    log: dict = {}
+    _runtime_fake("11.0.0", log, monkeypatch)
+    with pytest.raises(ModelFileError, match="no engine in the cache"):
+        TensorRTBackend(onnx_path=onnx32, precision="fp32", cache_dir=tmp_path, build=False)
+    assert "builds" not in log

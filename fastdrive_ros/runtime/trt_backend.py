@@ -101,7 +101,6 @@ class TensorRTBackend:
                 "TensorRT version or GPU, or corrupt)",
                 REBUILD.format(onnx=self._info.path),
             )
-        self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         expected = {INPUT_NAME, *OUTPUT_NAMES}
         if set(names) != expected:
@@ -110,6 +109,7 @@ class TensorRTBackend:
                 f"engine tensors {sorted(names)} are not {sorted(expected)}",
                 REBUILD.format(onnx=self._info.path),
             )
+        self._context = self._engine.create_execution_context()
         meta = self._info.metadata
         self._input_shape = meta.input_shape
         self._context.set_input_shape(INPUT_NAME, self._input_shape)
