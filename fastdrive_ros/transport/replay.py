@@ -1,0 +1,230 @@
+"""In-process bag replay: a rosbag2 drives the pipeline directly, outputs go to an MCAP bag.
+
+No network. Messages are fed in recorded order, each arriving at its bag log time:
+  realtime     the clock follows the bag and runs on while the model works, so frames that
+               arrive meanwhile are dropped as in the car (latency realism; the default).
+  every_frame  every synchronised frame is planned (evaluation); frame ages are then only the
+               simulated model cost, not what a car would see.
+The output bag (rosbag2 metadata version 8, MCAP) holds ~/trajectory, ~/path, /diagnostics and
+the ~/debug latency topics exactly as the node publishes them, stamped with the camera time of
+their frame and logged at their (simulated) publish time; with `copy_inputs` the input messages
+are copied next to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastdrive_ros.pipeline.clock import Clock, ManualClock, ReplayClock
+from fastdrive_ros.pipeline.frame_pipeline import FramePipeline
+from fastdrive_ros.pipeline.latency import STAGES
+from fastdrive_ros.pipeline.simulate import ClockMode, Event, drive
+from fastdrive_ros.pipeline.types import PipelineOutput
+from fastdrive_ros.transport import node_core
+from fastdrive_ros.transport.node_core import NodeCore
+from fastdrive_ros.transport.node_messages import RosbagsFactory
+from fastdrive_ros.transport.node_params import NodeParams
+
+LOG = logging.getLogger("fastdrive_ros.replay")
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did (the demo and benchmarks read it).
+
+    Attributes:
+        frames: anchor (front camera) images read from the bag.
+        planned: frames planned (a trajectory was published for each).
+        plans_ok / plan_failures: usable plans, and failures by reason.
+        dropped: frames dropped, by reason.
+        latency_ms: stage -> (p50, p95) over the whole run.
+        topics: output topic -> messages written.
+        bag_s / wall_s: bag time covered and wall time spent.
+        counters: the pipeline's final counters.
+    """
+
+    bag: Path
+    out: Path
+    mode: ClockMode
+    frames: int = 0
+    planned: int = 0
+    plans_ok: int = 0
+    plan_failures: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    incomplete: int = 0
+    latency_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    topics: dict[str, int] = field(default_factory=dict)
+    bag_s: float = 0.0
+    wall_s: float = 0.0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def table(self) -> Any:
+        """A rich Table of the summary (frames, drops, trajectories, per-stage p50/p95)."""
+        from rich.table import Table
+
+        table = Table(title=f"fastdrive replay {self.bag.name} ({self.mode})", show_lines=False)
+        table.add_column("what")
+        table.add_column("value", justify="right")
+        table.add_column("p95 ms", justify="right")
+        table.add_row("frames in the bag", str(self.frames), "")
+        table.add_row("frames planned (trajectories published)", str(self.planned), "")
+        table.add_row("  usable plans", str(self.plans_ok), "")
+        for reason, count in sorted(self.plan_failures.items()):
+            table.add_row(f"  failed: {reason}", str(count), "")
+        for reason, count in sorted(self.dropped.items()):
+            table.add_row(f"dropped: {reason}", str(count), "")
+        table.add_row("frames with a substituted camera", str(self.incomplete), "")
+        for stage, (p50, p95) in self.latency_ms.items():
+            table.add_row(f"latency {stage} p50 ms", f"{p50:.1f}", f"{p95:.1f}")
+        table.add_row("bag seconds / wall seconds", f"{self.bag_s:.1f} / {self.wall_s:.1f}", "")
+        return table
+
+
+def _events(
+    reader: Any,
+    connections: dict[str, tuple[str, Any]],
+    copy: Callable[[Any, int, bytes], None] | None,
+) -> Iterator[tuple[int, Event]]:
+    """(log time, pipeline event) for the node's input topics, in bag order.
+
+    With `copy`, every message of the bag (inputs or not) is handed to it as it is read.
+    """
+    conns = [c for c in reader.connections if copy is not None or c.topic in connections]
+    for conn, log_ns, raw in reader.messages(connections=conns):
+        if copy is not None:
+            copy(conn, log_ns, raw)
+        if conn.topic not in connections:
+            continue
+        kind, channel = connections[conn.topic]
+        try:
+            msg = reader.deserialize(raw, conn.msgtype)
+            if kind == "camera":
+                convert = (
+                    node_core.camera_from_image
+                    if conn.msgtype == node_core.RAW_IMAGE
+                    else node_core.camera_from_compressed
+                )
+                yield log_ns, convert(channel, msg, log_ns)
+            else:
+                yield log_ns, node_core.odometry_from_msg(msg)
+        except Exception as exc:  # one bad message must not end the replay
+            LOG.warning("%s at %d: cannot be used: %s", conn.topic, log_ns, exc)
+
+
+def replay_bag(
+    bag: str | Path,
+    *,
+    out: str | Path,
+    params: NodeParams,
+    make_pipeline: Callable[[Clock], FramePipeline] | None = None,
+    mode: ClockMode = "realtime",
+    copy_inputs: bool = False,
+    progress: bool = True,
+    node_name: str = "fastdrive",
+) -> ReplaySummary:
+    """Replay `bag` through the pipeline into `out`.
+
+    The pipeline is built from `params` (model folder, backend...) unless `make_pipeline(clock)`
+    builds it (tests, benchmarks with a preloaded model); it must use the clock it is given.
+    """
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from tqdm import tqdm
+
+    from fastdrive_ros.pipeline.factory import build_pipeline
+    from fastdrive_ros.transport.dds.names import resolve_topic
+    from fastdrive_ros.transport.ros_types import typestore
+
+    if mode not in ("realtime", "every_frame"):
+        raise ValueError(f"mode must be realtime or every_frame, got {mode!r}")
+    bag, out = Path(bag), Path(out)
+    if not bag.exists():
+        raise FileNotFoundError(f"bag {bag} does not exist")
+    if out.exists():
+        raise FileExistsError(f"{out} exists: choose another --out or delete it")
+    clock = ReplayClock() if mode == "realtime" else ManualClock()
+    if make_pipeline is None:
+        pipeline = build_pipeline(params.pipeline_params(), clock=clock)
+    else:
+        pipeline = make_pipeline(clock)
+    store = typestore()
+    core = NodeCore(
+        params=params, pipeline=pipeline, factory=RosbagsFactory(), node_name=node_name
+    )
+    summary = ReplaySummary(bag=bag, out=out, mode=mode)
+    samples: dict[str, list[float]] = {}
+    inputs = {topic: ("camera", name) for name, topic in params.camera_topic_map().items()}
+    inputs[params.odom_topic] = ("odom", "")
+    start = time.perf_counter()
+    with (
+        AnyReader([bag], default_typestore=store) as reader,
+        Writer(out, version=8, storage_plugin=StoragePlugin.MCAP) as writer,
+    ):
+        missing = sorted(set(inputs) - {c.topic for c in reader.connections})
+        if missing:
+            LOG.warning("topics not in %s: %s", bag, ", ".join(missing))
+        conns = {
+            p.key: writer.add_connection(
+                resolve_topic(p.topic, node_name=node_name), p.msgtype, typestore=store
+            )
+            for p in core.publications()
+        }
+        copies: dict[str, Any] = {}
+
+        def copy(conn: Any, log_ns: int, raw: bytes) -> None:
+            if conn.topic not in copies:
+                copies[conn.topic] = writer.add_connection(
+                    conn.topic, conn.msgtype, typestore=store
+                )
+            writer.write(copies[conn.topic], log_ns, raw)
+
+        total = sum(c.msgcount for c in reader.connections if c.topic in inputs)
+        bar = tqdm(total=total, unit="msg", disable=not progress, desc=f"replay {bag.name}")
+
+        def on_event(log_ns: int, event: Event) -> None:
+            bar.update()
+
+        def on_output(output: PipelineOutput) -> None:
+            now = pipeline.clock.now_ns()
+            for key, msg in core.outputs(output, now):
+                data = store.serialize_cdr(msg, msg.__msgtype__)
+                writer.write(conns[key], now, data)
+                topic = conns[key].topic
+                summary.topics[topic] = summary.topics.get(topic, 0) + 1
+            for stage, value in output.latency_ms.items():
+                if np.isfinite(value):
+                    samples.setdefault(stage, []).append(value)
+
+        try:
+            drive(
+                pipeline,
+                clock,
+                _events(reader, inputs, copy if copy_inputs else None),
+                mode=mode,
+                on_output=on_output,
+                on_event=on_event,
+            )
+        finally:
+            bar.close()
+        summary.bag_s = reader.duration / 1e9
+    summary.wall_s = time.perf_counter() - start
+    counters = pipeline.counters
+    summary.counters = counters.snapshot()
+    summary.frames = counters.get("frames/received")
+    summary.planned = counters.get("processed")
+    summary.plans_ok = counters.get("planned")
+    summary.plan_failures = counters.group("failed")
+    summary.dropped = counters.group("dropped")
+    summary.incomplete = counters.get("frames/incomplete")
+    order = [s for s in STAGES if s in samples]
+    summary.latency_ms = {
+        s: tuple(float(v) for v in np.percentile(samples[s], [50, 95])) for s in order
+    }
+    return summary
