@@ -62,17 +62,36 @@ def out(index: list[int], scores: list[float], tokens: np.ndarray | None = None)
 def test_near_tie_flip_passes_and_real_flip_fails() -> None:
     plan = plan_keep(selector="reconpruner", cameras=1, tokens_per_camera=4, prune_ratio=0.5)
     ref = out([0, 1], [0.9, 0.50000, 0.49999, 0.1])
-    tie = compare("t", ref, out([0, 2], [0.9, 0.5, 0.5, 0.1]), plan, token_tol=1e-3, tie_tol=1e-4)
+    tie = compare(
+        "t", ref, out([0, 2], [0.9, 0.5, 0.5, 0.1]), plan, token_tol=1e-3, tie_floor=1e-6
+    )
     assert tie.ok and tie.index_diffs == 1 and tie.note == "near-tie flips"
-    real = compare("r", ref, out([0, 3], [0.9, 0.5, 0.5, 0.1]), plan, token_tol=1e-3, tie_tol=1e-4)
+    real = compare(
+        "r", ref, out([0, 3], [0.9, 0.5, 0.5, 0.1]), plan, token_tol=1e-3, tie_floor=1e-6
+    )
     assert not real.ok and "score margin" in real.note
+
+
+def test_flip_among_tiny_scores_needs_a_score_error_that_explains_it() -> None:
+    # untrained pruners give scores ~1e-5 apart: an absolute tie tolerance would excuse anything
+    plan = plan_keep(selector="reconpruner", cameras=1, tokens_per_camera=4, prune_ratio=0.5)
+    ref = out([0, 1], [1e-5, 2e-6, 1e-6, 0.0])
+    case = compare(
+        "s",
+        ref,
+        out([0, 2], [1e-5, 2e-6 + 1e-9, 1e-6, 0.0]),
+        plan,
+        token_tol=1e-3,
+        tie_floor=1e-6,
+    )
+    assert not case.ok and case.index_diffs == 1
 
 
 def test_token_error_beyond_tolerance_fails() -> None:
     plan = plan_keep(selector="reconpruner", cameras=1, tokens_per_camera=4, prune_ratio=0.5)
     ref = out([0, 1], [0.9, 0.8, 0.1, 0.0], np.zeros((2, 2), np.float32))
     bad = out([0, 1], [0.9, 0.8, 0.1, 0.0], np.full((2, 2), 0.01, np.float32))
-    case = compare("x", ref, bad, plan, token_tol=1e-3, tie_tol=1e-4)
+    case = compare("x", ref, bad, plan, token_tol=1e-3, tie_floor=1e-6)
     assert not case.ok and "token error" in case.note
 
 
