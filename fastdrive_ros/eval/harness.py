@@ -121,12 +121,12 @@ class Evaluator:
                 if ratio > 0:
                     stage = model.selector_stage(pruner)
                     self._runs[(pruner, ratio)] = _Run(pruner, stage, ratio)
-        self._pruners, self._ratios = pruners, ratios
+        self._ratios = ratios
+        # the constant-velocity plan and the logged trajectory itself, scored like the methods
         self._references = {
             "constant_velocity": MetricAccumulator(),
-            "ground_truth": (MetricAccumulator()),
+            "ground_truth": MetricAccumulator(),
         }
-        self._encoder_ms: list[float] = []
         self.samples = 0
 
     @property
@@ -144,7 +144,6 @@ class Evaluator:
         with torch.inference_mode():
             pixels = model.preprocess(torch.from_numpy(images))
             visual, encoder_ms = _timed(model, lambda: model.encode(pixels))
-        self._encoder_ms.append(encoder_ms)
         n_tokens = int(visual.tokens.shape[0])
         everything = Selection(kept_index=torch.arange(n_tokens, device=visual.tokens.device))
         overlays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
