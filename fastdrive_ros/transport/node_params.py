@@ -4,7 +4,8 @@ Each parameter has a type, default, description and range or choices; the rclpy 
 them with ParameterDescriptors built from this table, the DDS node and `fastdrive replay` read
 the same YAML (ros2 params format) through `load_params_yaml`, and `render_params_yaml()` writes
 config/drive.yaml from it (a test keeps the file in step). Validation collects every problem and
-raises one `ParamError` listing them.
+raises one `ParamError` listing them. Parameters are read once at start (read-only at run time:
+change the YAML or the launch arguments and restart the node).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ class ParamSpec:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
-    read_only: bool = True  # changing it needs a restart (model, topics); the node says so
 
     def check(self, value: Any) -> str:
         """'' if `value` is allowed, else why not."""
@@ -162,7 +162,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "max |camera stamp - front stamp| for a camera to join a frame",
         minimum=1.0,
         maximum=1000.0,
-        read_only=False,
     ),
     ParamSpec(
         "camera_timeout_ms",
@@ -171,7 +170,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "how long a frame waits for a late camera before missing_camera applies",
         minimum=0.0,
         maximum=5000.0,
-        read_only=False,
     ),
     ParamSpec(
         "missing_camera",
@@ -181,7 +179,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         " camera: reuse_last (last good image if younger than reuse_max_age_ms, else"
         " black), black, or skip (drop the frame)",
         choices=MISSING_CAMERA_POLICIES,
-        read_only=False,
     ),
     ParamSpec(
         "reuse_max_age_ms",
@@ -190,7 +187,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "oldest image reuse_last may use",
         minimum=0.0,
         maximum=10000.0,
-        read_only=False,
     ),
     ParamSpec(
         "camera_rate_hz",
@@ -199,7 +195,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "nominal camera rate; processing slower than one period raises WARN",
         minimum=0.1,
         maximum=1000.0,
-        read_only=False,
     ),
     ParamSpec(
         "stale_after_ms",
@@ -208,7 +203,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "no plan for this long -> STALE",
         minimum=1.0,
         maximum=600000.0,
-        read_only=False,
     ),
     ParamSpec(
         "max_image_bytes",
@@ -217,7 +211,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "larger images are rejected unread",
         minimum=1,
         maximum=1 << 30,
-        read_only=False,
     ),
     ParamSpec(
         "input_width",
@@ -267,7 +260,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "consecutive failed frames that raise ERROR",
         minimum=1,
         maximum=1000,
-        read_only=False,
     ),
     # --- outputs -----------------------------------------------------------------------------
     ParamSpec("frame_id", "string", "base_link", "frame of the trajectory and path (ego body)"),
@@ -311,6 +303,32 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
 )
 PARAMS_BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def descriptor_fields(spec: ParamSpec) -> dict[str, Any]:
+    """rcl_interfaces/ParameterDescriptor fields for `spec` (the rclpy node builds it from this).
+
+    Ranges become floating_point_range / integer_range (step 0 = continuous); choices go into
+    additional_constraints, which ROS tools show to the user; doubles take dynamic typing so an
+    integer in a YAML file is not refused (validate_params converts it).
+    """
+    fields: dict[str, Any] = {
+        "name": spec.name,
+        "description": spec.description,
+        "read_only": True,
+        "additional_constraints": "",
+    }
+    if spec.type == "double":
+        fields["dynamic_typing"] = True  # accept `60` for 60.0 in YAML; validate_params converts
+    if spec.choices:
+        fields["additional_constraints"] = "one of: " + ", ".join(spec.choices)
+    if spec.minimum is not None and spec.maximum is not None:
+        key = "integer_range" if spec.type == "integer" else "floating_point_range"
+        if spec.type == "integer":
+            fields[key] = (int(spec.minimum), int(spec.maximum), 1)
+        else:
+            fields[key] = (float(spec.minimum), float(spec.maximum), 0.0)
+    return fields
 
 
 @dataclass(frozen=True)
@@ -430,13 +448,18 @@ def load_params_yaml(path: str | Path, *, node_name: str = NODE_NAME) -> dict[st
     return merged
 
 
-def render_params_yaml(*, node_name: str = NODE_NAME) -> str:
-    """config/drive.yaml: every parameter at its default, its description as a comment."""
+def render_params_yaml(*, node_name: str = "/**") -> str:
+    """config/drive.yaml: every parameter at its default, its description as a comment.
+
+    The section is `/**` (any node name and namespace, so launch's node_name/namespace
+    arguments need no edit here); give a node name for a file shared by several nodes.
+    """
     lines = [
         "# Parameters of the fastdrive node (ros2 params format). Generated from",
         "# fastdrive_ros/transport/node_params.py (the single source of truth); regenerate with",
         "# `python -m fastdrive_ros.transport.node_params > config/drive.yaml`.",
-        f"{node_name}:",
+        "# '/**' applies to the node whatever its name and namespace.",
+        f"{yaml.safe_dump(node_name).splitlines()[0]}:",
         "  ros__parameters:",
     ]
     for spec in PARAMS:
