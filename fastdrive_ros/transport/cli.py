@@ -226,8 +226,12 @@ def drive(
     if transport == "rclpy":
         from fastdrive_ros.transport.rclpy_node import main as rclpy_main
 
-        rclpy_main(params=node, node_name=node_name, namespace=namespace)
-        return
+        try:
+            code = rclpy_main(args=[], params=node, node_name=node_name, namespace=namespace)
+        except ImportError as exc:
+            typer.echo(f"drive: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        raise typer.Exit(code)
     if transport != "dds":
         raise typer.BadParameter("use dds or rclpy", param_hint="--transport")
     from fastdrive_ros.runtime.errors import RuntimeSetupError
