@@ -85,7 +85,7 @@ def test_node_plans_frames_in_process() -> None:  # pragma: no cover - needs ROS
         executor.add_node(node)
         executor.add_node(peer)
         jpeg = jpeg_bytes(sample_image(96, 54))
-        for k in range(10):
+        for _ in range(10):
             stamp = peer.get_clock().now().to_msg()
             odom = Odometry()
             odom.header.stamp = stamp
