@@ -15,9 +15,13 @@ from fastdrive_ros.nn.vision import (
     QWEN_MEAN,
     QWEN_STD,
     VisionEncoder,
+    apply_vision_rotary,
+    merged_window_order,
     normalize_images,
     patchify,
     preprocess_images,
+    vision_position_ids,
+    vision_rotary,
 )
 
 torch.set_num_threads(2)
@@ -81,13 +85,18 @@ def test_preprocess_rejects_float_input() -> None:
 
 
 def test_patchify_matches_the_hf_processor() -> None:
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
-        Qwen2VLImageProcessorPil,
-    )
+    try:  # transformers 5 (no torchvision needed)
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil as Processor,
+        )
+    except ImportError:  # transformers 4.x: the numpy processor
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import (
+            Qwen2VLImageProcessor as Processor,
+        )
 
     pixels = torch.randn(2, 3, 56, 84)
     flat, grid = patchify(pixels)
-    processor = Qwen2VLImageProcessorPil()
+    processor = Processor()
     ref = processor(
         images=[p.numpy() for p in pixels],
         do_resize=False,
@@ -142,24 +151,32 @@ def test_attention_received_matches_explicit_softmax() -> None:
     flat, grid = patchify(pixels)
     with torch.no_grad():
         got = encoder(pixels, return_attention=True).aux["attention_received"]
-        from transformers.vision_utils import get_vision_position_ids
-
         h = tower.patch_embed(flat)  # processor order (full attention: order is irrelevant)
-        cos, sin = tower.rotary_pos_emb(h, get_vision_position_ids(grid, 2))
+        cos, sin = vision_rotary(tower.rotary_pos_emb.inv_freq, vision_position_ids(4, 6, 2))
         attn = tower.blocks[0].attn
         x = tower.blocks[0].norm1(h)
-        q, k, _ = attn.qkv(x).reshape(x.shape[0], 3, 2, -1).permute(1, 2, 0, 3)
-        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
-
-        q, k = apply_rotary_pos_emb_vision(
-            q.transpose(0, 1), k.transpose(0, 1), cos, sin
-        )  # [S, heads, hd]
+        q, k, _ = attn.qkv(x).reshape(x.shape[0], 3, 2, -1).unbind(1)  # [S, heads, hd]
+        q, k = apply_vision_rotary(q, k, cos, sin)
         probs = torch.softmax(
             torch.einsum("qhd,khd->hqk", q, k) * attn.scaling, dim=-1
         )  # [heads, S, S]
         per_patch = probs.mean(dim=(0, 1))
         expected = per_patch.view(-1, 4).mean(dim=1)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_window_order_matches_the_stock_tower() -> None:
+    """Our window order equals the tower's own (transformers 4.x method or 5.x function)."""
+    grid = torch.tensor([[1, 10, 18]])  # 5x9 merged tokens: partial windows both ways
+    try:
+        from transformers.vision_utils import get_vision_window_index
+
+        stock, _ = get_vision_window_index(
+            grid, spatial_merge_size=2, window_size=112, patch_size=14
+        )
+    except ImportError:  # transformers 4.x
+        stock, _ = VisionEncoder(config=tiny_config()).tower.get_window_index(grid)
+    assert merged_window_order(5, 9, 4).tolist() == stock.tolist()
 
 
 def _save_checkpoint(folder, encoder: VisionEncoder, prefix: str, shards: int) -> None:
@@ -225,7 +242,8 @@ def test_from_pretrained_reads_a_transformers_checkpoint(tmp_path) -> None:
     loaded = VisionEncoder.from_pretrained(tmp_path)
     pixels = torch.randn(1, 3, 56, 56)
     with torch.no_grad():
-        ref = model.model.visual(*patchify(pixels)).pooler_output
+        ref = model.model.visual(*patchify(pixels))
+        ref = ref if isinstance(ref, torch.Tensor) else ref.pooler_output
         torch.testing.assert_close(loaded(pixels).tokens, ref)
 
 

@@ -89,7 +89,7 @@ class ReconDecoder(torch.nn.Module):
             intermediate_size=config.intermediate_size or 4 * width,
             num_hidden_layers=config.num_layers,
             rms_norm_eps=config.rms_norm_eps,
-            rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+            rope_theta=config.rope_theta,
             vocab_size=1,
         )
         qwen._attn_implementation = "sdpa"
@@ -128,6 +128,7 @@ class ReconDecoder(torch.nn.Module):
             x = layer(
                 x, attention_mask=None, position_embeddings=position_embeddings, is_causal=False
             )
+            x = x[0] if isinstance(x, tuple) else x  # older transformers return a tuple
         patches = self.head(self.norm(x))  # [B, n, 3 * P * P]
         p = self.config.patch_pixels
         image = patches.view(batch, grid_h, grid_w, 3, p, p).permute(0, 3, 1, 4, 2, 5)

@@ -113,7 +113,7 @@ class ReconPrunerConfig:
             intermediate_size=self.intermediate_size,
             num_hidden_layers=1,
             rms_norm_eps=self.rms_norm_eps,
-            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
+            rope_theta=self.rope_theta,  # transformers 4.x and 5.x both take it
             vocab_size=1,
             max_position_embeddings=1 << 16,
         )
@@ -169,6 +169,7 @@ class ReconPruner(torch.nn.Module):
         h = self.layer(
             x, attention_mask=None, position_embeddings=position_embeddings, is_causal=False
         )
+        h = h[0] if isinstance(h, tuple) else h  # older transformers return a tuple
         q_star, v_star = h[:, :1], h[:, 1:]
         return self.scorer(v_star * q_star).squeeze(-1)
 

@@ -22,9 +22,7 @@ from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (
 )
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VisionTransformerPretrainedModel,
-    apply_rotary_pos_emb_vision,
 )
-from transformers.vision_utils import get_vision_window_index
 
 from fastdrive_ros.nn.selection import VisualTokens
 
@@ -237,10 +235,12 @@ class VisionEncoder(torch.nn.Module):
         captured: dict[str, object] = {}
         with self._capture_attention_input(captured, enabled=return_attention):
             out = self.tower(flat.to(dtype), grid_thw=grid)
+        # transformers 5 returns an output object, 4.x the merged tensor itself
+        tokens = out if isinstance(out, torch.Tensor) else out.pooler_output
         aux: dict[str, torch.Tensor] = {}
         if return_attention:
-            aux["attention_received"] = self._attention_received(captured, grid)
-        return VisualTokens(tokens=out.pooler_output, grid_thw=grid, aux=aux)
+            aux["attention_received"] = self._attention_received(captured, pixels.shape)
+        return VisualTokens(tokens=tokens, grid_thw=grid, aux=aux)
 
     def exportable(self, image_size: tuple[int, int] | None = None) -> ExportableVisionEncoder:
         """A fixed-shape, export-friendly twin sharing these weights (see vision_export.py).
@@ -273,14 +273,14 @@ class VisionEncoder(torch.nn.Module):
             handle.remove()
 
     @torch.no_grad()
-    def _attention_received(self, captured: dict, grid: torch.Tensor) -> torch.Tensor:
+    def _attention_received(self, captured: dict, shape: torch.Size) -> torch.Tensor:
         """[N] attention received per merged token, back in raster order."""
         attn = self.tower.blocks[self.attention_block].attn
         hidden = captured["hidden"]
         cos, sin = captured["position_embeddings"]
         seq = hidden.shape[0]
         qkv = attn.qkv(hidden).reshape(seq, 3, attn.num_heads, -1).permute(1, 0, 2, 3)
-        q, k = apply_rotary_pos_emb_vision(qkv[0], qkv[1], cos, sin)
+        q, k = apply_vision_rotary(qkv[0], qkv[1], cos, sin)
         bounds = captured["cu_seqlens"].tolist()
         received = torch.zeros(seq, dtype=torch.float32, device=hidden.device)
         for start, end in zip(bounds[:-1], bounds[1:]):
@@ -289,14 +289,67 @@ class VisionEncoder(torch.nn.Module):
                     q[start:end], k[start:end], scaling=attn.scaling
                 )
         unit = self.merge_size**2
-        merged = received.view(seq // unit, unit).mean(dim=1)  # window order
-        window_index, _ = get_vision_window_index(
-            grid,
-            spatial_merge_size=self.merge_size,
-            window_size=self.config.window_size,
-            patch_size=self.patch_size,
-        )
-        return merged[torch.argsort(window_index.to(merged.device))]
+        merged = received.view(seq // unit, unit).mean(dim=1)  # the tower's window order
+        cams, factor = shape[0], self.patch_size * self.merge_size
+        order = merged_window_order(
+            shape[2] // factor, shape[3] // factor, self.config.window_size // factor
+        ).to(merged.device)
+        per_camera = order.numel()
+        window_index = torch.cat([order + c * per_camera for c in range(cams)])
+        return merged[torch.argsort(window_index)]
+
+
+def vision_position_ids(grid_h: int, grid_w: int, merge_size: int) -> torch.Tensor:
+    """[grid_h * grid_w, 2] (row, col) of every patch, in processor (merge-block-major) order."""
+    rows = torch.arange(grid_h).view(-1, 1).expand(grid_h, grid_w)
+    cols = torch.arange(grid_w).view(1, -1).expand(grid_h, grid_w)
+    shape = (grid_h // merge_size, merge_size, grid_w // merge_size, merge_size)
+    rows = rows.reshape(shape).permute(0, 2, 1, 3).flatten()
+    cols = cols.reshape(shape).permute(0, 2, 1, 3).flatten()
+    return torch.stack([rows, cols], dim=-1)
+
+
+def vision_rotary(
+    inv_freq: torch.Tensor, position_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Qwen2.5-VL's 2-D rotary: [S, 2] positions -> (cos, sin) [S, head_dim] float32.
+
+    inv_freq is the tower's rotary_pos_emb.inv_freq (head_dim / 4 frequencies): rows and columns
+    rotate half of the head each, as transformers 4.x and 5.x both compute it.
+    """
+    freqs = position_ids.to(torch.float32).unsqueeze(-1) * inv_freq.to(torch.float32)
+    emb = freqs.flatten(-2)  # [S, head_dim / 2]: row frequencies, then column frequencies
+    emb = torch.cat([emb, emb], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_vision_rotary(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate q, k [..., S, heads, head_dim] by cos, sin [S, head_dim] (in float32, as HF)."""
+    cos, sin = cos.unsqueeze(-2).float(), sin.unsqueeze(-2).float()
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        half = xf.shape[-1] // 2
+        rotated = torch.cat([-xf[..., half:], xf[..., :half]], dim=-1)
+        return (xf * cos + rotated * sin).to(x.dtype)
+
+    return rotate(q), rotate(k)
+
+
+def merged_window_order(merged_h: int, merged_w: int, window_tokens: int) -> torch.Tensor:
+    """[merged_h * merged_w] raster indices of merged tokens in the tower's window order.
+
+    Windows of window_tokens x window_tokens merged tokens, row-major, raster order inside; the
+    last row/column of windows is partial when the grid does not divide (as HF pads and drops).
+    """
+    ws = window_tokens
+    hp, wp = -(-merged_h // ws) * ws, -(-merged_w // ws) * ws
+    grid = torch.full((hp, wp), -1, dtype=torch.long)
+    grid[:merged_h, :merged_w] = torch.arange(merged_h * merged_w).view(merged_h, merged_w)
+    grid = grid.view(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1)
+    return grid[grid >= 0]
 
 
 def segment_attention_received(

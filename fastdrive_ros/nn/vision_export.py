@@ -15,10 +15,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
-from transformers.vision_utils import get_vision_position_ids
 
-from fastdrive_ros.nn.vision import _ATTENTION_CHUNK_ELEMENTS, VisionEncoder
+from fastdrive_ros.nn.vision import (
+    _ATTENTION_CHUNK_ELEMENTS,
+    VisionEncoder,
+    apply_vision_rotary,
+    vision_position_ids,
+    vision_rotary,
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ def window_layout(
     window_size: int,
     device: torch.device | str = "cpu",
 ) -> WindowLayout:
-    """Index tensors for one fixed image size, mirroring transformers' get_vision_window_index."""
+    """Index tensors for one fixed image size, with the stock tower's windows."""
     height, width = image_size
     factor = patch_size * merge_size
     if height <= 0 or width <= 0 or height % factor or width % factor:
@@ -67,9 +71,7 @@ def window_layout(
     unit = merge_size * merge_size
     ws = window_size // factor  # merged tokens per window side
     n_merged = mh * mw
-    position_ids = get_vision_position_ids(
-        torch.tensor([[1, gh, gw]]), merge_size
-    )  # [S, 2], processor (merge-block-major) order
+    position_ids = vision_position_ids(gh, gw, merge_size)  # [S, 2], processor order
     hp, wp = -(-mh // ws) * ws, -(-mw // ws) * ws
     merged = torch.full((hp, wp), n_merged, dtype=torch.long)
     merged[:mh, :mw] = torch.arange(n_merged).view(mh, mw)
@@ -197,7 +199,7 @@ class ExportableVisionEncoder(torch.nn.Module):
         embed = h.shape[1]
         h = h.reshape(cams, embed, gh // merge, merge, gw // merge, merge)
         h = h.permute(0, 2, 4, 3, 5, 1).reshape(cams, gh * gw, embed)  # processor order
-        cos, sin = tower.rotary_pos_emb(h, layout.position_ids)
+        cos, sin = vision_rotary(tower.rotary_pos_emb.inv_freq, layout.position_ids)
         attention_block = self.encoder.attention_block
         received = None
         for index, block in enumerate(tower.blocks):
@@ -229,7 +231,7 @@ class ExportableVisionEncoder(torch.nn.Module):
         heads = attn.num_heads
         qkv = attn.qkv(x).reshape(cams, seq, 3, heads, embed // heads)
         q, k, v = qkv.unbind(dim=2)  # [C, S, heads, hd]
-        q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+        q, k = apply_vision_rotary(q, k, cos, sin)
         received = None
         if full:
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [C, heads, S, hd]
