@@ -9,7 +9,7 @@ import torch
 from fastdrive_ros.core_types import EgoState, PlanFailure, PlanOk
 from fastdrive_ros.nn.baselines.fastv import FastV
 from fastdrive_ros.nn.baselines.sparsevlm import SparseVLM
-from fastdrive_ros.nn.configs import small_qwen_config
+from fastdrive_ros.nn.configs import qwen_config_from, small_qwen_config
 from fastdrive_ros.nn.llm_stage import LayerCache, PrefillState, text_model_class
 from fastdrive_ros.nn.planner import VLAPlanner
 from fastdrive_ros.nn.registry import make_selector, selector_stage
@@ -23,18 +23,20 @@ N = 24
 
 @pytest.fixture(scope="module")
 def planner() -> VLAPlanner:
-    qwen = small_qwen_config(
-        vocab_size=512,
-        width=64,
-        layers=6,
-        heads=4,
-        kv_heads=2,
-        intermediate=128,
-        vision_width=32,
-        vision_depth=1,
-        vision_heads=2,
-        full_attention=(0,),
-        special_ids={name: i for i, name in enumerate(SPECIAL_TOKENS)},
+    qwen = qwen_config_from(
+        small_qwen_config(
+            vocab_size=512,
+            width=64,
+            layers=6,
+            heads=4,
+            kv_heads=2,
+            intermediate=128,
+            vision_width=32,
+            vision_depth=1,
+            vision_heads=2,
+            full_attention=(0,),
+            special_ids={name: i for i, name in enumerate(SPECIAL_TOKENS)},
+        )
     )
     torch.manual_seed(0)
     return VLAPlanner(

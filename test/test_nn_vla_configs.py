@@ -8,6 +8,7 @@ from fastdrive_ros.core_types import CAMERA_NAMES
 from fastdrive_ros.nn.configs import (
     compact_config,
     qwen25_vl_3b_config,
+    qwen25_vl_3b_flat,
     tiny_config,
     token_counts,
 )
@@ -34,7 +35,7 @@ def test_paper_token_counts_at_1596() -> None:
     assert [keep_count(n, p) for p in (0.25, 0.5, 0.75)] == [2436, 1624, 812]
     # the same numbers through a VLAConfig with the 3B shapes (no weights are built)
     config = VLAConfig(
-        qwen=qwen25_vl_3b_config().to_dict(),
+        qwen=qwen25_vl_3b_flat(),
         image_size=(1596, 1596),
         camera_names=CAMERA_NAMES[:1],
         prompt_style="impromptu",

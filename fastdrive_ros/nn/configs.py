@@ -43,17 +43,40 @@ def token_counts(image_size: tuple[int, int], *, patch: int = 14, merge: int = 2
     return (height // unit) * (width // unit)
 
 
-def _qwen(text: dict[str, Any], vision: dict[str, Any], ids: dict[str, int], tie: bool):
-    text = dict(text, bos_token_id=ids["bos_token_id"], eos_token_id=ids["eos_token_id"])
-    text.setdefault("use_sliding_window", False)
-    rest = {k: v for k, v in ids.items() if k not in ("bos_token_id", "eos_token_id")}
-    return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=tie, **rest
-    )
+def _flat(
+    text: dict[str, Any], vision: dict[str, Any], ids: dict[str, int], tie: bool
+) -> dict[str, Any]:
+    """config.json in the flat layout real checkpoints ship (transformers 4.x and 5.x read it).
+
+    Text fields at the top level, M-RoPE as rope_scaling {"type": "mrope"}: bundles written by
+    either major version load in the other.
+    """
+    text = dict(text)
+    section = text.pop("mrope_section")
+    return {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "model_type": "qwen2_5_vl",
+        **text,
+        "rope_scaling": {"type": "mrope", "mrope_section": list(section)},
+        "use_sliding_window": False,
+        "tie_word_embeddings": tie,
+        "vision_config": dict(vision),
+        **ids,
+    }
+
+
+def qwen_config_from(flat: dict[str, Any]) -> Qwen2_5_VLConfig:
+    """The transformers config of a config.json dict (flat or nested)."""
+    return Qwen2_5_VLConfig.from_dict(dict(flat))
 
 
 def qwen25_vl_3b_config() -> Qwen2_5_VLConfig:
     """Qwen2.5-VL-3B-Instruct's shapes (Impromptu-VLA 3B fine-tunes it); random weights only."""
+    return qwen_config_from(qwen25_vl_3b_flat())
+
+
+def qwen25_vl_3b_flat() -> dict[str, Any]:
+    """Qwen2.5-VL-3B-Instruct's config.json (flat layout), for a VLAConfig."""
     text = {
         "vocab_size": 151936,
         "hidden_size": 2048,
@@ -64,11 +87,8 @@ def qwen25_vl_3b_config() -> Qwen2_5_VLConfig:
         "hidden_act": "silu",
         "max_position_embeddings": 128000,
         "rms_norm_eps": 1e-6,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 1000000.0,
-            "mrope_section": [16, 24, 24],
-        },
+        "rope_theta": 1000000.0,
+        "mrope_section": [16, 24, 24],
     }
     vision = {
         "depth": 32,
@@ -84,7 +104,7 @@ def qwen25_vl_3b_config() -> Qwen2_5_VLConfig:
         "tokens_per_second": 2,
         "hidden_act": "silu",
     }
-    return _qwen(text, vision, QWEN_IDS, tie=True)
+    return _flat(text, vision, QWEN_IDS, tie=True)
 
 
 def small_qwen_config(
@@ -100,8 +120,11 @@ def small_qwen_config(
     vision_heads: int,
     full_attention: tuple[int, ...],
     special_ids: dict[str, int],
-) -> Qwen2_5_VLConfig:
-    """A small Qwen2.5-VL of the real architecture (M-RoPE split 1:1.5:1.5 like the 3B)."""
+) -> dict[str, Any]:
+    """A small Qwen2.5-VL of the real architecture (M-RoPE split 1:1.5:1.5 like the 3B).
+
+    Returns the flat config.json dict; `qwen_config_from` turns it into a Qwen2_5_VLConfig.
+    """
     head_dim = width // heads
     if width % heads or head_dim % 2 or head_dim < 8:
         raise ValueError(f"width {width} / heads {heads} must give an even head dim >= 8")
@@ -117,11 +140,8 @@ def small_qwen_config(
         "hidden_act": "silu",
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 10000.0,
-            "mrope_section": section,
-        },
+        "rope_theta": 10000.0,
+        "mrope_section": section,
     }
     vision = {
         "depth": vision_depth,
@@ -145,7 +165,7 @@ def small_qwen_config(
         "vision_start_token_id": special_ids["<|vision_start|>"],
         "vision_end_token_id": special_ids["<|vision_end|>"],
     }
-    return _qwen(text, vision, ids, tie=True)
+    return _flat(text, vision, ids, tie=True)
 
 
 def _compact_special_ids() -> dict[str, int]:
@@ -179,7 +199,7 @@ def compact_config():
         special_ids=_compact_special_ids(),
     )
     return VLAConfig(
-        qwen=qwen.to_dict(),
+        qwen=qwen,
         image_size=COMPACT_IMAGE_SIZE,
         camera_names=CAMERA_NAMES,
         prompt_style="compact",
@@ -210,7 +230,7 @@ def tiny_config(*, cameras: int = 2, head: str = "regression", pruner: bool = Tr
         special_ids=_compact_special_ids(),
     )
     return VLAConfig(
-        qwen=qwen.to_dict(),
+        qwen=qwen,
         image_size=(56, 84),
         camera_names=CAMERA_NAMES[:cameras],
         prompt_style="compact",

@@ -100,7 +100,7 @@ def load_checkpoint(
         width = int(qwen.vision_config.out_hidden_size)
         pruner = ReconPruner.load(folder / PRUNER_DIR, expected_width=width)
     config = VLAConfig(
-        qwen=qwen.to_dict(),
+        qwen=dict(raw),  # the checkpoint's own config.json: any transformers version reads it
         image_size=image_size or CHECKPOINT_IMAGE_SIZE,
         camera_names=camera_names or CHECKPOINT_CAMERAS,
         prompt_style="impromptu",
