@@ -1,15 +1,17 @@
 """One parameter, `backend: auto|tensorrt|onnxruntime|torch`, turned into a running backend.
 
-`auto` tries, in order: TensorRT (importable and a CUDA GPU), ONNX Runtime with a GPU provider,
-ONNX Runtime on the CPU if a short probe measures it faster than torch (FACTS.md: ORT CPU beat
-torch eager for a ViT), then torch. Every candidate it passes over is recorded with the reason
-and logged. An explicit choice never falls back: it either runs or raises with the cause.
+`auto` tries, in order: TensorRT (importable and a CUDA GPU), ONNX Runtime with a GPU provider
+(its TensorRT provider, then CUDA), torch on the GPU, ONNX Runtime on the CPU if a short probe
+measures it faster than torch (FACTS.md: ORT CPU beat torch eager for a ViT), then torch. Every
+candidate it passes over is recorded with the reason and logged. An explicit choice never falls
+back: it either runs or raises with the cause.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +21,7 @@ import torch
 
 from fastdrive_ros.nn.selection import keep_count, per_camera_keep
 from fastdrive_ros.runtime.base import EncoderPrunerBackend
+from fastdrive_ros.runtime.engine_cache import default_cache_dir
 from fastdrive_ros.runtime.errors import BackendUnavailable, ModelFileError, RuntimeSetupError
 from fastdrive_ros.runtime.keep_plan import EXPORTABLE_SELECTORS, KeepPlan, plan_keep
 from fastdrive_ros.runtime.model_source import ModelParts, load_model_parts, parts_from_vla
@@ -82,7 +85,7 @@ def expected_export(
         raise ModelFileError(info.path, "; ".join(problems), remedy)
 
 
-def _resolve_parts(model: Any, model_folder: str | Path | None, device: str) -> ModelParts | None:
+def _resolve_parts(model: Any, model_folder: str | Path | None) -> ModelParts | None:
     if isinstance(model, ModelParts):
         return model
     if model is not None:
@@ -133,6 +136,7 @@ def choose_backend(
     engine_cache_dir: str | Path | None = None,
     build_engine: bool = True,
     probe_runs: int = 2,
+    ort_providers: Sequence[str] | None = None,
 ) -> BackendChoice:
     """Pick and start the encoder+pruner backend.
 
@@ -150,10 +154,12 @@ def choose_backend(
         build_engine: build a missing TensorRT engine (False: fail instead).
         probe_runs: timed runs per backend when auto compares ORT CPU with torch (0: skip the
             probe and prefer ORT CPU, as FACTS.md measured).
+        ort_providers: ONNX Runtime providers to use instead of the defaults (e.g.
+            ("tensorrt", "cuda", "cpu")); every GPU one must be active or it is an error.
     """
     if requested not in REQUESTS:
         raise ValueError(f"backend must be one of {', '.join(REQUESTS)}, got {requested!r}")
-    parts = _resolve_parts(model, model_folder, device)
+    parts = _resolve_parts(model, model_folder)
     if parts is None and requested in ("auto", "torch"):
         raise ValueError(f"backend {requested!r} needs model_folder or model")
     if parts is None and onnx_path is None:
@@ -214,7 +220,7 @@ def choose_backend(
             providers=providers,
             threads=ort_threads,
             device_id=device_id,
-            trt_cache_dir=Path(engine_cache_dir) / "ort-trt" if engine_cache_dir else None,
+            trt_cache_dir=Path(engine_cache_dir or default_cache_dir()) / "ort-trt",
             info=info,
         )
 
@@ -223,7 +229,7 @@ def choose_backend(
     if requested == "tensorrt":
         return BackendChoice(tensorrt(), "requested tensorrt")
     if requested == "onnxruntime":
-        providers = ("cuda", "cpu") if gpu else ("cpu",)
+        providers = tuple(ort_providers or (("cuda", "cpu") if gpu else ("cpu",)))
         return BackendChoice(onnxruntime(providers), f"requested onnxruntime ({providers[0]})")
 
     try:
@@ -232,14 +238,18 @@ def choose_backend(
     except RuntimeSetupError as exc:
         refusals["tensorrt"] = str(exc)
     if gpu:
-        try:
-            backend = onnxruntime(("cuda", "cpu"))
-            return _chosen(BackendChoice(backend, "ONNX Runtime CUDA provider", refusals))
-        except RuntimeSetupError as exc:
-            refusals["onnxruntime-gpu"] = str(exc)
+        for label, providers in _ort_gpu_candidates(ort_providers):
+            try:
+                backend = onnxruntime(providers)
+                return _chosen(BackendChoice(backend, f"ONNX Runtime {label} provider", refusals))
+            except RuntimeSetupError as exc:
+                refusals[f"onnxruntime-{label}"] = str(exc)
     else:
         refusals["onnxruntime-gpu"] = "no CUDA GPU (or device=cpu)"
     reference = torch_backend()
+    if reference.device.type == "cuda":
+        refusals["onnxruntime-cpu"] = "torch runs on the GPU, faster than any CPU backend"
+        return _chosen(BackendChoice(reference, "torch on the GPU", refusals))
     try:
         ort_cpu = onnxruntime(("cpu",))
     except RuntimeSetupError as exc:
@@ -247,10 +257,6 @@ def choose_backend(
         return _chosen(
             BackendChoice(reference, "torch (the reference; nothing faster runs)", refusals)
         )
-    if reference.device.type == "cuda":
-        refusals["onnxruntime-cpu"] = "torch runs on the GPU"
-        ort_cpu.close()
-        return _chosen(BackendChoice(reference, "torch on the GPU", refusals))
     if probe_runs <= 0:
         refusals["torch"] = "not probed; ONNX Runtime CPU preferred (FACTS.md: faster for a ViT)"
         return _chosen(BackendChoice(ort_cpu, "ONNX Runtime CPU (no probe)", refusals))
@@ -273,6 +279,25 @@ def choose_backend(
             reference, "torch, faster than ONNX Runtime CPU here", refusals, probe
         )
     return _chosen(choice)
+
+
+def _ort_gpu_candidates(
+    override: Sequence[str] | None,
+) -> list[tuple[str, tuple[str, ...]]]:
+    """ONNX Runtime GPU provider lists to try in auto mode, best first."""
+    if override:
+        return [("gpu", tuple(override))]
+    candidates = []
+    try:
+        from fastdrive_ros.runtime.optional import import_onnxruntime
+
+        available = import_onnxruntime().get_available_providers()
+    except RuntimeSetupError:
+        available = []
+    if "TensorrtExecutionProvider" in available:
+        candidates.append(("tensorrt", ("tensorrt", "cuda", "cpu")))
+    candidates.append(("cuda", ("cuda", "cpu")))
+    return candidates
 
 
 def _chosen(choice: BackendChoice) -> BackendChoice:

@@ -89,7 +89,8 @@ class OrtBackend:
         for provider in requested:
             if provider not in available:
                 hint = (
-                    "install fastdrive_ros[ort-gpu] (onnxruntime-gpu) instead of [ort]"
+                    "install fastdrive_ros[ort-gpu] (onnxruntime-gpu) instead of [ort], or run "
+                    "ONNX Runtime on the CPU (device=cpu)"
                     if provider in GPU_PROVIDERS
                     else "check the provider name"
                 )
