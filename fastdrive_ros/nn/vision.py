@@ -182,7 +182,8 @@ class VisionEncoder(torch.nn.Module):
             raise ValueError(
                 f"no vision weights (keys 'visual.*' or 'model.visual.*') in {names} of {folder}"
             )
-        encoder = cls(config=config)
+        with _skip_weight_init():  # every weight is overwritten below (a 3B tower: seconds)
+            encoder = cls(config=config)
         missing, unexpected = encoder.tower.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
@@ -369,6 +370,15 @@ def segment_attention_received(
         logits = qh[:, start : start + chunk] @ kh.transpose(1, 2) * scaling
         total += logits.softmax(dim=-1).sum(dim=(0, 1))
     return total / (heads * length)
+
+
+def _skip_weight_init():
+    """Skip random init: no_init_weights (transformers 5.x initialization, 4.x modeling_utils)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
 
 
 def load_vision_config(folder: Path) -> Qwen2_5_VLVisionConfig:
