@@ -75,7 +75,8 @@ def test_damaged_bundle(copy: Path, damage: str, needle: str) -> None:
         shutil.rmtree(copy / "pruner")
     elif damage == "wrong_shape":  # config edited after training: weights no longer fit
         config = json.loads((copy / "config.json").read_text())
-        config["qwen"]["text_config"]["intermediate_size"] = 96
+        qwen = config["qwen"]
+        qwen.get("text_config", qwen)["intermediate_size"] = 96  # flat or nested text config
         (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFileError) as info:
         _build(copy)
