@@ -2,8 +2,9 @@
 
 nuScenes annotates boxes at 2 Hz keyframes only; future boxes (collision metric) and masks of 12 Hz
 images need them at other times. Between two annotations of an instance the box is interpolated
-(centre linear, rotation slerp); within `tolerance_s` past either end it is held; beyond, the
-instance is absent at that time (it left the scene or is not annotated yet).
+(centre linear, rotation slerp), also across keyframes where it was not annotated (hidden);
+within `tolerance_s` past either end it is held; beyond, the instance is absent at that time (it
+left the scene or is not annotated yet).
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """nuScenes-FG masks from annotations and the map, for data without exact masks (real nuScenes).
 
 Per camera image, a class map is painted back to front: the ground projection of the map's
-drivable area and lanes (class road) and pedestrian crossings (crossing), kept only below the
-horizon; then the projected 3D boxes of foreground categories (FG_CATEGORY_CLASS), farthest first,
-so nearer boxes cover farther ones. The FG mask is every pixel of a foreground class, OR-ed with an
-optional learned `Segmenter` (probability >= its threshold): the union keeps annotation recall and
-adds what the annotations cannot know (traffic signs and lights, lane paint off the map).
+drivable area and lanes (class road) and pedestrian crossings (crossing), sampled at pixel
+centres (raster.py) and kept only below the horizon; then the projected 3D boxes of foreground
+categories (FG_CATEGORY_CLASS), farthest first, so nearer boxes cover farther ones; boxes are
+filled like OpenCV fills (pixels their outline touches count, so objects a pixel wide stay).
+The FG mask is every pixel of a foreground class, OR-ed with an optional learned `Segmenter`
+(probability >= a threshold): the union keeps annotation recall and adds what annotations cannot
+know (traffic signs and lights, lane paint off the map).
 
 Output layout is fastdrive_ros/data/layout.py's, under the output root: fg_masks/<image>.png (0 /
 255) and, with `class_maps=True`, class_maps/<image>.png holding SEMANTIC_CLASSES ids where a class
@@ -27,6 +29,7 @@ from fastdrive_ros.data.agents import GlobalBox
 from fastdrive_ros.data.errors import DatasetError
 from fastdrive_ros.data.layout import CLASS_ID, FOREGROUND_IDS, class_map_path, fg_mask_path
 from fastdrive_ros.data.projection import CameraProjector
+from fastdrive_ros.data.raster import rasterize
 from fastdrive_ros.data.scene_index import CameraFrame
 
 UNASSIGNED = 255
@@ -68,23 +71,24 @@ class MaskConfig:
 
     Attributes:
         near_m: near plane for clipping boxes and ground, metres.
-        max_range_m: ground drawn within this distance of the camera (beyond: sub-pixel anyway).
+        ground_range_m: map ground drawn within this distance of the camera; farther road is
+            mostly hidden behind buildings, which annotations cannot know (a prior).
+        box_range_m: boxes drawn within this distance of the camera.
         box_tolerance_s: boxes held this long past an instance's first/last annotation.
     """
 
     near_m: float = 0.1
-    max_range_m: float = 100.0
+    ground_range_m: float = 100.0
+    box_range_m: float = 250.0
     box_tolerance_s: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.near_m <= 0 or self.max_range_m <= self.near_m or self.box_tolerance_s < 0:
+        if (
+            self.near_m <= 0
+            or min(self.ground_range_m, self.box_range_m) <= self.near_m
+            or self.box_tolerance_s < 0
+        ):
             raise ValueError(f"invalid mask config {self}")
-
-
-def _fill(canvas: np.ndarray, rings: Sequence[np.ndarray], value: int) -> None:
-    pts = [np.round(r * (1 << _SHIFT)).astype(np.int32) for r in rings if len(r) >= 3]
-    if pts:
-        cv2.fillPoly(canvas, pts, int(value), lineType=cv2.LINE_8, shift=_SHIFT)
 
 
 def _polygon_rings(geometry: Any) -> list[np.ndarray]:
@@ -120,10 +124,9 @@ class ClassPainter:
         from shapely.ops import unary_union
 
         width, height = projector.size
-        canvas = np.zeros((height, width), np.uint8)
-        visible = projector.visible_ground(self.config.max_range_m)
+        visible = projector.visible_ground(self.config.ground_range_m)
         if visible is None:
-            return canvas.astype(bool)
+            return np.zeros((height, width), bool)
         pose = projector.ego_pose
         visible_global = pose.to_parent(np.column_stack([visible, np.zeros(len(visible))]))
         region = Polygon(visible_global[:, :2])
@@ -131,8 +134,7 @@ class ClassPainter:
         rings = [
             projector.ground_to_pixels(pose.xy_to_local(ring)) for ring in _polygon_rings(geometry)
         ]
-        _fill(canvas, rings, 1)
-        return canvas.astype(bool) & self._below_horizon(projector)
+        return rasterize(rings, height, width) & self._below_horizon(projector)
 
     def paint(
         self, projector: CameraProjector, boxes: Sequence[GlobalBox], layers: Any | None
@@ -148,7 +150,7 @@ class ClassPainter:
         for box in boxes:
             name = category_class(box.category)
             distance = float(np.linalg.norm(box.center - cam_origin))
-            if name is not None and distance <= self.config.max_range_m:
+            if name is not None and distance <= self.config.box_range_m:
                 ranked.append((distance, CLASS_ID[name], box))
         for _, class_id, box in sorted(ranked, key=lambda r: -r[0]):
             pixels = projector.box_polygon(box.corners())
