@@ -21,6 +21,8 @@ _LAZY = {
     "VisPruner": "fastdrive_ros.nn.baselines.vispruner",
     "RandomSelector": "fastdrive_ros.nn.baselines.simple",
     "KeepAll": "fastdrive_ros.nn.baselines.simple",
+    "FastV": "fastdrive_ros.nn.baselines.fastv",
+    "SparseVLM": "fastdrive_ros.nn.baselines.sparsevlm",
 }
 
 Chooser = Callable[[int, int, int], torch.Tensor]
@@ -61,4 +63,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DivPrune", "KeepAll", "RandomSelector", "VisPruner", "choose_with_budget"]
+__all__ = [
+    "DivPrune",
+    "FastV",
+    "KeepAll",
+    "RandomSelector",
+    "SparseVLM",
+    "VisPruner",
+    "choose_with_budget",
+]
