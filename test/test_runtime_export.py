@@ -123,3 +123,13 @@ def test_edited_onnx_no_longer_matches_its_sidecar(exported, tmp_path: Path) -> 
     onnx.save(model, str(copy))
     with pytest.raises(ModelFileError, match="content hash"):
         read_export(copy)
+
+
+def test_benchmark_runs_all_three_paths(parts, exported) -> None:
+    from fastdrive_ros.runtime.bench import bench_backends, bench_table
+
+    result = bench_backends(parts, exported.export.path, runs=1, threads=1, warmup=0)
+    assert result.torch_ms > 0 and result.twin_ms > 0 and result.ort_ms > 0
+    assert result.kept == 28 and result.tokens == 56
+    assert result.to_dict()["speedup"] == pytest.approx(result.torch_ms / result.ort_ms)
+    assert bench_table(result).row_count == 3

@@ -36,6 +36,8 @@ class BenchResult:
     torch_p90_ms: float
     ort_ms: float
     ort_p90_ms: float
+    twin_ms: float
+    twin_p90_ms: float
 
     @property
     def speedup(self) -> float:
@@ -44,6 +46,17 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "speedup": self.speedup}
+
+
+class _GraphRunner:
+    """The exported graph's own torch module in eager mode (the fixed-window twin + top-K)."""
+
+    def __init__(self, graph: torch.nn.Module) -> None:
+        self._graph = graph
+
+    def run(self, pixels: np.ndarray) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            return self._graph(torch.from_numpy(pixels))
 
 
 def _interleaved(backends: list[Any], pixels: np.ndarray, runs: int, warmup: int) -> list:
@@ -76,7 +89,12 @@ def bench_backends(
     warmup: int = 2,
     seed: int = 0,
 ) -> BenchResult:
-    """Time TorchBackend (CPU) and OrtBackend (CPU provider) on the same frame, interleaved."""
+    """Time three ways of running encoder + pruner on one frame, interleaved.
+
+    TorchBackend (the stock tower + selector), the export graph's torch module (fixed-window
+    twin) and OrtBackend (CPU provider) running that graph. The twin row separates what the graph's formulation gains from what ONNX Runtime gains.
+    """
+    from fastdrive_ros.runtime.onnx_export import build_graph
     from fastdrive_ros.runtime.onnx_meta import read_export
     from fastdrive_ros.runtime.ort_backend import OrtBackend
     from fastdrive_ros.runtime.torch_backend import TorchBackend
@@ -95,8 +113,18 @@ def bench_backends(
             keep=plan.selector_keep,
             device="cpu",
         )
+        twin = _GraphRunner(
+            build_graph(
+                parts,
+                selector=info.metadata.selector,
+                prune_ratio=plan.prune_ratio,
+                precision=info.metadata.precision,
+            )
+        )
         ort = OrtBackend(onnx_path=info.path, providers=("cpu",), threads=threads, info=info)
-        torch_times, ort_times = _interleaved([reference, ort], pixels, runs, warmup)
+        torch_times, twin_times, ort_times = _interleaved(
+            [reference, twin, ort], pixels, runs, warmup
+        )
         ort.close()
     finally:
         torch.set_num_threads(previous)
@@ -110,6 +138,8 @@ def bench_backends(
         torch_p90_ms=_p90(torch_times),
         ort_ms=statistics.median(ort_times),
         ort_p90_ms=_p90(ort_times),
+        twin_ms=statistics.median(twin_times),
+        twin_p90_ms=_p90(twin_times),
     )
 
 
@@ -125,9 +155,20 @@ def bench_table(result: BenchResult) -> object:
     )
     for column in ("backend", "median ms", "p90 ms", "vs torch"):
         table.add_column(column, justify="left" if column == "backend" else "right")
-    table.add_row("torch (eager)", f"{result.torch_ms:.1f}", f"{result.torch_p90_ms:.1f}", "1.00x")
     table.add_row(
-        "onnxruntime (CPU)",
+        "torch (eager, stock tower)",
+        f"{result.torch_ms:.1f}",
+        f"{result.torch_p90_ms:.1f}",
+        "1.00x",
+    )
+    table.add_row(
+        "torch (eager, export graph)",
+        f"{result.twin_ms:.1f}",
+        f"{result.twin_p90_ms:.1f}",
+        f"{result.torch_ms / result.twin_ms:.2f}x",
+    )
+    table.add_row(
+        "onnxruntime (CPU, export graph)",
         f"{result.ort_ms:.1f}",
         f"{result.ort_p90_ms:.1f}",
         f"{result.speedup:.2f}x",
