@@ -22,3 +22,20 @@ def loopback_netns() -> None:
         pytest.skip(
             "needs a loopback-only network namespace: run via `make test` (scripts/netns-run)"
         )
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthetic nuScenes-format dataset, generated once per session and shared.
+
+    Two 6 s scenes, 160x90 images with 12 Hz sweeps (reader, masks and bag tests read it; do
+    not modify it in a test: copy it first).
+    """
+    from fastdrive_ros.data.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("synth_dataset") / "data"
+    generate_dataset(
+        root, scenes=2, seconds=6.0, seed=3, image_size=(160, 90), sweeps=True, progress=False,
+        town_grid=3,
+    )  # fmt: skip
+    return root
