@@ -1,7 +1,9 @@
 """`fastdrive bag` output read back by independent readers (mcap + mcap-ros2-support; sqlite3).
 
-The sqlite3 bag is read with the stdlib sqlite3 module and decoded with mcap_ros2's dynamic
-decoder built from the message definitions stored in the bag, so rosbags never checks itself.
+The round trip runs on the synthetic dataset (session fixture `synth_dataset`, conftest.py): both
+scenes, all 12 Hz images. The sqlite3 bag is read with the stdlib sqlite3 module and decoded with
+mcap_ros2's dynamic decoder built from the message definitions stored in the bag, so rosbags never
+checks itself.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from typer.testing import CliRunner
 from fastdrive_ros.cli import build_app
 from fastdrive_ros.core_types import CAMERA_NAMES
 
-VERSION = "v1.0-tiny"
+VERSION = "v1.0-synth"
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def tiny(tmp_path_factory):
     return write_tiny_nuscenes(tmp_path_factory.mktemp("bagdata"), can_bus=True, seconds=3.0)
 
 
@@ -75,7 +77,8 @@ def _stamp_us(msg: object) -> int | None:
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_bag_reads_back_independently(dataset, tmp_path, storage):
+def test_bag_reads_back_independently(synth_dataset, tmp_path, storage):
+    dataset = synth_dataset
     out = tmp_path / f"bag_{storage}"
     result = CliRunner().invoke(
         build_app(),
@@ -105,7 +108,9 @@ def test_bag_reads_back_independently(dataset, tmp_path, storage):
     counts = Counter(topic for topic, _, _ in messages)
     per_channel = Counter(channel_of[calib[sd["calibrated_sensor_token"]]["sensor_token"]]
                           for sd in cam_sd)  # fmt: skip
-    expected = {"/tf_static": 1, "/tf": len(pose_times), "/odom": len(pose_times)}
+    scenes = json.loads((dataset / VERSION / "scene.json").read_text())
+    # /tf_static once per scene, at its first message
+    expected = {"/tf_static": len(scenes), "/tf": len(pose_times), "/odom": len(pose_times)}
     for ch in CAMERA_NAMES:
         expected[f"/{ch}/image_rect_compressed"] = per_channel[ch]
         expected[f"/{ch}/camera_info"] = per_channel[ch]
@@ -116,7 +121,11 @@ def test_bag_reads_back_independently(dataset, tmp_path, storage):
     assert messages[0][0] == "/tf_static"
 
     by_stamp = {sd["timestamp"]: sd for sd in cam_sd}
+    pose_at = {
+        poses[sd["ego_pose_token"]]["timestamp"]: poses[sd["ego_pose_token"]] for sd in cam_sd
+    }
     seen = defaultdict(int)
+    odom: list[tuple[int, float, float, float]] = []
     for topic, log_time, msg in messages:
         stamp_us = _stamp_us(msg)
         if topic.endswith("/camera_info"):
@@ -139,28 +148,35 @@ def test_bag_reads_back_independently(dataset, tmp_path, storage):
             assert all(t.header.frame_id == "base_link" for t in msg.transforms)
         elif topic == "/odom":
             assert (msg.header.frame_id, msg.child_frame_id) == ("map", "base_link")
-            assert msg.twist.twist.linear.x == pytest.approx(5.0)
-            pose = [p for p in tables["ego_pose"] if p["timestamp"] == stamp_us][0]
+            pose = pose_at[stamp_us]
             position = msg.pose.pose.position
             np.testing.assert_allclose([position.x, position.y], pose["translation"][:2])
+            q = msg.pose.pose.orientation
+            np.testing.assert_allclose([q.w, q.x, q.y, q.z], pose["rotation"], atol=1e-9)
+            odom.append((stamp_us, position.x, position.y, msg.twist.twist.linear.x))
         elif topic == "/tf":
             (tf,) = msg.transforms
             assert (tf.header.frame_id, tf.child_frame_id) == ("map", "base_link")
     assert sum(seen.values()) == len(cam_sd)
+    # the odometry twist agrees with the motion of its own poses (within a scene, ~0.25 s apart)
+    for (t0, x0, y0, v0), (t1, x1, y1, _) in zip(odom[::18], odom[18::18]):
+        if 0 < t1 - t0 < 400_000:
+            speed = np.hypot(x1 - x0, y1 - y0) / ((t1 - t0) * 1e-6)
+            assert v0 == pytest.approx(speed, abs=1.0)
 
 
-def test_bag_errors(dataset, tmp_path):
+def test_bag_errors(tiny, tmp_path):
     runner = CliRunner()
     bad_scene = runner.invoke(
         build_app(),
-        ["bag", "--dataroot", str(dataset), "--version", VERSION, "--out",
+        ["bag", "--dataroot", str(tiny), "--version", "v1.0-tiny", "--out",
          str(tmp_path / "b"), "--scene", "scene-0042"],
     )  # fmt: skip
     assert bad_scene.exit_code == 2
     assert "valid scenes: scene-0001" in bad_scene.output
     bad_storage = runner.invoke(
         build_app(),
-        ["bag", "--dataroot", str(dataset), "--version", VERSION, "--out",
+        ["bag", "--dataroot", str(tiny), "--version", "v1.0-tiny", "--out",
          str(tmp_path / "c"), "--storage", "rosbag1"],
     )  # fmt: skip
     assert bad_storage.exit_code == 2 and "storage" in bad_storage.output
