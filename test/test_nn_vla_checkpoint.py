@@ -12,6 +12,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from fastdrive_ros.core_types import CAMERA_NAMES, EgoState, PlanFailure
 from fastdrive_ros.nn.configs import tiny_config
+from fastdrive_ros.nn.llm_stage import mrope_section_of
 from fastdrive_ros.nn.vla import VLA
 
 torch.set_num_threads(2)
@@ -37,8 +38,8 @@ def _flat_config(vla: VLA) -> dict:
         "hidden_act": "silu",
         "max_position_embeddings": text.max_position_embeddings,
         "rms_norm_eps": text.rms_norm_eps,
-        "rope_theta": text.rope_parameters["rope_theta"],
-        "rope_scaling": {"type": "mrope", "mrope_section": text.rope_parameters["mrope_section"]},
+        "rope_theta": vla.config.qwen["rope_theta"],
+        "rope_scaling": {"type": "mrope", "mrope_section": mrope_section_of(text)},
         "vocab_size": text.vocab_size,
         "tie_word_embeddings": True,
         "use_sliding_window": False,

@@ -12,6 +12,7 @@ from fastdrive_ros.nn.configs import (
     tiny_config,
     token_counts,
 )
+from fastdrive_ros.nn.llm_stage import mrope_section_of
 from fastdrive_ros.nn.selection import keep_count
 from fastdrive_ros.nn.vla import VLAConfig
 
@@ -25,7 +26,7 @@ def test_qwen25_vl_3b_shapes() -> None:
     assert (text.num_hidden_layers, text.hidden_size, text.intermediate_size) == (36, 2048, 11008)
     assert (text.num_attention_heads, text.num_key_value_heads) == (16, 2)
     assert text.vocab_size == 151936 and config.tie_word_embeddings
-    assert text.rope_parameters["mrope_section"] == [16, 24, 24]
+    assert mrope_section_of(text) == [16, 24, 24]
     assert config.image_token_id == 151655 and config.vision_start_token_id == 151652
 
 
@@ -61,6 +62,6 @@ def test_compact_and_tiny_configs() -> None:
     qwen = compact.qwen_config()
     assert qwen.text_config.hidden_size == qwen.vision_config.out_hidden_size == 256
     assert compact.pruner["hidden_size"] == 256
-    assert qwen.text_config.rope_parameters["mrope_section"] == [8, 12, 12]
+    assert mrope_section_of(qwen.text_config) == [8, 12, 12]
     tiny = tiny_config(cameras=3, head="text", pruner=False)
     assert tiny.tokens_per_camera == 6 and len(tiny.camera_names) == 3 and tiny.pruner is None

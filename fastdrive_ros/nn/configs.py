@@ -161,7 +161,7 @@ def small_qwen_config(
         "bos_token_id": special_ids["<|endoftext|>"],
         "eos_token_id": special_ids["<|im_end|>"],
         "image_token_id": special_ids["<|image_pad|>"],
-        "video_token_id": special_ids["<|image_pad|>"],
+        "video_token_id": special_ids["<|video_pad|>"],
         "vision_start_token_id": special_ids["<|vision_start|>"],
         "vision_end_token_id": special_ids["<|vision_end|>"],
     }

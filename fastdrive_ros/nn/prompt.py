@@ -33,6 +33,7 @@ PROMPT_STYLES: tuple[str, ...] = ("impromptu", "compact")
 # Qwen2.5-VL chat and vision markers (the same strings in the real and the compact tokenizer).
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 VISION_START, VISION_END, IMAGE_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"
+VIDEO_PAD = "<|video_pad|>"  # never used by the planner; a distinct id keeps Qwen's configs valid
 PLAN_QUERY = "<plan>"  # the compact prompt's last token; the regression head reads its state
 PLANNING_OPEN, PLANNING_CLOSE = "<PLANNING>", "</PLANNING>"
 

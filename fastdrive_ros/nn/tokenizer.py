@@ -20,6 +20,7 @@ from fastdrive_ros.nn.prompt import (
     IM_START,
     IMAGE_PAD,
     PLAN_QUERY,
+    VIDEO_PAD,
     VISION_END,
     VISION_START,
     build_prompt,
@@ -36,6 +37,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     VISION_END,
     IMAGE_PAD,
     PLAN_QUERY,
+    VIDEO_PAD,
 )
 EOS_TOKENS: tuple[str, ...] = (IM_END, ENDOFTEXT)
 # Qwen2's pre-tokenizer: words, single digits, punctuation runs, whitespace.
