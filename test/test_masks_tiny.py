@@ -116,6 +116,11 @@ def test_sweeps_and_cli(dataset, reader, tmp_path):
     frames = reader.camera_frames("scene-0001")
     assert f"wrote {len(frames)} masks" in result.output
     assert all(fg_mask_path(tmp_path / "m", f.relpath).is_file() for f in frames)
+    again = runner.invoke(
+        build_app(),
+        ["masks", "--dataroot", str(dataset), "--version", VERSION, "--out", str(tmp_path / "m")],
+    )  # fmt: skip
+    assert again.exit_code == 2 and "--overwrite" in again.output
     bad = runner.invoke(
         build_app(),
         ["masks", "--dataroot", str(dataset), "--version", VERSION, "--out", str(tmp_path / "x"),

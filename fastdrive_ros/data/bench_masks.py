@@ -138,6 +138,8 @@ def main(
     from fastdrive_ros.data.fg_masks import build_masks
     from fastdrive_ros.data.reader import NuScenesReader
 
+    if out is not None and out.resolve() == dataroot.resolve():
+        raise typer.BadParameter("--out must not be the dataroot (it holds the exact masks)")
     reader = NuScenesReader(dataroot=dataroot, version=version, full_future_only=False)
     with tempfile.TemporaryDirectory() as tmp:
         root = out or Path(tmp)
@@ -148,6 +150,7 @@ def main(
             out=root,
             sweeps=sweeps,
             class_maps=True,
+            overwrite=True,
             reader=reader,
         )
         build_s = time.perf_counter() - start

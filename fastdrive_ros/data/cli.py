@@ -41,6 +41,9 @@ def masks(
         float, typer.Option(help="Segmenter probability counted as foreground.")
     ] = 0.5,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace mask files that exist already under --out.")
+    ] = False,
 ) -> None:
     """Build nuScenes-FG masks from 3D box annotations and the map (real nuScenes)."""
     from fastdrive_ros.data.errors import DatasetError
@@ -58,8 +61,9 @@ def masks(
             segmenter=seg,
             segmenter_threshold=segmenter_threshold,
             progress=progress,
+            overwrite=overwrite,
         )
-    except (DatasetError, ValueError, ImportError, TypeError) as exc:
+    except (DatasetError, ValueError, ImportError, TypeError, FileExistsError) as exc:
         raise _fail(exc) from exc
     rate = summary.images / summary.seconds if summary.seconds > 0 else float("inf")
     typer.echo(

@@ -203,13 +203,15 @@ def build_masks(
     segmenter_threshold: float = 0.5,
     config: MaskConfig | None = None,
     progress: bool = True,
+    overwrite: bool = False,
     reader: Any = None,
 ) -> MaskSummary:
     """Write FG masks (and optionally class maps) for every camera image of the dataset.
 
     Keyframe images only unless `sweeps`; `scenes` restricts to named scenes. A segmenter's
-    probability counts as foreground at >= `segmenter_threshold`. `reader` may pass
-    an open NuScenesReader (with_map=True) to skip re-loading the tables.
+    probability counts as foreground at >= `segmenter_threshold`. Existing mask files (e.g. the
+    exact synthetic masks when `out` is the dataroot) are an error unless `overwrite`. `reader`
+    may pass an open NuScenesReader (with_map=True) to skip re-loading the tables.
     """
     from fastdrive_ros.data.reader import NuScenesReader
 
@@ -227,6 +229,15 @@ def build_masks(
         for name in names
         for frame in reader.camera_frames(name, keyframes_only=not sweeps)
     ]
+    if not overwrite:
+        for _, frame in jobs:
+            targets = [fg_mask_path(out, frame.relpath)]
+            targets += [class_map_path(out, frame.relpath)] if class_maps else []
+            existing = next((t for t in targets if t.exists()), None)
+            if existing is not None:
+                raise FileExistsError(
+                    f"{existing} exists already; choose another --out or pass --overwrite"
+                )
     painter = ClassPainter(config=config)
     start = time.perf_counter()
     for name, frame in _progress(jobs, progress, "masks"):
