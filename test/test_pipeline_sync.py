@@ -114,3 +114,21 @@ def test_rejections_are_counted_and_remembered() -> None:
     }
     assert counters.get("dropped/bad_anchor") == 1
     assert sync.last_rejects() == {"L": "encoding", "F": "empty"}
+
+
+def test_waits_for_a_closer_image_when_the_match_is_over_half_a_period_old() -> None:
+    sync, _ = _sync(sync_tolerance_ms=60, camera_timeout_ms=100, camera_period_ms=80)
+    sync.push(_img("L", 955))  # 45 ms before the anchor: L's next image (~1035) is closer
+    sync.push(_img("R", 1010))
+    sync.push(_img("F", 1000))
+    assert sync.poll(1010 * MS) is None
+    sync.push(_img("L", 1035))
+    synced = sync.poll(1036 * MS)
+    assert synced is not None and synced.images["L"].stamp_ns == 1035 * MS
+    # if the next image never comes, the old one (still within tolerance) is used at the timeout
+    sync.push(_img("L", 1955))
+    sync.push(_img("R", 2005))
+    sync.push(_img("F", 2000))
+    assert sync.poll(2050 * MS) is None
+    synced = sync.poll(2100 * MS)
+    assert synced is not None and synced.images["L"].stamp_ns == 1955 * MS

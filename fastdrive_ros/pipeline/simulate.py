@@ -25,14 +25,15 @@ Event = Union[CameraFrameIn, OdometryIn, CommandIn]
 ClockMode = Literal["realtime", "every_frame"]
 
 # nuScenes-like firing offsets of the six cameras around the front camera (ms): they fire in
-# turn as the lidar sweeps, within a few tens of ms.
+# turn as the lidar sweeps, within a few tens of ms (kept inside half a 12 Hz period here, so
+# the nearest image of each camera is never ambiguous).
 NUSCENES_OFFSETS_MS: dict[str, float] = {
     "CAM_FRONT": 0.0,
     "CAM_FRONT_RIGHT": 8.0,
-    "CAM_BACK_RIGHT": 25.0,
-    "CAM_BACK": 42.0,
-    "CAM_BACK_LEFT": -33.0,
-    "CAM_FRONT_LEFT": -17.0,
+    "CAM_BACK_RIGHT": 17.0,
+    "CAM_BACK": 25.0,
+    "CAM_BACK_LEFT": 33.0,
+    "CAM_FRONT_LEFT": -10.0,
 }
 
 
@@ -87,8 +88,13 @@ def drive(
                 while emit(pipeline.step(now)):
                     pass
                 clock.set(now)
-        if mode == "realtime" and emit(pipeline.step(now)):
-            continue  # processing took time: deliver what arrived meanwhile, then plan again
+        if mode == "realtime":
+            if emit(pipeline.step(now)):
+                continue  # processing took time: deliver what arrived meanwhile, then plan again
+        else:  # frames completed by a camera timeout, not by an arrival
+            while emit(pipeline.step(now)):
+                pass
+            clock.set(now)
         if upcoming is None and pipeline.pending() == 0:
             return outputs
         next_time = upcoming[0] if upcoming is not None else math.inf

@@ -3,7 +3,9 @@
 Policy (also in the README):
   * The anchor camera (the first of `camera_names`, CAM_FRONT) defines a frame: its stamp is the
     frame stamp. Every other camera contributes its image closest to that stamp if it is within
-    `sync_tolerance_ms` (nuScenes cameras fire tens of ms apart).
+    `sync_tolerance_ms` (nuScenes cameras fire tens of ms apart). When that image is more than
+    half a camera period before the anchor, the camera's next image would be closer, so the
+    frame waits for it (up to the timeout).
   * A frame is *complete* when every camera has a match or has been given up: a camera is given
     up once `camera_timeout_ms` has passed since the anchor arrived (pipeline clock), or at once
     when its newest image is already past the tolerance window (it cannot deliver a match).
@@ -58,6 +60,7 @@ class FrameSynchronizer:
         self._counters = counters
         self._tol_ns = int(config.sync_tolerance_ms * 1e6)
         self._timeout_ns = int(config.camera_timeout_ms * 1e6)
+        self._half_period_ns = int(config.camera_period_ms * 1e6 / 2)
         self._back_ns = int(config.jump_back_ms * 1e6)
         self._forward_ns = int(config.jump_forward_ms * 1e6)
         self._rings: dict[str, deque[CameraFrameIn]] = {
@@ -185,10 +188,18 @@ class FrameSynchronizer:
             if name == anchor.channel:
                 continue
             best = min(ring, key=lambda f: abs(f.stamp_ns - anchor.stamp_ns), default=None)
+            newest = ring[-1].stamp_ns if ring else None
             if best is not None and abs(best.stamp_ns - anchor.stamp_ns) <= self._tol_ns:
+                # the camera's next image (one period later) would be closer: wait for it
+                closer_coming = (
+                    anchor.stamp_ns - best.stamp_ns > self._half_period_ns
+                    and newest is not None
+                    and newest < anchor.stamp_ns
+                )
+                if closer_coming and not waited_out:
+                    return None
                 images[name] = best
                 continue
-            newest = ring[-1].stamp_ns if ring else None
             can_arrive = newest is None or newest < anchor.stamp_ns + self._tol_ns
             if can_arrive and not waited_out:
                 return None
