@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
@@ -83,8 +83,8 @@ def save_checkpoint(
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / MODEL_FILE))
+    # save_model stores tied weights (an LLM's lm_head = embeddings) once; save_file refuses them
+    save_model(model, str(tmp / MODEL_FILE))
     payload: dict[str, Any] = {
         "step": state.step,
         "epoch": state.epoch,
@@ -129,8 +129,7 @@ def load_checkpoint(
         payload = json.loads((folder / STATE_FILE).read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{folder / STATE_FILE} is not valid JSON: {exc}") from exc
-    weights = load_file(str(folder / MODEL_FILE))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing, unexpected = load_model(model, str(folder / MODEL_FILE), strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"{folder / MODEL_FILE} does not fit this model (missing {sorted(missing)[:5]}, "
