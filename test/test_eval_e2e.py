@@ -1,4 +1,4 @@
-"""`fastdrive eval` end to end: a tiny dataset, a tiny random VLA saved to disk, real selectors."""
+"""`fastdrive eval` end to end: tiny synthetic scenes, a tiny random VLA bundle, real selectors."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import cv2
 import pytest
 import torch
 import typer
-from nusc_tiny import write_tiny_nuscenes
 from typer.testing import CliRunner
 
+from fastdrive_ros.data.synth import generate_dataset
 from fastdrive_ros.eval.cli import register
 from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.vla import VLA
@@ -23,13 +23,21 @@ HORIZONS = ("1s", "2s", "3s", "avg")
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e")
-    scenes = ("scene-0001", "scene-0002")
-    write_tiny_nuscenes(root / "data", image_size=(168, 112), scene_names=scenes, seconds=4.0)
+    generate_dataset(
+        root / "data",
+        scenes=2,
+        seconds=4.0,
+        seed=3,
+        image_size=(160, 90),
+        sweeps=False,
+        progress=False,
+        town_grid=2,
+    )
     VLA.build(tiny_config(cameras=6), seed=0).save_pretrained(root / "model")
     torch.set_num_threads(2)
     app = typer.Typer()
     register(app)
-    args = ["eval", "--dataroot", str(root / "data"), "--version", "v1.0-tiny"]
+    args = ["eval", "--dataroot", str(root / "data"), "--version", "v1.0-synth"]
     args += ["--model", str(root / "model"), "--out", str(root / "out"), "--split", "all"]
     args += ["--pruners", "reconpruner,fastv", "--ratios", "0,0.5", "--max-samples", "4"]
     result = CliRunner().invoke(app, args)
@@ -41,7 +49,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_results_json_is_complete_and_finite(evaluated: Path) -> None:
     data = json.loads((evaluated / "results.json").read_text())
     meta = data["metadata"]
-    assert meta["version"] == "v1.0-tiny" and meta["samples"] == 4 and meta["torch"]
+    assert meta["version"] == "v1.0-synth" and meta["samples"] == 4 and meta["torch"]
     records = {(r["pruner"], r["prune_ratio"]): r for r in data["records"]}
     assert set(records) == {("none", 0.0), ("reconpruner", 0.0), ("reconpruner", 0.5)} | {
         ("fastv", 0.0),
