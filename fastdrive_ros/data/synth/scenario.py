@@ -215,13 +215,13 @@ def build_scenario(
     light_stops = [p for p in route.stops if p.kind == "light" and p.s > 15.0]
     if light_stops and rng.random() < 0.5:
         stop = light_stops[0]
-        eta = warmup + stop.s / max(0.8 * v_limit, 5.0)
-        if eta < horizon - 4.0:
+        eta = -warmup + stop.s / max(0.8 * v_limit, 5.0)  # scene clock: the ego starts at -warmup
+        if eta < seconds - 2.0:
             plan.set_yellow_at(stop.node, stop.axis, eta - float(rng.uniform(1.0, 4.5)))
             events.append("red light ahead")
     elif light_stops:
         stop = light_stops[0]
-        eta = warmup + stop.s / max(0.8 * v_limit, 5.0)
+        eta = -warmup + stop.s / max(0.8 * v_limit, 5.0)
         plan.set_green_at(stop.node, stop.axis, eta - float(rng.uniform(2.0, 6.0)))
 
     xy0, yaw0 = route.path.sample(0.0)
@@ -236,7 +236,7 @@ def build_scenario(
         d = Driver(float(rng.uniform(0.6, 0.9)), d.headway, d.jam_gap, d.accel, d.decel)
         pauses = []
         if rng.random() < 0.6:
-            t0 = float(rng.uniform(warmup, horizon - 4.0))
+            t0 = float(rng.uniform(0.0, max(0.5, seconds - 3.0)))
             pauses.append((t0, t0 + float(rng.uniform(1.5, 4.0))))
         s_lead = EGO_FRONT + gap + cast.specs[a].length / 2
         cast.movers.append(Mover(a, route, s_lead, v_ego * 0.9, d, 0.0, pauses))
