@@ -94,3 +94,20 @@ def test_stage_timer_accumulates() -> None:
         pass
     timer.add("decode", 2.0)
     assert timer.ms["decode"] >= 2.0
+
+
+def test_repeated_faults_log_once_per_interval(caplog) -> None:
+    import logging
+
+    from fastdrive_ros.pipeline.log_throttle import ThrottledLog
+
+    log = ThrottledLog(logging.getLogger("fastdrive_ros.test"), interval_s=60.0)
+    with caplog.at_level(logging.WARNING, logger="fastdrive_ros.test"):
+        for k in range(5):
+            log.warning("decode/CAM_BACK/truncated", "bad image %d", k)
+        log.warning("decode/CAM_FRONT/corrupt", "other")
+    assert [r.getMessage() for r in caplog.records] == ["bad image 0", "other"]
+    log._interval = 0.0  # the next one after the interval says how many were held back
+    with caplog.at_level(logging.WARNING, logger="fastdrive_ros.test"):
+        log.warning("decode/CAM_BACK/truncated", "bad image %d", 9)
+    assert caplog.records[-1].getMessage() == "bad image 9 (and 4 more like it in the last 0 s)"

@@ -17,6 +17,7 @@ import numpy as np
 from fastdrive_ros.pipeline.config import PipelineConfig
 from fastdrive_ros.pipeline.counters import Counters
 from fastdrive_ros.pipeline.decode import DecodeError, decode_frame
+from fastdrive_ros.pipeline.log_throttle import ThrottledLog
 from fastdrive_ros.pipeline.sync import SyncedFrame
 from fastdrive_ros.pipeline.types import CameraFrameIn, CameraSlotReport
 
@@ -53,6 +54,7 @@ class FrameAssembler:
         self._counters = counters
         self._last_good: dict[str, tuple[int, np.ndarray]] = {}
         self._reuse_ns = int(config.reuse_max_age_ms * 1e6)
+        self._log = ThrottledLog(LOG)
 
     def reset(self) -> None:
         """Forget last good images (after a time jump they belong to another timeline)."""
@@ -66,7 +68,13 @@ class FrameAssembler:
         except DecodeError as exc:
             self._counters.inc(f"decode_failed/{exc.reason}")
             self._counters.inc(f"decode_failed/camera/{name}")
-            LOG.warning("camera %s: image at %d unusable: %s", name, frame.stamp_ns, exc)
+            self._log.warning(
+                f"decode/{name}/{exc.reason}",
+                "camera %s: image at %d unusable: %s",
+                name,
+                frame.stamp_ns,
+                exc,
+            )
             return f"decode: {exc}"
         self._counters.inc("decoded")
         return image

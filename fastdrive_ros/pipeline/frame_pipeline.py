@@ -35,6 +35,7 @@ from fastdrive_ros.pipeline.counters import Counters
 from fastdrive_ros.pipeline.ego import EgoEstimate, EgoHistory
 from fastdrive_ros.pipeline.health import HealthInputs, assess
 from fastdrive_ros.pipeline.latency import RollingLatency, StageTimer
+from fastdrive_ros.pipeline.log_throttle import ThrottledLog
 from fastdrive_ros.pipeline.sync import FrameSynchronizer
 from fastdrive_ros.pipeline.types import (
     CameraFrameIn,
@@ -158,6 +159,7 @@ class FramePipeline:
         self._dropped_recent = 0
         self._odometry_status = "no_odometry"
         self._time_jump = ""
+        self._log = ThrottledLog(LOG)
 
     # ---- inputs (thread-safe, cheap) -------------------------------------------------------
     def on_camera(self, frame: CameraFrameIn) -> None:
@@ -233,7 +235,12 @@ class FramePipeline:
                 self.counters.inc(f"dropped/{assembled.reason}")
                 with self._state_lock:
                     self._last_cameras = assembled.cameras
-                LOG.warning("frame %d dropped: %s", synced.stamp_ns, assembled.detail)
+                self._log.warning(
+                    f"dropped/{assembled.reason}",
+                    "frame %d dropped: %s",
+                    synced.stamp_ns,
+                    assembled.detail,
+                )
                 return None
             with self._state_lock:
                 command = self._command
@@ -273,7 +280,9 @@ class FramePipeline:
                     max_new_tokens=self.config.max_new_tokens,
                 )
         except Exception as exc:  # a model crash must not stop the node: report and go on
-            LOG.exception("model failure on a frame")
+            self._log.warning(
+                f"raised/{type(exc).__name__}", "model failure on a frame", exc_info=True
+            )
             return PlanFailure("no_answer", f"model raised {type(exc).__name__}: {exc}"), tokens
         timer.add("prefill", plan.timings_ms.get("prefill", float("nan")))
         timer.add("decode_tokens", plan.timings_ms.get("decode", float("nan")))
@@ -303,7 +312,13 @@ class FramePipeline:
                 counters.inc(f"failed/{plan.reason}")
                 self._consecutive_failures += 1
                 self._last_failure = f"{plan.reason}: {plan.detail}"
-                LOG.warning("frame %d: plan failed (%s): %s", stamp_ns, plan.reason, plan.detail)
+                self._log.warning(
+                    f"failed/{plan.reason}",
+                    "frame %d: plan failed (%s): %s",
+                    stamp_ns,
+                    plan.reason,
+                    plan.detail,
+                )
             self._last_plan_ns = self.clock.now_ns()
             self._last_cameras = cameras
             self._last_latency = {k: v for k, v in latency.items() if np.isfinite(v)}
