@@ -20,6 +20,7 @@ from fastdrive_ros.nn.vision import (
     normalize_images,
     patchify,
     preprocess_images,
+    vision_inv_freq,
     vision_position_ids,
     vision_rotary,
 )
@@ -177,6 +178,22 @@ def test_window_order_matches_the_stock_tower() -> None:
     except ImportError:  # transformers 4.x
         stock, _ = VisionEncoder(config=tiny_config()).tower.get_window_index(grid)
     assert merged_window_order(5, 9, 4).tolist() == stock.tolist()
+
+
+def test_rotary_frequencies_stay_float32(encoder: VisionEncoder) -> None:
+    """Our frequencies equal the tower's; casting the encoder must not round them."""
+    buffer = encoder.tower.rotary_pos_emb.inv_freq
+    torch.testing.assert_close(vision_inv_freq(encoder.config), buffer, rtol=0, atol=0)
+    half = VisionEncoder(config=tiny_config())
+    half.load_state_dict(encoder.state_dict())
+    half = half.to(torch.bfloat16).eval()
+    pixels = torch.randn(1, 3, 56, 84)
+    with torch.no_grad():
+        tokens = half(pixels).tokens
+        twin = half.exportable((56, 84))(pixels)
+    assert half.tower.rotary_pos_emb.inv_freq.dtype == torch.float32
+    assert tokens.dtype == torch.bfloat16
+    torch.testing.assert_close(twin.reshape(-1, 96), tokens, atol=3e-2, rtol=3e-2)
 
 
 def _save_checkpoint(folder, encoder: VisionEncoder, prefix: str, shards: int) -> None:

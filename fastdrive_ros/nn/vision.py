@@ -190,7 +190,9 @@ class VisionEncoder(torch.nn.Module):
                 f"vision weights in {folder} do not fit the config: {len(missing)} missing "
                 f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
             )
-        return encoder.to(dtype).eval()
+        encoder = encoder.to(dtype).eval()
+        encoder._keep_rotary_float32()
+        return encoder
 
     @property
     def config(self) -> Qwen2_5_VLVisionConfig:
@@ -233,6 +235,7 @@ class VisionEncoder(torch.nn.Module):
             merge_size=self.merge_size,
         )
         dtype = next(self.tower.parameters()).dtype
+        self._keep_rotary_float32()
         captured: dict[str, object] = {}
         with self._capture_attention_input(captured, enabled=return_attention):
             out = self.tower(flat.to(dtype), grid_thw=grid)
@@ -253,6 +256,12 @@ class VisionEncoder(torch.nn.Module):
         twin = ExportableVisionEncoder(encoder=self, image_size=image_size)
         twin.training = self.training  # the twin adds no layers of its own; keep the mode
         return twin
+
+    def _keep_rotary_float32(self) -> None:
+        """Undo a .half() / .to(bfloat16) of the rotary frequencies (HF keeps them in float32)."""
+        rotary = self.tower.rotary_pos_emb
+        if rotary.inv_freq.dtype != torch.float32:
+            rotary.inv_freq = vision_inv_freq(self.config).to(rotary.inv_freq.device)
 
     @contextmanager
     def _capture_attention_input(self, captured: dict, *, enabled: bool) -> Iterator[None]:
@@ -298,6 +307,14 @@ class VisionEncoder(torch.nn.Module):
         per_camera = order.numel()
         window_index = torch.cat([order + c * per_camera for c in range(cams)])
         return merged[torch.argsort(window_index)]
+
+
+def vision_inv_freq(config: Qwen2_5_VLVisionConfig) -> torch.Tensor:
+    """[head_dim / 4] float32 rotary frequencies of the tower (theta 10000 unless configured)."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    theta = float(rope.get("rope_theta", 10000.0))
+    dim = (config.hidden_size // config.num_heads) // 2
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
 
 
 def vision_position_ids(grid_h: int, grid_w: int, merge_size: int) -> torch.Tensor:

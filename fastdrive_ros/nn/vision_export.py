@@ -20,6 +20,7 @@ from fastdrive_ros.nn.vision import (
     _ATTENTION_CHUNK_ELEMENTS,
     VisionEncoder,
     apply_vision_rotary,
+    vision_inv_freq,
     vision_position_ids,
     vision_rotary,
 )
@@ -112,6 +113,7 @@ class ExportableVisionEncoder(torch.nn.Module):
         self.encoder = encoder
         self._fixed: tuple[int, int] | None = None
         self._layouts: dict[tuple[int, int, str], WindowLayout] = {}
+        self._inv_freqs: dict[str, torch.Tensor] = {}
         if image_size is not None:
             height, width = (int(v) for v in image_size)
             layout = self._make_layout((height, width), torch.device("cpu"))
@@ -161,6 +163,13 @@ class ExportableVisionEncoder(torch.nn.Module):
             device=device,
         )
 
+    def _inv_freq(self, device: torch.device) -> torch.Tensor:
+        """Rotary frequencies from the config, exact in float32 whatever dtype the weights use."""
+        key = str(device)
+        if key not in self._inv_freqs:
+            self._inv_freqs[key] = vision_inv_freq(self.encoder.config).to(device)
+        return self._inv_freqs[key]
+
     def _layout(self, pixels: torch.Tensor) -> WindowLayout:
         if pixels.ndim != 4 or pixels.shape[1] != 3:
             raise ValueError(f"pixels must be [C, 3, H, W], got {tuple(pixels.shape)}")
@@ -199,7 +208,7 @@ class ExportableVisionEncoder(torch.nn.Module):
         embed = h.shape[1]
         h = h.reshape(cams, embed, gh // merge, merge, gw // merge, merge)
         h = h.permute(0, 2, 4, 3, 5, 1).reshape(cams, gh * gw, embed)  # processor order
-        cos, sin = vision_rotary(tower.rotary_pos_emb.inv_freq, layout.position_ids)
+        cos, sin = vision_rotary(self._inv_freq(pixels.device), layout.position_ids)
         attention_block = self.encoder.attention_block
         received = None
         for index, block in enumerate(tower.blocks):
