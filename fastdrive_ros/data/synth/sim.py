@@ -466,14 +466,14 @@ class World:
 def speed_profile(route: Route, d: Driver) -> list[float]:
     """Desired speed per path sample: min(limit x factor, curve speed), anticipated.
 
-    Lowered so that every later limit is reachable with 0.6 x comfortable deceleration
+    Lowered so that every later limit is reachable with 0.4 x comfortable deceleration
     (one backward pass).
     """
     kappa = np.abs(route.path.curvature)
     lim = np.minimum(route.speed_limit * d.v_factor, np.sqrt(A_LAT / np.maximum(kappa, 1e-4)))
     out = lim.tolist()
     ds = np.diff(route.path.s).tolist()
-    b2 = 2.0 * d.decel * 0.6
+    b2 = 2.0 * d.decel * 0.4
     for i in range(len(out) - 2, -1, -1):
         reach = (out[i + 1] ** 2 + b2 * ds[i]) ** 0.5
         if reach < out[i]:
