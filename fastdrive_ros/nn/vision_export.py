@@ -113,7 +113,6 @@ class ExportableVisionEncoder(torch.nn.Module):
         self.encoder = encoder
         self._fixed: tuple[int, int] | None = None
         self._layouts: dict[tuple[int, int, str], WindowLayout] = {}
-        self._inv_freqs: dict[str, torch.Tensor] = {}
         if image_size is not None:
             height, width = (int(v) for v in image_size)
             layout = self._make_layout((height, width), torch.device("cpu"))
@@ -164,11 +163,12 @@ class ExportableVisionEncoder(torch.nn.Module):
         )
 
     def _inv_freq(self, device: torch.device) -> torch.Tensor:
-        """Rotary frequencies from the config, exact in float32 whatever dtype the weights use."""
-        key = str(device)
-        if key not in self._inv_freqs:
-            self._inv_freqs[key] = vision_inv_freq(self.encoder.config).to(device)
-        return self._inv_freqs[key]
+        """Rotary frequencies from the config, exact in float32 whatever dtype the weights use.
+
+        Built on every call (a few scalars): a cached tensor attribute would be mutable state to
+        the exporter, and a buffer would be rounded by .half().
+        """
+        return vision_inv_freq(self.encoder.config).to(device)
 
     def _layout(self, pixels: torch.Tensor) -> WindowLayout:
         if pixels.ndim != 4 or pixels.shape[1] != 3:
