@@ -114,7 +114,8 @@ class VLAEvalModel:
         )
         if llm_selector is None:
             return PlanOutput(out.result)
-        lengths = _llm_lengths(
+        # the planner reports the sequence length each layer saw; older planners do not
+        lengths = tuple(getattr(out, "tokens_per_layer", ()) or ()) or _llm_lengths(
             llm_selector,
             planner.num_layers,
             int(index.numel()),
