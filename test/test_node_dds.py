@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.dds, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 FASTDRIVE = [sys.executable, "-m", "fastdrive_ros.cli"]
 DOMAIN = 37
-RATE = 0.5  # half speed: a loaded 2-core CI machine must plan every frame in time
+RATE = 0.35  # slowed down: a loaded 2-core CI machine must plan every frame in time
 
 PROBE = textwrap.dedent(
     """
@@ -65,7 +65,7 @@ def bag(tmp_path_factory) -> Path:
     from fastdrive_ros.data.bag import write_bag
 
     base = tmp_path_factory.mktemp("dds_e2e")
-    root = write_tiny_nuscenes(base / "ds", seconds=5.0, image_size=(96, 54))
+    root = write_tiny_nuscenes(base / "ds", seconds=4.0, image_size=(96, 54))
     return write_bag(root, version="v1.0-tiny", out=base / "bag", progress=False).path
 
 
@@ -121,7 +121,7 @@ def test_bag_through_the_dds_node_to_a_subscriber(
     data = json.loads(result.read_text())
     cams = {int(k): v for k, v in data["cams"].items()}
     trajs = data["trajs"]
-    assert len(cams) >= 55, (tmp_path / "probe.log").read_text()  # 5 s x 12 Hz, best effort
+    assert len(cams) >= 44, (tmp_path / "probe.log").read_text()  # 4 s x 12 Hz, best effort
     planned = {t[0] for t in trajs}
     share = len(planned & set(cams)) / len(cams)
     assert share >= 0.95, f"{len(planned)} trajectories for {len(cams)} frames\n{node_log[-3000:]}"
