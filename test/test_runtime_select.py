@@ -101,3 +101,9 @@ def test_torch_only_selectors_run_on_torch(bundle) -> None:
     assert "not exported" in choice.refusals["onnxruntime-cpu"]
     out = choice.backend.run(torch.randn(bundle.input_shape))
     assert out.kept_index.numel() == bundle.tokens_per_camera
+
+
+def test_model_without_folder_or_onnx_path_runs_torch(bundle) -> None:
+    parts = dataclasses.replace(bundle, folder=None)
+    choice = choose_backend("auto", model=parts)
+    assert choice.name == "torch" and "no onnx_path" in choice.refusals["onnxruntime-cpu"]

@@ -186,7 +186,10 @@ def choose_backend(
             )
         path = onnx_path
         if path is None:
-            assert parts is not None and parts.folder is not None
+            if parts is None or parts.folder is None:
+                raise BackendUnavailable(
+                    "onnx", "no onnx_path given and the model was not loaded from a folder"
+                )
             path = default_onnx_path(parts.folder, selector, ratio, onnx_precision)
             if onnx_precision == "fp16" and not Path(path).is_file():
                 path = default_onnx_path(parts.folder, selector, ratio, "fp32")
