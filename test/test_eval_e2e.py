@@ -86,3 +86,33 @@ def test_markdown_plots_and_overlays(evaluated: Path) -> None:
     overlays = sorted((evaluated / "overlays").glob("*.png"))
     assert {p.stem.rsplit("_", 1)[1] for p in overlays} == {"reconpruner", "fastv"}
     assert all(cv2.imread(str(p)) is not None for p in overlays)
+
+
+def test_adapter_flop_inputs_match_the_planner(evaluated: Path) -> None:
+    import numpy as np
+
+    from fastdrive_ros.core_types import EgoState
+    from fastdrive_ros.eval.vla_adapter import VLAEvalModel, _llm_lengths
+    from fastdrive_ros.nn.selection import Selection
+
+    model = VLAEvalModel.from_folder(evaluated.parent / "model")
+    images = torch.randint(0, 255, (6, 90, 160, 3), dtype=torch.uint8)
+    visual = model.encode(model.preprocess(images))
+    n = int(visual.tokens.shape[0])
+    ego = EgoState(np.zeros((7, 2)), speed=4.0, acceleration=0.0, yaw_rate=0.1, steering=0.0)
+    planner = model.vla.planner
+    plain = planner.plan_detailed(
+        kept_tokens=visual.tokens[:9],
+        kept_index=torch.arange(9),
+        grid_thw=visual.grid_thw,
+        ego=ego,
+    )
+    assert set(plain.tokens_per_layer) == {9 + model.text_tokens(ego)}
+    for name in ("fastv", "sparsevlm"):
+        selector = model.selector(name, seed=0)
+        out = model.plan(
+            visual, Selection(kept_index=torch.arange(n)), ego, llm_selector=selector, keep=9
+        )
+        assert out.kept_index is not None and out.kept_index.numel() == 9
+        computed = _llm_lengths(selector, planner.num_layers, n, 9, model.text_tokens(ego))
+        assert out.tokens_per_layer == computed
