@@ -3,8 +3,9 @@
 One Qwen2.5 decoder layer (transformers' Qwen2DecoderLayer and rotary embedding) runs with
 bidirectional attention over [Q; V], a learnable query Q followed by one camera's merged tokens V;
 the score of each token is Linear_D->1(V* (.) Q*), the Hadamard product of its output with the
-query's output. Inference keeps the top K = floor(N (1 - p)) tokens in their original order and
-positions. Trained with AFBR (afbr.py); about 0.077B parameters at D = 2048 (Qwen2.5-VL-3B).
+query's output; rotary positions are 1-D (0 for the query, 1..n for the tokens in raster order).
+Inference keeps the top K = floor(N (1 - p)) tokens in their original order and positions.
+Trained with AFBR (afbr.py); about 0.077B parameters at D = 2048 (Qwen2.5-VL-3B).
 """
 
 from __future__ import annotations
