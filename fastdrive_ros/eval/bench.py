@@ -76,15 +76,13 @@ def bench_setup(name: BenchConfig, *, text_tokens: int | None = None) -> BenchSe
     "3b": Qwen2.5-VL-3B shapes on one 1596x1596 image with Impromptu-VLA's prompt; "compact":
     the embedded default's shapes, cameras and prompt.
     """
-    from transformers import Qwen2_5_VLConfig
-
     from fastdrive_ros.nn import configs
 
     if name == "3b":
         qwen, size, cameras, style = configs.qwen25_vl_3b_config(), REAL_IMAGE_SIZE, 1, "impromptu"
     elif name == "compact":
         compact = configs.compact_config()
-        qwen = Qwen2_5_VLConfig(**copy.deepcopy(compact.qwen))
+        qwen = compact.qwen_config()
         size, cameras = tuple(compact.image_size), len(compact.camera_names)
         style = compact.prompt_style
     else:
