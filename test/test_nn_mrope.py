@@ -7,7 +7,10 @@ import inspect
 import pytest
 import torch
 from transformers import Qwen2_5_VLConfig
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLModel,
+)
 
 from fastdrive_ros.nn.mrope import (
     ImageSegment,
@@ -20,27 +23,39 @@ from fastdrive_ros.nn.mrope import (
 IMAGE, START, END = 7, 5, 6
 
 
-def _tiny_model() -> Qwen2_5_VLModel:
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=16,
-            hidden_size=16,
-            intermediate_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2]},
-            bos_token_id=0,
-            eos_token_id=1,
-        ),
-        vision_config=dict(
-            depth=1, hidden_size=8, intermediate_size=8, num_heads=1, out_hidden_size=16
-        ),
-        image_token_id=IMAGE,
-        vision_start_token_id=START,
-        vision_end_token_id=END,
+def _tiny_model():
+    """The class holding get_rope_index: Qwen2_5_VLModel (>= 4.52) or the generation model."""
+    config = Qwen2_5_VLConfig.from_dict(  # flat, as checkpoints ship it: any version reads it
+        {
+            "model_type": "qwen2_5_vl",
+            "vocab_size": 16,
+            "hidden_size": 16,
+            "intermediate_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]},
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "vision_config": {
+                "depth": 1,
+                "hidden_size": 8,
+                "intermediate_size": 8,
+                "num_heads": 1,
+                "out_hidden_size": 16,
+            },
+            "image_token_id": IMAGE,
+            "video_token_id": 8,
+            "vision_start_token_id": START,
+            "vision_end_token_id": END,
+        }
     )
-    return Qwen2_5_VLModel(config).eval()
+    owner = (
+        Qwen2_5_VLModel
+        if hasattr(Qwen2_5_VLModel, "get_rope_index")
+        else Qwen2_5_VLForConditionalGeneration
+    )
+    return owner(config).eval()
 
 
 def _reference(segments: list) -> torch.Tensor:
@@ -56,10 +71,10 @@ def _reference(segments: list) -> torch.Tensor:
             grids.append(seg.grid_thw)
     input_ids = torch.tensor([ids])
     kwargs = {"image_grid_thw": torch.tensor(grids)}
-    params = inspect.signature(Qwen2_5_VLModel.get_rope_index).parameters
-    if "mm_token_type_ids" in params:
+    model = _tiny_model()
+    if "mm_token_type_ids" in inspect.signature(model.get_rope_index).parameters:
         kwargs["mm_token_type_ids"] = (input_ids == IMAGE).int()
-    position_ids, _ = _tiny_model().get_rope_index(input_ids, **kwargs)
+    position_ids, _ = model.get_rope_index(input_ids, **kwargs)
     return position_ids[:, 0]
 
 

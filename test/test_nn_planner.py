@@ -68,9 +68,10 @@ def _reference_logits(qwen, planner: VLAPlanner, tokens: torch.Tensor, ego: EgoS
     embeds = ref.get_input_embeddings()(input_ids)
     embeds[is_image] = tokens
     kwargs = {"image_grid_thw": GRID}
-    if "mm_token_type_ids" in inspect.signature(ref.model.get_rope_index).parameters:
+    owner = ref.model if hasattr(ref.model, "get_rope_index") else ref  # 4.49-4.51: on ref
+    if "mm_token_type_ids" in inspect.signature(owner.get_rope_index).parameters:
         kwargs["mm_token_type_ids"] = is_image.int()
-    positions, _ = ref.model.get_rope_index(input_ids, **kwargs)
+    positions, _ = owner.get_rope_index(input_ids, **kwargs)
     with torch.no_grad():
         out = ref(inputs_embeds=embeds, position_ids=positions)
     return out.logits[0], is_image[0]

@@ -125,7 +125,7 @@ def test_config_mismatches_are_explained(bundle, tmp_path) -> None:
     (folder / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="does not fit config.json"):
         VLA.from_pretrained(folder)
-    text["num_hidden_layers"], text["layer_types"] = 5, ["full_attention"] * 3
+    text["num_hidden_layers"], text["vision_config"] = 3, "not a dict"
     (folder / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="not a valid Qwen2_5_VLConfig"):
         VLA.from_pretrained(folder)

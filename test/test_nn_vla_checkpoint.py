@@ -12,7 +12,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from fastdrive_ros.core_types import CAMERA_NAMES, EgoState, PlanFailure
 from fastdrive_ros.nn.configs import tiny_config
-from fastdrive_ros.nn.llm_stage import mrope_section_of
+from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
 from fastdrive_ros.nn.vla import VLA
 
 torch.set_num_threads(2)
@@ -26,7 +26,7 @@ def source() -> VLA:
 def _flat_config(vla: VLA) -> dict:
     """config.json as Qwen2.5-VL-3B-Instruct ships it (transformers 4.x, flat text fields)."""
     qwen = vla.config.qwen_config()
-    text = qwen.text_config
+    text = text_config_of(qwen)
     return {
         "architectures": ["Qwen2_5_VLForConditionalGeneration"],
         "model_type": "qwen2_5_vl",
@@ -121,7 +121,7 @@ def test_same_weights_as_transformers_own_loader(source, tmp_path) -> None:
     folder = tmp_path / "ckpt"
     _write(source, folder, "4.x")
     ours = VLA.from_pretrained(folder, image_size=(56, 84))
-    theirs = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    theirs = Qwen2_5_VLForConditionalGeneration.from_pretrained(folder)  # float32 config
     text_model = getattr(theirs.model, "language_model", theirs.model)
     for key, value in text_model.state_dict().items():
         torch.testing.assert_close(ours.planner.model.state_dict()[key], value, rtol=0, atol=0)

@@ -12,14 +12,14 @@ from fastdrive_ros.nn.configs import (
     tiny_config,
     token_counts,
 )
-from fastdrive_ros.nn.llm_stage import mrope_section_of
+from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
 from fastdrive_ros.nn.selection import keep_count
 from fastdrive_ros.nn.vla import VLAConfig
 
 
 def test_qwen25_vl_3b_shapes() -> None:
     config = qwen25_vl_3b_config()
-    vision, text = config.vision_config, config.text_config
+    vision, text = config.vision_config, text_config_of(config)
     assert (vision.depth, vision.hidden_size, vision.num_heads) == (32, 1280, 16)
     assert (vision.window_size, list(vision.fullatt_block_indexes)) == (112, [7, 15, 23, 31])
     assert (vision.patch_size, vision.spatial_merge_size, vision.out_hidden_size) == (14, 2, 2048)
@@ -60,8 +60,8 @@ def test_compact_and_tiny_configs() -> None:
     assert compact.tokens_per_camera == 180  # 1080 visual tokens over six cameras
     assert compact.head == "regression" and compact.prompt_style == "compact"
     qwen = compact.qwen_config()
-    assert qwen.text_config.hidden_size == qwen.vision_config.out_hidden_size == 256
+    assert text_config_of(qwen).hidden_size == qwen.vision_config.out_hidden_size == 256
     assert compact.pruner["hidden_size"] == 256
-    assert mrope_section_of(qwen.text_config) == [8, 12, 12]
+    assert mrope_section_of(text_config_of(qwen)) == [8, 12, 12]
     tiny = tiny_config(cameras=3, head="text", pruner=False)
     assert tiny.tokens_per_camera == 6 and len(tiny.camera_names) == 3 and tiny.pruner is None

@@ -74,9 +74,12 @@ class VLAConfig:
         from transformers import Qwen2_5_VLConfig
 
         try:
-            return Qwen2_5_VLConfig.from_dict(dict(self.qwen))
+            config = Qwen2_5_VLConfig.from_dict(dict(self.qwen))
+            if not hasattr(config, "vision_config"):  # transformers 4.x accepts a bad one
+                raise TypeError(f"vision_config is {self.qwen.get('vision_config')!r}")
         except Exception as exc:  # transformers raises its own validation error types
             raise ValueError(f"the qwen config is not a valid Qwen2_5_VLConfig: {exc}") from exc
+        return config
 
     @property
     def tokens_per_camera(self) -> int:
