@@ -252,6 +252,11 @@ class VLAPlanner(nn.Module):
             if not 1 <= budget <= n_visual:
                 raise ValueError(f"keep must be in 1..{n_visual}, got {keep}")
             points = dict(selector.prune_points(self.num_layers, n_visual, budget))
+            bad = [j for j in points if not 1 <= j < self.num_layers]
+            if bad:
+                raise ValueError(
+                    f"{selector.name}: pruning layers {bad} outside 1..{self.num_layers - 1}"
+                )
         hidden, rope = state.hidden, self._rope(state.hidden, state.positions)
         for index in range(self.num_layers):
             attention = None
