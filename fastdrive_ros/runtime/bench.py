@@ -92,7 +92,8 @@ def bench_backends(
     """Time three ways of running encoder + pruner on one frame, interleaved.
 
     TorchBackend (the stock tower + selector), the export graph's torch module (fixed-window
-    twin) and OrtBackend (CPU provider) running that graph. The twin row separates what the graph's formulation gains from what ONNX Runtime gains.
+    twin) and OrtBackend (CPU provider) running that graph. The twin row separates what the
+    graph's formulation gains from what ONNX Runtime gains.
     """
     from fastdrive_ros.runtime.onnx_export import build_graph
     from fastdrive_ros.runtime.onnx_meta import read_export
