@@ -8,6 +8,7 @@ back the exact text. Files are read from a local folder only, never from the hub
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -146,12 +147,28 @@ def compact_corpus(*, samples: int = 3000, seed: int = 0) -> list[str]:
 def train_compact_tokenizer(
     corpus: Iterable[str] | None = None, *, vocab_size: int = 512
 ) -> PlannerTokenizer:
-    """A byte-level BPE tokenizer in Qwen2's style, trained on `corpus` (default: ours)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers.trainers import BpeTrainer
+    """A byte-level BPE tokenizer in Qwen2's style, trained on `corpus` (default: ours).
+
+    Training is deterministic; the default corpus's result is cached per vocab_size.
+    """
+    from tokenizers import Tokenizer
 
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must cover the 256 bytes and specials, got {vocab_size}")
+    if corpus is None:
+        return PlannerTokenizer(backend=Tokenizer.from_str(_default_tokenizer_json(vocab_size)))
+    return PlannerTokenizer(backend=_train(corpus, vocab_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _default_tokenizer_json(vocab_size: int) -> str:
+    return _train(compact_corpus(), vocab_size).to_str()
+
+
+def _train(corpus: Iterable[str], vocab_size: int):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.trainers import BpeTrainer
+
     backend = Tokenizer(models.BPE())
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence(
@@ -167,8 +184,8 @@ def train_compact_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(compact_corpus() if corpus is None else corpus, trainer=trainer)
-    return PlannerTokenizer(backend=backend)
+    backend.train_from_iterator(corpus, trainer=trainer)
+    return backend
 
 
 def tokenizer_info(tokenizer: PlannerTokenizer) -> dict[str, object]:
