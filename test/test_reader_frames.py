@@ -70,8 +70,11 @@ def test_instance_track_tolerance():
         centers=np.array([[10.0, 0, 0], [0.0, 0, 0]]),
         sizes_wlh=np.ones((2, 3)),
         rotations=np.stack([_q(0.0), _q(0.0)]),
+        visibility=[1, 3],  # in the order of times_us: level 1 at 1.0 s, 3 at 0 s
     )
     np.testing.assert_allclose(track.at(250_000, 0.0).center, [2.5, 0, 0])
+    assert track.at(250_000, 0.0).visibility == 3  # the more visible neighbour
+    assert track.at(1_000_000, 0.0).visibility == 1
     np.testing.assert_allclose(track.at(1_050_000, 0.1).center, [10.0, 0, 0])
     assert track.at(1_050_000, 0.0) is None
     assert track.at(-200_000, 0.1) is None

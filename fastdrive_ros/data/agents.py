@@ -26,6 +26,7 @@ class GlobalBox:
         center: (3,) metres (box centre, half height above its bottom).
         size_wlh: (3,) width, length, height, metres.
         rotation: (4,) w, x, y, z quaternion, box frame (x along length) -> global.
+        visibility: nuScenes visibility level 1 (0-40 % visible in all cameras) .. 4 (80-100 %).
     """
 
     instance_token: str
@@ -33,6 +34,7 @@ class GlobalBox:
     center: np.ndarray
     size_wlh: np.ndarray
     rotation: np.ndarray
+    visibility: int = 4
 
     def corners(self) -> np.ndarray:
         """(8, 3) global corners in the devkit's Box.corners() order."""
@@ -61,6 +63,7 @@ class InstanceTrack:
     Args:
         times_us: (N,) annotation times (their samples' timestamps), any order.
         centers: (N, 3); sizes_wlh: (N, 3); rotations: (N, 4) w, x, y, z.
+        visibility: (N,) levels 1..4 (default: all 4); between two annotations the higher one.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class InstanceTrack:
         centers: np.ndarray,
         sizes_wlh: np.ndarray,
         rotations: np.ndarray,
+        visibility: Sequence[int] | None = None,
     ) -> None:
         times = np.asarray(times_us, dtype=np.int64)
         order = np.argsort(times, kind="stable")
@@ -81,7 +85,11 @@ class InstanceTrack:
         self._c = np.asarray(centers, dtype=np.float64).reshape(-1, 3)[order]
         self._s = np.asarray(sizes_wlh, dtype=np.float64).reshape(-1, 3)[order]
         self._r = np.asarray(rotations, dtype=np.float64).reshape(-1, 4)[order]
-        if len(self._t) == 0 or not (len(self._t) == len(self._c) == len(self._s) == len(self._r)):
+        levels = np.full(len(times), 4) if visibility is None else np.asarray(visibility, int)
+        self._v = levels.reshape(-1)[order]
+        if len(self._t) == 0 or not (
+            len(self._t) == len(self._c) == len(self._s) == len(self._r) == len(self._v)
+        ):
             raise ValueError(f"instance {instance_token}: annotation arrays differ in length")
 
     @property
@@ -100,9 +108,9 @@ class InstanceTrack:
         if t_us < self._t[0] - tol or t_us > self._t[-1] + tol:
             return None
         if t_us <= self._t[0]:
-            return self._box(self._c[0], self._s[0], self._r[0])
+            return self._box(self._c[0], self._s[0], self._r[0], self._v[0])
         if t_us >= self._t[-1]:
-            return self._box(self._c[-1], self._s[-1], self._r[-1])
+            return self._box(self._c[-1], self._s[-1], self._r[-1], self._v[-1])
         hi = int(np.searchsorted(self._t, t_us, side="right"))
         lo = hi - 1
         f = float((t_us - self._t[lo]) / (self._t[hi] - self._t[lo]))
@@ -110,10 +118,22 @@ class InstanceTrack:
             self._c[lo] + f * (self._c[hi] - self._c[lo]),
             self._s[lo] + f * (self._s[hi] - self._s[lo]),
             slerp(self._r[lo], self._r[hi], f),
+            max(self._v[lo], self._v[hi]),
         )
 
-    def _box(self, center: np.ndarray, size: np.ndarray, rotation: np.ndarray) -> GlobalBox:
-        return GlobalBox(self.instance_token, self.category, center.copy(), size.copy(), rotation)
+    def _box(
+        self, center: np.ndarray, size: np.ndarray, rotation: np.ndarray, visibility: int
+    ) -> GlobalBox:
+        return GlobalBox(
+            self.instance_token, self.category, center.copy(), size.copy(), rotation,
+            int(visibility),
+        )  # fmt: skip
+
+
+def _visibility_level(ann: dict) -> int:
+    """Visibility level from nuScenes tokens '1'..'4'; anything else counts as fully visible."""
+    token = str(ann.get("visibility_token", ""))
+    return int(token) if token in ("1", "2", "3", "4") else 4
 
 
 class SceneAgents:
@@ -144,6 +164,7 @@ class SceneAgents:
                     centers=np.array([a["translation"] for _, a in anns]),
                     sizes_wlh=np.array([a["size"] for _, a in anns]),
                     rotations=np.array([a["rotation"] for _, a in anns]),
+                    visibility=[_visibility_level(a) for _, a in anns],
                 )
             )
         return cls(tracks=tracks)

@@ -133,9 +133,12 @@ def main(
         Path | None, typer.Option(help="Where to build masks (default: a temporary folder).")
     ] = None,
     sweeps: Annotated[bool, typer.Option(help="Also compare the 12 Hz sweep images.")] = False,
+    min_visibility: Annotated[
+        int, typer.Option(min=1, max=4, help="Skip boxes less visible than this level.")
+    ] = 1,
 ) -> None:
     """Build annotation masks for a synthetic dataset and score them against the exact masks."""
-    from fastdrive_ros.data.fg_masks import build_masks
+    from fastdrive_ros.data.fg_masks import MaskConfig, build_masks
     from fastdrive_ros.data.reader import NuScenesReader
 
     if out is not None and out.resolve() == dataroot.resolve():
@@ -151,6 +154,7 @@ def main(
             sweeps=sweeps,
             class_maps=True,
             overwrite=True,
+            config=MaskConfig(min_visibility=min_visibility),
             reader=reader,
         )
         build_s = time.perf_counter() - start

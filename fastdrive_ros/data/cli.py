@@ -44,10 +44,16 @@ def masks(
     overwrite: Annotated[
         bool, typer.Option(help="Replace mask files that exist already under --out.")
     ] = False,
+    min_visibility: Annotated[
+        int,
+        typer.Option(
+            min=1, max=4, help="Skip boxes less visible than this nuScenes level (1 = keep all)."
+        ),
+    ] = 1,
 ) -> None:
     """Build nuScenes-FG masks from 3D box annotations and the map (real nuScenes)."""
     from fastdrive_ros.data.errors import DatasetError
-    from fastdrive_ros.data.fg_masks import build_masks, load_segmenter
+    from fastdrive_ros.data.fg_masks import MaskConfig, build_masks, load_segmenter
 
     try:
         seg = load_segmenter(segmenter) if segmenter else None
@@ -62,6 +68,7 @@ def masks(
             segmenter_threshold=segmenter_threshold,
             progress=progress,
             overwrite=overwrite,
+            config=MaskConfig(min_visibility=min_visibility),
         )
     except (DatasetError, ValueError, ImportError, TypeError, FileExistsError) as exc:
         raise _fail(exc) from exc

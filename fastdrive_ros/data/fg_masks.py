@@ -75,18 +75,22 @@ class MaskConfig:
             mostly hidden behind buildings, which annotations cannot know (a prior).
         box_range_m: boxes drawn within this distance of the camera.
         box_tolerance_s: boxes held this long past an instance's first/last annotation.
+        min_visibility: skip boxes annotated less visible than this nuScenes level (1 = keep
+            all; 2 drops objects 0-40 % visible over all cameras, often hidden by buildings).
     """
 
     near_m: float = 0.1
     ground_range_m: float = 100.0
     box_range_m: float = 250.0
     box_tolerance_s: float = 0.3
+    min_visibility: int = 1
 
     def __post_init__(self) -> None:
         if (
             self.near_m <= 0
             or min(self.ground_range_m, self.box_range_m) <= self.near_m
             or self.box_tolerance_s < 0
+            or self.min_visibility not in (1, 2, 3, 4)
         ):
             raise ValueError(f"invalid mask config {self}")
 
@@ -150,7 +154,8 @@ class ClassPainter:
         for box in boxes:
             name = category_class(box.category)
             distance = float(np.linalg.norm(box.center - cam_origin))
-            if name is not None and distance <= self.config.box_range_m:
+            visible = box.visibility >= self.config.min_visibility
+            if name is not None and visible and distance <= self.config.box_range_m:
                 ranked.append((distance, CLASS_ID[name], box))
         for _, class_id, box in sorted(ranked, key=lambda r: -r[0]):
             pixels = projector.box_polygon(box.corners())
