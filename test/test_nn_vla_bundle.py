@@ -162,3 +162,22 @@ def test_config_json_round_trip_and_validation() -> None:
             VLAConfig(**{**base, **change})
     with pytest.raises(ValueError, match="unknown VLAConfig fields"):
         VLAConfig.from_json(json.dumps({"format": "fastdrive_ros.vla", "version": 1, "x": 1}))
+
+
+def test_saved_config_follows_the_attached_pruner(tmp_path) -> None:
+    from fastdrive_ros.nn.recon_pruner import ReconPruner, ReconPrunerConfig
+
+    vla = VLA.build(tiny_config(cameras=1, pruner=False))
+    vla.pruner = ReconPruner(
+        config=ReconPrunerConfig(
+            hidden_size=64,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=96,
+            budget="per_camera",
+        )
+    )
+    vla.save_pretrained(tmp_path)
+    loaded = VLA.from_pretrained(tmp_path)
+    assert loaded.pruner is not None and loaded.pruner.config.budget == "per_camera"
+    assert loaded.config.pruner["intermediate_size"] == 96

@@ -194,12 +194,16 @@ class VLA(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.vision = vision if vision is not None else VisionEncoder(config=qwen.vision_config)
-        self.planner = planner or VLAPlanner(
-            qwen_config=qwen,
-            tokenizer=tokenizer,
-            prompt_style=config.prompt_style,
-            regression_head=config.head == "regression",
-            waypoint_scale=config.waypoint_scale,
+        self.planner = (
+            planner
+            if planner is not None
+            else VLAPlanner(
+                qwen_config=qwen,
+                tokenizer=tokenizer,
+                prompt_style=config.prompt_style,
+                regression_head=config.head == "regression",
+                waypoint_scale=config.waypoint_scale,
+            )
         )
         if pruner is None and config.pruner is not None:
             from fastdrive_ros.nn.recon_pruner import ReconPruner, ReconPrunerConfig
@@ -239,6 +243,8 @@ class VLA(nn.Module):
         config = VLAConfig(
             **{
                 **asdict(self.config),
+                # the pruner actually attached (training may have swapped it)
+                "pruner": None if self.pruner is None else self.pruner.config.to_dict(),
                 "tokenizer": {
                     "kind": self.config.tokenizer.get("kind", "compact-bpe"),
                     **tokenizer_info(self.tokenizer),
