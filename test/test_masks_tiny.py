@@ -129,6 +129,25 @@ def test_sweeps_and_cli(dataset, reader, tmp_path):
     assert bad.exit_code == 2 and "valid scenes" in bad.output
 
 
+def test_cli_segmenter_hook(dataset, reader, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        build_app(),
+        ["masks", "--dataroot", str(dataset), "--version", VERSION, "--out", str(tmp_path / "s"),
+         "--segmenter", "nusc_tiny:top_rows_segmenter", "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for frame in reader.camera_frames("scene-0001", keyframes_only=True):
+        mask = cv2.imread(str(fg_mask_path(tmp_path / "s", frame.relpath)), cv2.IMREAD_UNCHANGED)
+        assert (mask[:5] == 255).all()
+    bad = runner.invoke(
+        build_app(),
+        ["masks", "--dataroot", str(dataset), "--version", VERSION, "--out", str(tmp_path / "t"),
+         "--segmenter", "no_colon_here"],
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "package.module:factory" in bad.output
+
+
 def test_category_classes():
     assert category_class("vehicle.car") == "vehicle"
     assert category_class("vehicle.bus.rigid") == "vehicle"
