@@ -6,6 +6,7 @@ the paper's scale without instantiating 3B parameters.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from transformers import Qwen2_5_VLConfig
@@ -67,7 +68,7 @@ def _flat(
 
 def qwen_config_from(flat: dict[str, Any]) -> Qwen2_5_VLConfig:
     """The transformers config of a config.json dict (flat or nested)."""
-    return Qwen2_5_VLConfig.from_dict(dict(flat))
+    return Qwen2_5_VLConfig.from_dict(copy.deepcopy(flat))  # transformers edits nested dicts
 
 
 def qwen25_vl_3b_config() -> Qwen2_5_VLConfig:

@@ -8,6 +8,7 @@ safetensors shards + tokenizer.json), never the hub. Safetensors only: no pickle
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -74,7 +75,7 @@ class VLAConfig:
         from transformers import Qwen2_5_VLConfig
 
         try:
-            config = Qwen2_5_VLConfig.from_dict(dict(self.qwen))
+            config = Qwen2_5_VLConfig.from_dict(copy.deepcopy(self.qwen))  # it edits dicts
             if not hasattr(config, "vision_config"):  # transformers 4.x accepts a bad one
                 raise TypeError(f"vision_config is {self.qwen.get('vision_config')!r}")
         except Exception as exc:  # transformers raises its own validation error types

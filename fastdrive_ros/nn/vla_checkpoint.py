@@ -8,6 +8,7 @@ load: transformers 4.x ("model.layers.*", "visual.*") and 5.x ("model.language_m
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def load_checkpoint(
     from fastdrive_ros.nn.vla import PRUNER_DIR, VLAConfig
 
     try:
-        qwen = Qwen2_5_VLConfig.from_dict(dict(raw))
+        qwen = Qwen2_5_VLConfig.from_dict(copy.deepcopy(raw))  # transformers edits nested dicts
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"{folder / 'config.json'} is not a valid Qwen2.5-VL config: {exc}"
