@@ -5,7 +5,8 @@ offered transient-local so late subscribers get it on playback); for every 12 Hz
 (keyframes and sweeps) its CompressedImage (JPEG bytes as stored) and CameraInfo; at every
 distinct ego-pose time of those images /tf (map -> base_link) and /odom (pose in map, twist in
 base_link from the CAN bus or finite differences). Scenes go one after another, ordered by start
-time; they must not overlap in time (one bag per scene otherwise: `scenes=[name]`).
+time; they must not overlap in time (one bag per scene otherwise: `scenes=[name]`), and the gaps
+between them stay (dataset time), so a player waits through them.
 """
 
 from __future__ import annotations

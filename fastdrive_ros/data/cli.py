@@ -121,6 +121,11 @@ def bag(
         f"({summary.messages / max(summary.wall_s, 1e-9):.0f} msg/s, "
         f"{mb / max(summary.wall_s, 1e-9):.1f} MB/s)"
     )
+    if len(summary.scenes) > 1:
+        console.print(
+            "note: the scenes keep their dataset times, so a player waits through the gaps "
+            "between them; write one bag per scene (--scene NAME) to avoid that"
+        )
 
 
 def register(app: typer.Typer) -> None:
