@@ -3,10 +3,16 @@
 Each image gets its own exposure gain, white balance, black level and sensor noise (drawn from
 its own seeded stream), so no two frames are pixel-identical and a network cannot memorise them.
 JPEG quality and PNG settings are fixed: the same seed gives byte-identical files.
+
+Masks and class maps are written as standard 8-bit grayscale PNGs by `png_gray8` (filter type 0,
+zlib level 1): libpng's adaptive row filtering, which OpenCV and Pillow cannot switch off, costs
+about four times more than the compression itself on label images and gains nothing there.
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -52,12 +58,30 @@ def write_jpeg(path: Path, rgb: np.ndarray) -> int:
     return len(buf)
 
 
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def png_gray8(image: np.ndarray) -> bytes:
+    """PNG bytes of a (H, W) uint8 image: 8-bit grayscale, no interlace, filter 0 on every row."""
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"png_gray8 needs a (H, W) uint8 image, got {image.dtype} {image.shape}")
+    h, w = image.shape
+    rows = np.zeros((h, w + 1), np.uint8)  # each row starts with its filter byte (0 = none)
+    rows[:, 1:] = image
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_LEVEL))
+        + _chunk(b"IEND", b"")
+    )
+
+
 def write_png(path: Path, image: np.ndarray) -> int:
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for {path}")
-    path.write_bytes(buf.tobytes())
-    return len(buf)
+    data = png_gray8(image)
+    path.write_bytes(data)
+    return len(data)
 
 
 def foreground_mask(cls: np.ndarray) -> np.ndarray:

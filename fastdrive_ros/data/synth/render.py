@@ -121,7 +121,7 @@ class CameraRenderer:
         self.sky_mask = ~ground[s]
         self.sky_az = np.arctan2(ego[s, :, 1], ego[s, :, 0]).astype(np.float32)
         self.sky_el = np.clip(np.arctan2(ego[s, :, 2], horiz), 0.0, np.pi / 2).astype(np.float32)
-        self._sky_maps: tuple[int, int, np.ndarray, np.ndarray] | None = None
+        self._sky_maps: tuple[int, int, np.ndarray, np.ndarray] | None = None  # fixed-point
 
     def camera_pose(self, ego_pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(3,) camera centre and (3, 3) optical -> world rotation for ego pose (x, y, yaw)."""
@@ -146,42 +146,50 @@ class CameraRenderer:
         )
         homog = to_bev @ to_world @ self.ground_h
         size = (w, h - self.g0)
-        g_rgb = cv2.warpPerspective(
+        rgb = np.empty((h, w, 3), np.uint8)
+        cls = np.empty((h, w), np.uint8)
+        g0, s1 = self.g0, self.s1
+        # Ground rows are warped straight into the frame (row blocks are contiguous).
+        cv2.warpPerspective(
             ground.rgb,
             homog,
             size,
+            dst=rgb[g0:],
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=ground.border_rgb,
         )
-        g_cls = cv2.warpPerspective(
+        cv2.warpPerspective(
             ground.cls,
             homog,
             size,
+            dst=cls[g0:],
             flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=TERRAIN,
         )
-        if self.fog_end > self.g0:
-            band = g_rgb[: self.fog_end - self.g0].astype(np.float32)
+        if self.fog_end > g0:
+            band = rgb[g0 : self.fog_end].astype(np.float32)
             band += (shading.fog_rgb - band) * self.fog
-            g_rgb[: self.fog_end - self.g0] = band.astype(np.uint8)
-        rgb = np.empty((h, w, 3), np.uint8)
-        cls = np.full((h, w), SKY, np.uint8)
-        if self.s1 > 0:
+            rgb[g0 : self.fog_end] = band.astype(np.uint8)
+        cls[:g0] = SKY
+        if s1 > 0:
             ph, pw = sky.shape[:2]
             if self._sky_maps is None or self._sky_maps[:2] != (ph, pw):
                 sx = self.sky_az * np.float32(pw / (2 * np.pi))
                 sy = (np.float32(1.0) - self.sky_el * np.float32(2 / np.pi)) * np.float32(ph - 1)
-                self._sky_maps = (ph, pw, sx, sy)
-            _, _, sx, sy = self._sky_maps
-            shift = np.float32((yaw % (2 * np.pi)) * pw / (2 * np.pi))
-            rgb[: self.s1] = cv2.remap(
-                sky, sx + shift, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP
-            )
-        mask = self.ground_mask
-        np.copyto(rgb[self.g0 :], g_rgb, where=mask[..., None])
-        np.copyto(cls[self.g0 :], g_cls, where=mask)
+                fixed = cv2.convertMaps(sx, sy, cv2.CV_16SC2)
+                self._sky_maps = (ph, pw, *fixed)
+            _, _, map1, map2 = self._sky_maps
+            # Turning the car turns the sky: roll the panorama (fixed maps stay valid).
+            shift = int(round((yaw % (2 * np.pi)) * pw / (2 * np.pi))) % pw
+            rolled = np.roll(sky, -shift, axis=1) if shift else sky
+            sky_rgb = cv2.remap(rolled, map1, map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+            rgb[:g0] = sky_rgb[:g0]
+            if s1 > g0:  # rows with both: the horizon band
+                skyish = ~self.ground_mask[: s1 - g0]
+                cv2.copyTo(sky_rgb[g0:s1], skyish.view(np.uint8), rgb[g0:s1])
+                cls[g0:s1][skyish] = SKY
         return Frame(rgb, cls, self.depth0.copy(), np.zeros((h, w), np.int32))
 
     def render(
@@ -414,9 +422,12 @@ def _dense(
         borderMode=border,
     )
     color = cv2.multiply(color, (float(shade[0]), float(shade[1]), float(shade[2]), 0.0))
-    np.copyto(frame.rgb[y0:y1, x0:x1], color, where=sel[..., None])
+    mask = sel.view(np.uint8)
+    # cv2.copyTo writes into the frame's views in place (numpy's masked copyto with a
+    # broadcast 3-channel mask is ~100x slower).
+    cv2.copyTo(color, mask, frame.rgb[y0:y1, x0:x1])
     with np.errstate(divide="ignore"):
-        np.copyto(frame.depth[y0:y1, x0:x1], 1.0 / inv_z, where=sel)
+        cv2.copyTo(1.0 / inv_z, mask, frame.depth[y0:y1, x0:x1])
     frame.cls[y0:y1, x0:x1][sel] = cls
     frame.inst[y0:y1, x0:x1][sel] = owner + 1
 

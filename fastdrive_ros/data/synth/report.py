@@ -59,13 +59,17 @@ def keyframe_labels(tracks: Tracks, route: Route, times: np.ndarray) -> list[dic
 def describe(location: str, scenario, tracks: Tracks, labels: list[dict]) -> str:
     """One-line scene description: what happened to the ego, then the cast."""
     seen: list[str] = []
-    leads_when_slow = {lb["lead"] for lb in labels if lb["behaviour"] in ("stopped", "braking")}
-    if "red_light" in leads_when_slow:
-        seen.append("stops for a red light")
-    if leads_when_slow & {"pedestrian", "zebra"}:
-        seen.append("yields to crossing pedestrians")
-    if "yield" in leads_when_slow:
-        seen.append("yields to oncoming traffic before turning")
+    stopped = {lb["lead"] for lb in labels if lb["behaviour"] == "stopped"}
+    braking = {lb["lead"] for lb in labels if lb["behaviour"] == "braking"} - stopped
+    for leads, what in ((stopped, "stops"), (braking, "brakes")):
+        if "red_light" in leads:
+            seen.append(f"{what} for a red light")
+        if leads & {"pedestrian", "zebra"}:
+            seen.append(f"{what} for crossing pedestrians")
+        if "yield" in leads:
+            seen.append(f"{what} to yield to oncoming traffic before turning")
+        if leads & {"vehicle", "cyclist"}:
+            seen.append(f"{what} behind a {'cyclist' if 'cyclist' in leads else 'vehicle'}")
     if sum(lb["behaviour"] == "following" for lb in labels) >= max(2, len(labels) // 5):
         seen.append("follows a lead vehicle")
     turns = [lb["route_turn"] for lb in labels if lb["behaviour"] == "turning"]
@@ -79,10 +83,12 @@ def describe(location: str, scenario, tracks: Tracks, labels: list[dict]) -> str
     if not seen:
         seen.append("cruises")
     kinds = [s.kind for s in scenario.specs]
-    cast = (
-        f"{sum(k in ('car', 'truck', 'bus') for k in kinds)} vehicles, "
-        f"{sum(k in ('pedestrian', 'child') for k in kinds)} pedestrians, "
-        f"{kinds.count('cyclist')} cyclists"
+    counts = (
+        (sum(k in ("car", "truck", "bus") for k in kinds), "vehicle"),
+        (sum(k in ("pedestrian", "child") for k in kinds), "pedestrian"),
+        (kinds.count("cyclist"), "cyclist"),
+        (sum(k in ("barrier", "cone") for k in kinds), "road-works object"),
     )
+    cast = ", ".join(f"{n} {name}{'' if n == 1 else 's'}" for n, name in counts if n)
     planned = "; ".join(scenario.events) if scenario.events else "no scripted event"
     return f"{location} (synthetic town): ego {', '.join(seen)}. Scripted: {planned}. {cast}."

@@ -273,19 +273,27 @@ def _crossing_event(
     cast: _Cast, route: Route, v_ego: float, events: list[str], horizon: float
 ) -> None:
     town, rng = cast.town, cast.rng
-    reach = max(60.0, v_ego * horizon * 0.7)
-    zebras = [p for p in route.stops if p.kind == "zebra" and 20.0 < p.s < reach]
+    v_nominal = max(v_ego, 0.8 * float(route.speed_limit[0]))
+    reach = max(80.0, v_nominal * horizon * 0.6)
+    # Far enough that the ego is still beyond the trigger distance when the walkers are ready.
+    near = v_nominal**2 / 7.0 + 25.0 + v_nominal * 3.0
+    zebras = [p for p in route.stops if p.kind == "zebra" and near < p.s < reach]
     if zebras and rng.random() < 0.75:
-        crossing = town.crossings[zebras[0].crossing]
-        edge, s_c = crossing.edge, crossing.s
+        stop = zebras[int(rng.integers(len(zebras)))]
+        crossing = town.crossings[stop.crossing]
+        edge, s_c, s_r = crossing.edge, crossing.s, stop.s
         kind = "zebra"
         events.append("pedestrians at a zebra crossing")
     else:
-        spans = [sp for sp in route.edges if sp[1] - sp[0] > 50.0 and sp[0] < reach]
+        spans = [
+            sp
+            for sp in route.edges
+            if sp[1] - sp[0] > 40.0 and sp[1] - 15.0 > near and sp[0] + 15.0 < reach
+        ]
         if not spans:
             return
-        s0_r, s1_r, edge, d = spans[0]
-        lo, hi = max(s0_r + 18.0, 25.0), min(s1_r - 18.0, reach)
+        s0_r, s1_r, edge, d = spans[int(rng.integers(len(spans)))]
+        lo, hi = max(s0_r + 15.0, near), min(s1_r - 15.0, reach)
         if hi <= lo:
             return
         s_r = float(rng.uniform(lo, hi))
@@ -293,12 +301,14 @@ def _crossing_event(
         s_c, _ = town.network.edges[edge].centre.project(xy)
         kind = "jaywalk"
         events.append("pedestrian crossing mid-block")
-    trigger = float(rng.uniform(22.0, 45.0))
+    # Step out when the ego can still stop comfortably (the walkers' gap acceptance, sim.py).
+    v_lim = float(route.speed_limit[route.path.index_at(s_r)])
+    trigger = min(60.0, v_lim**2 / 7.0 + 5.0 + EGO_FRONT + float(rng.uniform(3.0, 15.0)))
     side = int(rng.choice([1, -1]))
     for i in range(int(rng.integers(1, 4))):
         a = cast.add("child" if rng.random() < 0.15 else "pedestrian")
         direction = int(rng.choice([1, -1]))
-        path, spans = _walker_path(town, edge, side, direction, 0.0, 6.0 + 1.5 * i, s_c)
+        path, spans = _walker_path(town, edge, side, direction, 0.0, 1.5 + 1.2 * i, s_c)
         cid = (
             -1
             if kind == "jaywalk"
