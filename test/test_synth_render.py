@@ -14,12 +14,8 @@ from fastdrive_ros.data.synth.meshes import (
     place,
     prisms_to_faces,
 )
-from fastdrive_ros.data.synth.render import (
-    CameraRenderer,
-    GroundMap,
-    Shading,
-    silhouette_areas,
-)
+from fastdrive_ros.data.synth.raster import silhouette_areas
+from fastdrive_ros.data.synth.render import CameraRenderer, GroundMap, Shading
 from fastdrive_ros.data.synth.textures import build_materials
 
 W, H = 320, 180

@@ -249,7 +249,7 @@ def build_scenario(
         cast.taken.append(route.path.sample(s_c)[0])
         events.append("cyclist ahead")
 
-    if rng.random() < 0.55:
+    if rng.random() < 0.7:
         _crossing_event(cast, route, v_ego, events, horizon)
 
     _background_traffic(cast, route, blockages, horizon, int(rng.integers(8, 22)))

@@ -30,7 +30,8 @@ from fastdrive_ros.data.synth.meshes import (
     take_frames,
     transform_faces,
 )
-from fastdrive_ros.data.synth.render import Shading, silhouette_areas
+from fastdrive_ros.data.synth.raster import silhouette_areas
+from fastdrive_ros.data.synth.render import Shading
 from fastdrive_ros.data.synth.report import describe, keyframe_labels
 from fastdrive_ros.data.synth.scenario import build_scenario
 from fastdrive_ros.data.synth.sim import DT, EGO_CENTRE
