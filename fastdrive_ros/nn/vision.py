@@ -272,8 +272,13 @@ class VisionEncoder(torch.nn.Module):
 
         def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
             captured["hidden"] = args[0] if args else kwargs["hidden_states"]
-            captured["cu_seqlens"] = kwargs["cu_seqlens"]
-            captured["position_embeddings"] = kwargs["position_embeddings"]
+            captured["cu_seqlens"] = args[1] if len(args) > 1 else kwargs["cu_seqlens"]
+            cos_sin = kwargs.get("position_embeddings")
+            if cos_sin is None:  # early transformers 4.x pass rotary angles instead
+                angles = kwargs["rotary_pos_emb"].float()
+                emb = torch.cat([angles, angles], dim=-1)
+                cos_sin = (emb.cos(), emb.sin())
+            captured["position_embeddings"] = cos_sin
 
         attn = self.tower.blocks[self.attention_block].attn
         handle = attn.register_forward_pre_hook(hook, with_kwargs=True)
@@ -296,7 +301,7 @@ class VisionEncoder(torch.nn.Module):
         for start, end in zip(bounds[:-1], bounds[1:]):
             if end > start:
                 received[start:end] = segment_attention_received(
-                    q[start:end], k[start:end], scaling=attn.scaling
+                    q[start:end], k[start:end], scaling=attention_scaling(attn)
                 )
         unit = self.merge_size**2
         merged = received.view(seq // unit, unit).mean(dim=1)  # the tower's window order
@@ -368,6 +373,12 @@ def merged_window_order(merged_h: int, merged_w: int, window_tokens: int) -> tor
     grid[:merged_h, :merged_w] = torch.arange(merged_h * merged_w).view(merged_h, merged_w)
     grid = grid.view(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1)
     return grid[grid >= 0]
+
+
+def attention_scaling(attn: torch.nn.Module) -> float:
+    """1 / sqrt(head_dim) of a vision attention module (early transformers 4.x store no scale)."""
+    head_dim = attn.qkv.in_features // attn.num_heads
+    return float(getattr(attn, "scaling", head_dim**-0.5))
 
 
 def segment_attention_received(

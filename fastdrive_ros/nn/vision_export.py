@@ -20,6 +20,7 @@ from fastdrive_ros.nn.vision import (
     _ATTENTION_CHUNK_ELEMENTS,
     VisionEncoder,
     apply_vision_rotary,
+    attention_scaling,
     vision_inv_freq,
     vision_position_ids,
     vision_rotary,
@@ -238,6 +239,7 @@ class ExportableVisionEncoder(torch.nn.Module):
         """Attention of one block: x [C, S, E] -> (output [C, S, E], received [C, S] or None)."""
         cams, seq, embed = x.shape
         heads = attn.num_heads
+        scaling = attention_scaling(attn)
         qkv = attn.qkv(x).reshape(cams, seq, 3, heads, embed // heads)
         q, k, v = qkv.unbind(dim=2)  # [C, S, heads, hd]
         q, k = apply_vision_rotary(q, k, cos, sin)
@@ -245,9 +247,9 @@ class ExportableVisionEncoder(torch.nn.Module):
         if full:
             q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [C, heads, S, hd]
             if want_attention:
-                out, received = _explicit_attention(q, k, v, attn.scaling, None, None)
+                out, received = _explicit_attention(q, k, v, scaling, None, None)
             else:
-                out = F.scaled_dot_product_attention(q, k, v, scale=attn.scaling)
+                out = F.scaled_dot_product_attention(q, k, v, scale=scaling)
             out = out.transpose(1, 2).reshape(cams, seq, embed)
         else:
             windows, slots = layout.windows, layout.slots
@@ -262,12 +264,10 @@ class ExportableVisionEncoder(torch.nn.Module):
             valid = valid.reshape(cams * windows, 1, 1, slots)
             if want_attention:
                 count = layout.window_count.repeat(cams)
-                out, got = _explicit_attention(qw, kw, vw, attn.scaling, valid, count)
+                out, got = _explicit_attention(qw, kw, vw, scaling, valid, count)
                 received = got.reshape(cams, windows * slots).index_select(1, layout.inverse_index)
             else:
-                out = F.scaled_dot_product_attention(
-                    qw, kw, vw, attn_mask=valid, scale=attn.scaling
-                )
+                out = F.scaled_dot_product_attention(qw, kw, vw, attn_mask=valid, scale=scaling)
             out = out.transpose(1, 2).reshape(cams, windows * slots, embed)
             out = out.index_select(1, layout.inverse_index)  # back to [C, S, E]
         return attn.proj(out), received
