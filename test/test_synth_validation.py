@@ -59,6 +59,11 @@ def test_parse_size() -> None:
             parse_size(bad)
 
 
+def _text(output: str) -> str:
+    """CLI output as one line, without the boxes rich draws around errors."""
+    return " ".join(output.replace("│", " ").split())
+
+
 def _app() -> typer.Typer:
     app = typer.Typer()
     register(app)
@@ -81,13 +86,13 @@ def _app() -> typer.Typer:
 def test_cli_reports_bad_options(tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(_app(), ["synth", "--out", str(tmp_path / "ds"), *args])
     assert result.exit_code == 2
-    assert message in " ".join(result.output.split())
+    assert message in _text(result.output)
 
 
 def test_cli_help_lists_every_option() -> None:
     result = CliRunner().invoke(_app(), ["synth", "--help"])
     assert result.exit_code == 0
-    text = " ".join(result.output.split())
+    text = _text(result.output)
     for option in (
         "--out",
         "--scenes",
@@ -101,3 +106,32 @@ def test_cli_help_lists_every_option() -> None:
         "--quiet",
     ):
         assert option in text
+
+
+def test_cli_writes_a_small_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    args = [
+        "synth",
+        "--out",
+        str(out),
+        "--scenes",
+        "1",
+        "--seconds",
+        "3.5",
+        "--image-size",
+        "96x54",
+        "--keyframes-only",
+        "--town-grid",
+        "2",
+        "--quiet",
+        "--seed",
+        "4",
+    ]
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 scenes, 7 keyframes, 42 images" in result.output
+    assert len(list((out / "samples" / "CAM_FRONT").glob("*.jpg"))) == 7
+    assert not (out / "sweeps").exists()
+    again = CliRunner().invoke(_app(), args)  # refuses to overwrite by default
+    assert again.exit_code == 2 and "not empty" in _text(again.output)
+    assert CliRunner().invoke(_app(), [*args, "--overwrite"]).exit_code == 0
