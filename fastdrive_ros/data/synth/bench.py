@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     for size in sizes:
         r = _bench_size(size, args.seconds, not args.keyframes_only, args.seed)
-        per_img = r["cpu"] / r["images"]
+        stages = r["stages"]
+        scene_s = stages["scenes"]  # wall time of the scene itself (one worker)
+        per_img = scene_s / r["images"]
         print(
             f"{size[0]}x{size[1]}, {args.seconds:g} s scene, "
             f"{'keyframes only' if args.keyframes_only else 'with 12 Hz sweeps'}:"
@@ -69,22 +71,21 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['town_cpu']:.1f} s CPU"
         )
         print(
-            f"  scene: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, {r['images']} images, "
-            f"{r['images'] / r['wall']:.1f} img/s wall, {1 / per_img:.1f} img/s CPU"
+            f"  scene: {scene_s:.1f} s wall for {r['images']} images ({1 / per_img:.1f} img/s); "
+            f"simulate {stages['simulate']:.1f} s, render+write {stages['render']:.1f} s, "
+            f"annotate+CAN {stages['annotate']:.1f} s"
         )
-        stages = ", ".join(
-            f"{k} {v:.1f} s"
-            for k, v in r["stages"].items()
-            if k in ("simulate", "render", "annotate")
+        print(
+            f"  whole run incl. map and tables (once per dataset, {stages['maps_and_tables']:.1f}"
+            f" s): {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU of this process"
         )
-        print(f"  stages (wall): {stages}")
         print(
             f"  disk: {r['bytes'] / 1e6:.1f} MB per scene, "
             f"{r['bytes'] / r['images'] / 1e3:.1f} kB per image (JPEG + 2 PNG masks)"
         )
         print(
-            f"  50k images at this size: {50000 * per_img / 60:.0f} min CPU "
-            f"(~{50000 * per_img / 120:.0f} min wall with --workers 2 on 2 idle cores)"
+            f"  50k images at this size: {50000 * per_img / 60:.0f} min with 1 worker "
+            f"(~{50000 * per_img / 120:.0f} min with --workers 2 on 2 idle cores)"
         )
 
 
