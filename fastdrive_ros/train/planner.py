@@ -1,0 +1,249 @@
+"""Stage B: the compact VLA planner (LLM + regression head) on cached visual tokens.
+
+The planner sees the prompt (ego history, status and driving command in text) and ALL visual tokens
+of the frozen tower (the paper's planner is not trained for pruning), and regresses the 6 future
+waypoints with a smooth-L1 loss over the valid steps. `keep_min` < 1 turns on an optional,
+documented augmentation: each sample keeps a random share in [keep_min, 1] of its visual tokens
+(original positions kept); it is off by default.
+
+An optional first phase (`text_config`) trains on the prompt alone (no visual token; the text keeps
+its full-sequence positions): ~30x cheaper per step, it teaches a from-scratch LLM to read the ego
+status (digits) before the expensive all-token phase teaches it to use the cameras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from fastdrive_ros.core_types import PLAN_STEPS, EgoState
+from fastdrive_ros.nn.planner import VLAPlanner
+from fastdrive_ros.train.distributed import DistContext
+from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
+from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.token_cache import TokenCache
+
+PLANNER_PREFIX = "planner."
+HORIZON_STEPS = {"1s": 2, "2s": 4, "3s": 6}
+
+
+class PlannerTrainModule(nn.Module):
+    """The planner behind one forward (for DDP): tokens + egos -> waypoints [B, 6, 2]."""
+
+    def __init__(self, *, planner: VLAPlanner, grid_thw: torch.Tensor) -> None:
+        super().__init__()
+        if planner.waypoint_head is None:
+            raise ValueError('planner training needs the regression head (head="regression")')
+        self.planner = planner
+        self.register_buffer("grid_thw", grid_thw.to(torch.int64).clone(), persistent=False)
+
+    def forward(
+        self,
+        tokens: Sequence[torch.Tensor],
+        kept_index: Sequence[torch.Tensor],
+        egos: Sequence[EgoState],
+    ) -> torch.Tensor:
+        dtype = self.planner.model.embed_tokens.weight.dtype
+        return self.planner.forward_regression(
+            visual_tokens=[t.to(dtype) for t in tokens],
+            kept_index=[i.cpu() for i in kept_index],
+            grid_thw=self.grid_thw.cpu(),
+            egos=egos,
+        )
+
+
+class PlannerDataset(Dataset):
+    """Ego + ground-truth future of each record, with its cached tokens (same order as the cache).
+
+    Without a cache the items are prompt-only (no visual token), for the text warm-up phase.
+    """
+
+    def __init__(
+        self,
+        *,
+        cache: TokenCache | None,
+        records: Sequence[KeyframeRecord],
+        width: int,
+        keep_min: float = 1.0,
+    ) -> None:
+        if cache is not None and len(cache) != len(records):
+            raise ValueError(
+                f"token cache holds {len(cache)} samples, {len(records)} records were given: "
+                "build the cache from these records"
+            )
+        if not 0.0 < keep_min <= 1.0:
+            raise ValueError(f"keep_min must be in (0, 1], got {keep_min}")
+        if not records:
+            raise ValueError("no planner records")
+        self.cache = cache
+        self.records = list(records)
+        self.width = int(width)
+        self.keep_min = float(keep_min)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        if self.cache is None:
+            tokens = torch.zeros(0, self.width, dtype=torch.float16)
+            kept = torch.zeros(0, dtype=torch.long)
+        else:
+            tokens = self.cache.tokens(index)
+            kept = torch.arange(tokens.shape[0])
+        count = tokens.shape[0]
+        if self.keep_min < 1.0 and count:
+            share = self.keep_min + (1.0 - self.keep_min) * float(torch.rand(()))
+            keep = max(1, int(round(count * share)))
+            kept = torch.sort(torch.randperm(count)[:keep]).values
+            tokens = tokens[kept]
+        future = np.nan_to_num(record.future_xy, nan=0.0)
+        return {
+            "tokens": tokens,
+            "kept_index": kept,
+            "ego": record.ego,
+            "future": torch.as_tensor(future, dtype=torch.float32),
+            "valid": torch.as_tensor(record.future_valid, dtype=torch.bool),
+        }
+
+
+def collate_planner(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "tokens": [item["tokens"] for item in items],
+        "kept_index": [item["kept_index"] for item in items],
+        "egos": [item["ego"] for item in items],
+        "future": torch.stack([item["future"] for item in items]),
+        "valid": torch.stack([item["valid"] for item in items]),
+    }
+
+
+def horizon_l2(pred: torch.Tensor, future: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    """L2 (m) at 1/2/3 s (cumulative means over valid steps) and their mean, as the evaluation."""
+    dist = torch.linalg.vector_norm(pred.float() - future.float(), dim=-1)  # [B, 6]
+    out: dict[str, float] = {}
+    for name, steps in HORIZON_STEPS.items():
+        mask = valid[:, :steps].float()
+        out[f"l2_{name}"] = float((dist[:, :steps] * mask).sum() / mask.sum().clamp(min=1.0))
+    out["l2_avg"] = float(np.mean([out[f"l2_{h}"] for h in HORIZON_STEPS]))
+    return out
+
+
+def constant_velocity_batch(egos: Sequence[EgoState], device: torch.device) -> torch.Tensor:
+    """[B, 6, 2] constant-velocity (CTRV) plans, the evaluation's reference row."""
+    from fastdrive_ros.eval.constant_velocity import constant_velocity_plan
+
+    plans = np.stack([constant_velocity_plan(ego) for ego in egos])
+    return torch.as_tensor(plans, dtype=torch.float32, device=device)
+
+
+def planner_loss(
+    model: nn.Module, batch: dict[str, Any], *, beta: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Smooth-L1 (beta metres) over x and y of the valid steps; L2 metrics, and CV's in eval."""
+    pred = model(batch["tokens"], batch["kept_index"], batch["egos"])
+    future, valid = batch["future"], batch["valid"]
+    if pred.shape[1:] != (PLAN_STEPS, 2):
+        raise ValueError(f"planner output must be [B, {PLAN_STEPS}, 2], got {tuple(pred.shape)}")
+    per_step = F.smooth_l1_loss(pred.float(), future, beta=beta, reduction="none").sum(-1)
+    mask = valid.float()
+    loss = (per_step * mask).sum() / mask.sum().clamp(min=1.0)
+    with torch.no_grad():
+        metrics = horizon_l2(pred.detach(), future, valid)
+        if not model.training:
+            cv = constant_velocity_batch(batch["egos"], pred.device)
+            metrics.update({f"cv_{k}": v for k, v in horizon_l2(cv, future, valid).items()})
+    return loss, metrics
+
+
+def train_planner(
+    *,
+    planner: VLAPlanner,
+    train_cache: TokenCache,
+    train_records: Sequence[KeyframeRecord],
+    val_cache: TokenCache | None,
+    val_records: Sequence[KeyframeRecord],
+    out_dir: str | Path,
+    config: TrainConfig,
+    text_config: TrainConfig | None = None,
+    text_records: Sequence[KeyframeRecord] | None = None,
+    keep_min: float = 1.0,
+    beta: float = 1.0,
+    dist: DistContext | None = None,
+    progress: bool = True,
+) -> dict[str, TrainSummary]:
+    """Train `planner` in place on cached tokens; ends with the best-validation weights.
+
+    With `text_config`, a prompt-only phase runs first (out_dir/text, on `text_records`, default
+    the training records: it needs no cache), then the all-token phase (out_dir/full) starts
+    from its best weights. Returns {"text"?, "full"} summaries.
+    """
+    summaries: dict[str, TrainSummary] = {}
+    width, grid = train_cache.spec.width, train_cache.grid_thw
+    phases: list[tuple[str, TrainConfig, PlannerDataset, PlannerDataset | None]] = []
+    if text_config is not None:
+        text_set = PlannerDataset(cache=None, records=text_records or train_records, width=width)
+        text_val = PlannerDataset(cache=None, records=val_records, width=width)
+        phases.append(("text", text_config, text_set, text_val if val_records else None))
+    full_set = PlannerDataset(
+        cache=train_cache, records=train_records, width=width, keep_min=keep_min
+    )
+    full_val = None
+    if val_cache is not None and val_records:
+        full_val = PlannerDataset(cache=val_cache, records=val_records, width=width)
+    phases.append(("full", config, full_set, full_val))
+    for name, phase_config, train_set, val_set in phases:
+        summaries[name] = _train_phase(
+            planner=planner,
+            train_set=train_set,
+            val_set=val_set,
+            grid_thw=grid,
+            out_dir=Path(out_dir) / name,
+            config=phase_config,
+            beta=beta,
+            dist=dist,
+            progress=progress,
+            description=f"planner {name} (stage B)",
+        )
+    return summaries
+
+
+def _train_phase(
+    *,
+    planner: VLAPlanner,
+    train_set: PlannerDataset,
+    val_set: PlannerDataset | None,
+    grid_thw: torch.Tensor,
+    out_dir: Path,
+    config: TrainConfig,
+    beta: float,
+    dist: DistContext | None,
+    progress: bool,
+    description: str,
+) -> TrainSummary:
+    from fastdrive_ros.train.vision import load_prefixed
+
+    module = PlannerTrainModule(planner=planner, grid_thw=grid_thw).train()
+    trainer = Trainer(
+        model=module,
+        loss_fn=lambda m, b: planner_loss(m, b, beta=beta),
+        train_set=train_set,
+        val_set=val_set,
+        config=config,
+        out_dir=out_dir,
+        collate_fn=collate_planner,
+        dist=dist,
+        progress=progress,
+        description=description,
+    )
+    summary = trainer.fit()
+    best = out_dir / ("best" if (out_dir / "best").is_dir() else "last")
+    load_prefixed(planner, best, PLANNER_PREFIX)
+    planner.eval()
+    return summary

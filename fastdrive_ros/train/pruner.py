@@ -1,0 +1,266 @@
+"""Stage C / `fastdrive train-pruner`: ReconPruner trained with AFBR on a frozen vision encoder.
+
+Each item is one camera image: its merged tokens (from the token cache, or from the frozen encoder
+on the fly when caching is off), the image the encoder saw (0..1) and its nuScenes-FG mask. The
+pruner's hard straight-through mask splits the tokens; one shared MAE-style decoder reconstructs
+the foreground image from the kept ones and the background image from the dropped ones
+(nn/afbr.py: alpha * L_fore + (1 - alpha) * L_back, each lam * (1 - SSIM) + (1 - lam) * MSE).
+Validation adds the diagnostic of the model card: the share of foreground (token-level FG
+fraction) that the top-K tokens keep at 25/50/75 % pruning, next to what an oracle keeps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from fastdrive_ros.nn.afbr import afbr_step
+from fastdrive_ros.nn.recon_decoder import ReconDecoder
+from fastdrive_ros.nn.recon_pruner import ReconPruner
+from fastdrive_ros.train.distributed import DistContext
+from fastdrive_ros.train.images import cell_fraction, denormalize, load_pixels, read_label
+from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
+from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.token_cache import TokenCache
+
+PRUNER_PREFIX = "pruner."
+RECALL_RATIOS = (0.25, 0.5, 0.75)
+
+
+class AFBRModule(nn.Module):
+    """ReconPruner + reconstruction decoder (+ an optional frozen encoder, not trained or saved).
+
+    forward(batch) -> (AFBROutput, scores [B, n]); batch holds "tokens" [B, n, D] or, without a
+    cache, "pixels" [B, 3, H, W] normalised for the frozen encoder.
+    """
+
+    def __init__(
+        self,
+        *,
+        pruner: ReconPruner,
+        decoder: ReconDecoder,
+        grid_hw: tuple[int, int],
+        alpha: float = 0.5,
+        lam: float = 0.2,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if pruner.hidden_size != decoder.config.hidden_size:
+            raise ValueError(
+                f"pruner width {pruner.hidden_size} != decoder input width "
+                f"{decoder.config.hidden_size}"
+            )
+        self.pruner = pruner
+        self.decoder = decoder
+        self.grid_hw = (int(grid_hw[0]), int(grid_hw[1]))
+        self.alpha, self.lam = float(alpha), float(lam)
+        # A plain attribute (not a submodule): frozen, never in the optimiser or the checkpoint.
+        self.__dict__["frozen_encoder"] = encoder
+
+    def tokens_of(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "tokens" in batch:
+            return batch["tokens"].float()
+        encoder = self.__dict__["frozen_encoder"]
+        if encoder is None:
+            raise ValueError("batch has no cached tokens and the module has no frozen encoder")
+        with torch.no_grad():
+            out = encoder(batch["pixels"].to(next(encoder.parameters()).dtype))  # [B, n, D]
+        return out.float()
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        tokens = self.tokens_of(batch)
+        out = afbr_step(
+            pruner=self.pruner,
+            decoder=self.decoder,
+            tokens=tokens,
+            image=batch["image"],
+            fg_mask=batch["fg_mask"],
+            grid_hw=self.grid_hw,
+            alpha=self.alpha,
+            lam=self.lam,
+        )
+        scores = None if self.training else self.pruner(tokens)
+        return out, scores
+
+
+class PrunerDataset(Dataset):
+    """(keyframe, camera) items that have a foreground mask: tokens or pixels, image, mask.
+
+    Without a cache each item carries normalised pixels for the frozen encoder instead.
+    """
+
+    def __init__(
+        self,
+        *,
+        records: Sequence[KeyframeRecord],
+        image_size: tuple[int, int],
+        unit: int,
+        cache: TokenCache | None = None,
+        limit: int | None = None,
+    ) -> None:
+        if cache is not None and len(cache) != len(records):
+            raise ValueError(
+                f"token cache holds {len(cache)} samples, {len(records)} records were given"
+            )
+        items = [
+            (i, c)
+            for i, record in enumerate(records)
+            for c in range(len(record.images))
+            if record.fg_masks[c] is not None
+        ]
+        if not items:
+            raise ValueError(
+                "no camera image has a foreground mask: build them with `fastdrive masks "
+                "--dataroot ... --out DIR` and pass --masks DIR"
+            )
+        if limit is not None and limit < len(items):
+            step = len(items) / limit
+            items = [items[int(k * step)] for k in range(limit)]
+        self.records = list(records)
+        self.items = items
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.unit = int(unit)
+        self.cache = cache
+        self.per_camera = (self.image_size[0] // unit) * (self.image_size[1] // unit)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        i, c = self.items[index]
+        record = self.records[i]
+        pixels = load_pixels([record.images[c]], self.image_size)[0]
+        mask = read_label(record.fg_masks[c], self.image_size, what="foreground mask")
+        item = {
+            "image": denormalize(pixels),
+            "fg_mask": torch.from_numpy((mask > 0).astype("float32"))[None],
+            "fg_fraction": torch.from_numpy(cell_fraction(mask, self.unit)),
+        }
+        if self.cache is not None:
+            span = slice(c * self.per_camera, (c + 1) * self.per_camera)
+            item["tokens"] = self.cache.tokens(i)[span]
+        else:
+            item["pixels"] = pixels
+        return item
+
+
+def collate_pruner(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+def foreground_recall(scores: torch.Tensor, fraction: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Share of the total FG fraction held by the top-K tokens per row; [B, n] -> [B].
+
+    K = floor(n (1 - ratio)), the inference budget (per camera here).
+    """
+    count = scores.shape[-1]
+    keep = max(1, math.floor(count * (1.0 - ratio) + 1e-9))
+    top = scores.topk(keep, dim=-1).indices
+    kept = fraction.gather(-1, top).sum(dim=-1)
+    return kept / fraction.sum(dim=-1).clamp(min=1e-6)
+
+
+def pruner_loss(model: nn.Module, batch: dict[str, torch.Tensor]):
+    """The AFBR loss; in evaluation also FG recall at 25/50/75 % against an oracle."""
+    out, scores = model(batch)
+    metrics: dict[str, float] = {
+        "loss_fore": float(out.loss_fore.detach()),
+        "loss_back": float(out.loss_back.detach()),
+        "kept_fraction": float(out.kept_fraction),
+    }
+    if scores is not None:
+        fraction = batch["fg_fraction"].float()
+        has_fg = fraction.sum(dim=-1) > 0
+        if bool(has_fg.any()):
+            for ratio in RECALL_RATIOS:
+                pct = int(round(ratio * 100))
+                recall = foreground_recall(scores, fraction, ratio)[has_fg].mean()
+                oracle = foreground_recall(fraction, fraction, ratio)[has_fg].mean()
+                metrics[f"fg_recall_p{pct}"] = float(recall)
+                metrics[f"fg_recall_oracle_p{pct}"] = float(oracle)
+    return out.loss, metrics
+
+
+def train_pruner(
+    *,
+    pruner: ReconPruner,
+    decoder: ReconDecoder,
+    train_records: Sequence[KeyframeRecord],
+    val_records: Sequence[KeyframeRecord],
+    image_size: tuple[int, int],
+    unit: int,
+    out_dir: str | Path,
+    config: TrainConfig,
+    train_cache: TokenCache | None = None,
+    val_cache: TokenCache | None = None,
+    encoder: nn.Module | None = None,
+    alpha: float = 0.5,
+    lam: float = 0.2,
+    max_train_images: int | None = None,
+    max_val_images: int | None = 96,
+    dist: DistContext | None = None,
+    progress: bool = True,
+) -> TrainSummary:
+    """AFBR-train `pruner` (in place; ends with the best-validation weights).
+
+    Tokens come from the caches when given, else from `encoder` (frozen; its fixed-window twin
+    at image_size is what runs).
+    """
+    from fastdrive_ros.train.vision import load_prefixed
+
+    if train_cache is None and encoder is None:
+        raise ValueError("train_pruner needs token caches or a frozen encoder")
+    twin = None
+    if encoder is not None and train_cache is None:
+        dist_device = (dist or DistContext()).device
+        twin = encoder.exportable(image_size).to(dist_device).eval()
+        for parameter in twin.parameters():
+            parameter.requires_grad_(False)
+    grid_hw = (image_size[0] // unit, image_size[1] // unit)
+    module = AFBRModule(
+        pruner=pruner, decoder=decoder, grid_hw=grid_hw, alpha=alpha, lam=lam, encoder=twin
+    ).train()
+    train_set = PrunerDataset(
+        records=train_records,
+        image_size=image_size,
+        unit=unit,
+        cache=train_cache,
+        limit=max_train_images,
+    )
+    val_set = None
+    if val_records:
+        val_set = PrunerDataset(
+            records=val_records,
+            image_size=image_size,
+            unit=unit,
+            cache=val_cache if train_cache is not None else None,
+            limit=max_val_images,
+        )
+    trainer = Trainer(
+        model=module,
+        loss_fn=pruner_loss,
+        train_set=train_set,
+        val_set=val_set,
+        config=config,
+        out_dir=out_dir,
+        collate_fn=collate_pruner,
+        dist=dist,
+        progress=progress,
+        description="ReconPruner AFBR",
+    )
+    summary = trainer.fit()
+    best = Path(out_dir) / ("best" if (Path(out_dir) / "best").is_dir() else "last")
+    load_prefixed(pruner, best, PRUNER_PREFIX)
+    pruner.eval()
+    return summary
+
+
+def summary_metrics(summary: TrainSummary) -> dict[str, Any]:
+    """The last validation record of a run (FG recall etc.), for reports."""
+    return dict(summary.val_history[-1]) if summary.val_history else {}

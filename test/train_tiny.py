@@ -1,0 +1,41 @@
+"""A tiny synthetic world and a tiny VLA bundle for the training tests (made once a session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastdrive_ros.nn.configs import tiny_config
+from fastdrive_ros.nn.vla import VLA
+
+VERSION = "v1.0-synth"
+IMAGE_SIZE = (56, 84)  # tiny_config's H x W: 2 x 3 merged tokens per camera
+
+
+def tiny_world(factory: pytest.TempPathFactory) -> Path:
+    """Three 4.5-s synthetic scenes at the tiny model's size (train/val split by scene hash)."""
+    from fastdrive_ros.data.synth.generate import generate_dataset
+
+    root = factory.getbasetemp() / "train_tiny_world"
+    if not (root / "synth" / "dataset.json").is_file():
+        generate_dataset(
+            root,
+            scenes=3,
+            seconds=4.5,
+            seed=5,
+            image_size=(IMAGE_SIZE[1], IMAGE_SIZE[0]),
+            sweeps=False,
+            progress=False,
+            overwrite=True,
+            town_grid=2,
+        )
+    return root
+
+
+def tiny_bundle(factory: pytest.TempPathFactory) -> Path:
+    """A random tiny six-camera VLA bundle (regression head and ReconPruner)."""
+    folder = factory.getbasetemp() / "train_tiny_bundle"
+    if not (folder / "config.json").is_file():
+        VLA.build(tiny_config(cameras=6), seed=0).save_pretrained(folder)
+    return folder
