@@ -1,9 +1,320 @@
-"""Subcommands of this room (see fastdrive_ros/cli.py); filled in by the room's owner."""
+"""`fastdrive train-pruner` (AFBR) and `fastdrive train-planner` (compact planner).
+
+Both run on one process or under `torchrun --nproc_per_node N` (data parallel; NCCL on GPUs), show
+progress, validate periodically, checkpoint (resumable: run the same command again) and fix a seed.
+Heavy imports stay inside the commands so `fastdrive --help` stays fast.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+Opt = typer.Option
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'280x504' (H x W) -> (280, 504)."""
+    if text is None:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"image size must look like 280x504 (H x W), got {text!r}"
+        ) from None
+    if height <= 0 or width <= 0:
+        raise typer.BadParameter(f"image size must be positive, got {text!r}")
+    return height, width
+
+
+def parse_cameras(text: str | None) -> tuple[str, ...] | None:
+    from fastdrive_ros.core_types import CAMERA_NAMES
+
+    if text is None:
+        return None
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    bad = [c for c in names if c not in CAMERA_NAMES]
+    if not names or bad:
+        raise typer.BadParameter(f"--cameras takes names from {', '.join(CAMERA_NAMES)}")
+    return tuple(c for c in CAMERA_NAMES if c in names)
+
+
+def train_planner_command(
+    model: Annotated[
+        Path, Opt(help="VLA bundle to start from (its vision tower is frozen and cached).")
+    ],
+    dataroot: Annotated[Path, Opt(help="Training dataroot (nuScenes layout, e.g. synthetic).")],
+    version: Annotated[str, Opt(help="Table version of --dataroot: v1.0-synth, v1.0-mini...")],
+    out: Annotated[Path, Opt(help="Output folder: model/ (the trained bundle), run/, summary.")],
+    split: Annotated[str, Opt(help="Training scenes: train, val or all.")] = "train",
+    val_dataroot: Annotated[
+        Path | None, Opt(help="Validation dataroot (default: --dataroot).")
+    ] = None,
+    val_version: Annotated[str | None, Opt(help="Table version of --val-dataroot.")] = None,
+    val_split: Annotated[str, Opt(help="Validation scenes: val, train or all.")] = "val",
+    work_dir: Annotated[
+        Path | None, Opt(help="Records and token caches (default OUT/work; share it to reuse).")
+    ] = None,
+    epochs: Annotated[int, Opt(help="Epochs of the all-token phase.")] = 4,
+    batch_size: Annotated[int, Opt(help="Samples per step and process.")] = 8,
+    lr: Annotated[float, Opt(help="Peak learning rate (AdamW, warm-up then cosine).")] = 3e-4,
+    warmup_steps: Annotated[int, Opt(help="Linear warm-up steps.")] = 20,
+    weight_decay: Annotated[float, Opt(help="AdamW weight decay.")] = 0.01,
+    text_epochs: Annotated[
+        int, Opt(help="Epochs of the prompt-only warm-up phase before it (0 = none).")
+    ] = 0,
+    text_batch_size: Annotated[int, Opt(help="Batch size of the prompt-only phase.")] = 32,
+    text_lr: Annotated[float, Opt(help="Peak learning rate of the prompt-only phase.")] = 1e-3,
+    text_warmup_steps: Annotated[int, Opt(help="Warm-up steps of the prompt-only phase.")] = 30,
+    keep_min: Annotated[
+        float,
+        Opt(help="Token-drop augmentation: keep a random share in [keep_min, 1] (1 = off)."),
+    ] = 1.0,
+    max_samples: Annotated[
+        int | None,
+        Opt(help="All-token phase: at most this many training keyframes (spread over scenes)."),
+    ] = None,
+    text_max_samples: Annotated[
+        int | None, Opt(help="Prompt-only phase: at most this many keyframes (default: all).")
+    ] = None,
+    max_val_samples: Annotated[int | None, Opt(help="At most this many val keyframes.")] = 64,
+    val_every: Annotated[int, Opt(help="Validate every N steps (0: at epoch ends only).")] = 0,
+    seed: Annotated[int, Opt(help="Seed of everything (data order, init, augmentation).")] = 0,
+    device: Annotated[str, Opt(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[int | None, Opt(help="Torch CPU threads per process.")] = None,
+    cache_workers: Annotated[
+        int, Opt(help="CPU processes that build the token cache (no torchrun).")
+    ] = 1,
+    progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
+) -> None:
+    """Train the compact VLA planner (LLM + regression head) on frozen, cached visual tokens."""
+    import json
+
+    import torch
+
+    from fastdrive_ros.nn.vla import VLA
+    from fastdrive_ros.train.distributed import DistContext
+    from fastdrive_ros.train.loop import TrainConfig
+    from fastdrive_ros.train.planner import train_planner
+    from fastdrive_ros.train.workspace import DataSpec, Workspace
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dist = DistContext.from_env(device=device)
+    try:
+        vla = VLA.from_pretrained(model)
+        if vla.planner.waypoint_head is None:
+            raise ValueError(f"{model} has a text head: train-planner trains the regression head")
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            weight_decay=weight_decay,
+            val_every=val_every,
+            seed=seed,
+        )
+        text_config = (
+            TrainConfig(
+                epochs=text_epochs,
+                batch_size=text_batch_size,
+                lr=text_lr,
+                warmup_steps=text_warmup_steps,
+                weight_decay=weight_decay,
+                seed=seed,
+            )
+            if text_epochs > 0
+            else None
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    vla.vision.to(dist.device)
+    vla.planner.to(dist.device)
+    space = Workspace(work_dir or out / "work")
+    cameras = vla.config.camera_names
+    train_data = DataSpec(Path(dataroot), version, split, max_samples=max_samples)
+    val_data = DataSpec(
+        Path(val_dataroot or dataroot), val_version or version, val_split, None, max_val_samples
+    )
+    train_records = space.records(train_data, cameras=cameras, progress=progress)
+    text_data = DataSpec(Path(dataroot), version, split, max_samples=text_max_samples)
+    text_records = space.records(text_data, cameras=cameras, progress=False)
+    val_records = space.records(val_data, cameras=cameras, progress=progress)
+    size = vla.config.image_size
+    caches = [
+        space.token_cache(
+            encoder=vla.vision,
+            data=data,
+            records=records,
+            image_size=size,
+            dist=dist,
+            workers=cache_workers,
+            threads=threads or 1,
+            progress=progress,
+        )
+        for data, records in ((train_data, train_records), (val_data, val_records))
+    ]
+    summaries = train_planner(
+        planner=vla.planner,
+        train_cache=caches[0],
+        train_records=train_records,
+        val_cache=caches[1],
+        val_records=val_records,
+        out_dir=out / "run",
+        config=config,
+        text_config=text_config,
+        text_records=text_records,
+        keep_min=keep_min,
+        dist=dist,
+        progress=progress,
+    )
+    if dist.is_main:
+        vla.to("cpu").save_pretrained(out / "model")
+        report = {
+            name: {
+                "steps": s.steps,
+                "seconds": round(s.seconds, 1),
+                "best_val": s.best_val,
+                "last_val": s.val_history[-1] if s.val_history else {},
+            }
+            for name, s in summaries.items()
+        }
+        report["samples"] = {
+            "train": len(train_records),
+            "text": len(text_records) if text_config else 0,
+            "val": len(val_records),
+        }
+        (out / "summary.json").write_text(json.dumps(report, indent=1))
+        typer.echo(f"wrote the trained bundle to {out / 'model'}")
+    dist.close()
+
+
+def train_pruner_command(
+    model: Annotated[
+        Path,
+        Opt(help="Our VLA bundle (e.g. models/default) or a Qwen2.5-VL / Impromptu checkpoint."),
+    ],
+    dataroot: Annotated[Path, Opt(help="nuScenes (or synthetic) dataroot.")],
+    version: Annotated[str, Opt(help="Table version: v1.0-trainval, v1.0-mini, v1.0-synth...")],
+    out: Annotated[Path, Opt(help="Output folder: pruner/ (ReconPruner files), run/, summary.")],
+    masks: Annotated[
+        Path | None,
+        Opt(help="Where `fastdrive masks` wrote fg_masks/ (default: the dataroot)."),
+    ] = None,
+    split: Annotated[str, Opt(help="Training scenes: train, val or all.")] = "train",
+    val_split: Annotated[str, Opt(help="Validation scenes (same dataroot).")] = "val",
+    val_dataroot: Annotated[
+        Path | None, Opt(help="Validation dataroot (default: --dataroot).")
+    ] = None,
+    val_version: Annotated[str | None, Opt(help="Table version of --val-dataroot.")] = None,
+    cameras: Annotated[
+        str | None,
+        Opt(help="Comma-separated cameras (default: the bundle's; CAM_FRONT for checkpoints)."),
+    ] = None,
+    image_size: Annotated[
+        str | None, Opt(help="HxW input size (default: the bundle's; 1596x1596 checkpoints).")
+    ] = None,
+    work_dir: Annotated[
+        Path | None, Opt(help="Records and token caches (default OUT/work; share it to reuse).")
+    ] = None,
+    cache: Annotated[
+        bool, Opt(help="Cache the frozen encoder's tokens on disk (fp16) instead of re-encoding.")
+    ] = True,
+    epochs: Annotated[int, Opt(help="Epochs (the paper: 10).")] = 10,
+    batch_size: Annotated[int, Opt(help="Camera images per step and process.")] = 8,
+    lr: Annotated[float, Opt(help="Peak learning rate (the paper: 2e-5 for 3B).")] = 2e-5,
+    warmup_steps: Annotated[int, Opt(help="Linear warm-up steps before the cosine decay.")] = 0,
+    weight_decay: Annotated[float, Opt(help="AdamW weight decay.")] = 0.0,
+    decoder_layers: Annotated[int, Opt(help="Reconstruction decoder layers (paper: 6).")] = 6,
+    decoder_width: Annotated[
+        int | None, Opt(help="Decoder width (default min(D, 512), MAE's).")
+    ] = None,
+    alpha: Annotated[float, Opt(help="Weight of the foreground term (paper: 0.5).")] = 0.5,
+    lam: Annotated[float, Opt(help="SSIM weight in each term (paper: 0.2).")] = 0.2,
+    max_samples: Annotated[int | None, Opt(help="At most this many training keyframes.")] = None,
+    max_train_images: Annotated[
+        int | None, Opt(help="At most this many training camera images per epoch (spread).")
+    ] = None,
+    max_val_samples: Annotated[
+        int | None, Opt(help="At most this many validation keyframes (spread).")
+    ] = 64,
+    max_val_images: Annotated[int, Opt(help="Validation camera images (spread).")] = 96,
+    val_every: Annotated[int, Opt(help="Validate every N steps (0: at epoch ends only).")] = 0,
+    seed: Annotated[int, Opt(help="Seed of everything (data order, init).")] = 0,
+    device: Annotated[str, Opt(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[int | None, Opt(help="Torch CPU threads per process.")] = None,
+    cache_workers: Annotated[
+        int, Opt(help="CPU processes that build the token cache (no torchrun).")
+    ] = 1,
+    install: Annotated[
+        bool, Opt(help="Also write the trained pruner into the --model bundle (ours only).")
+    ] = False,
+    progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
+) -> None:
+    """Train ReconPruner with adversarial foreground/background reconstruction (AFBR)."""
+    import torch
+
+    from fastdrive_ros.train.distributed import DistContext
+    from fastdrive_ros.train.loop import TrainConfig
+    from fastdrive_ros.train.pruner_job import PrunerJob, run_pruner_job
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dist = DistContext.from_env(device=device)
+    try:
+        job = PrunerJob(
+            model=model,
+            dataroot=dataroot,
+            version=version,
+            out=out,
+            mask_root=masks,
+            split=split,
+            val_split=val_split,
+            val_dataroot=val_dataroot,
+            val_version=val_version,
+            cameras=parse_cameras(cameras),
+            image_size=parse_size(image_size),
+            work_dir=work_dir,
+            cache=cache,
+            config=TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                warmup_steps=warmup_steps,
+                weight_decay=weight_decay,
+                val_every=val_every,
+                seed=seed,
+            ),
+            decoder_layers=decoder_layers,
+            decoder_width=decoder_width,
+            alpha=alpha,
+            lam=lam,
+            max_samples=max_samples,
+            max_train_images=max_train_images,
+            max_val_samples=max_val_samples,
+            max_val_images=max_val_images,
+            cache_workers=cache_workers,
+            threads=threads or 1,
+            install=install,
+        )
+        result = run_pruner_job(job, dist=dist, progress=progress)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        dist.close()
+    if dist.is_main:
+        typer.echo(f"wrote the trained ReconPruner to {result}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this room's subcommands to `app`."""
+    """Add `train-pruner` and `train-planner` to `app`."""
+    app.command(name="train-pruner")(train_pruner_command)
+    app.command(name="train-planner")(train_planner_command)

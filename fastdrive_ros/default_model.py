@@ -1,0 +1,579 @@
+"""`fastdrive build-default`: rebuild the embedded default model (models/default) from scratch.
+
+Stages (each skipped when its output exists, unless --force; interrupted training resumes from
+its checkpoints):
+  1. data     synthetic train / val / held-out eval worlds at the model's input size
+  2. vision   stage A: the from-scratch vision tower learns per-token classes and colours
+  3. cache    the frozen tower's tokens of the training and validation keyframes
+  4. heads    stage B (`fastdrive train-planner`) and stage C (`fastdrive train-pruner`), two
+              processes side by side (they share the frozen tower and the cache)
+  5. bundle   vision + planner + ReconPruner saved as one bundle (safetensors + JSON + tokenizer)
+  6. export   encoder + ReconPruner ONNX at the default prune ratio, with the parity check
+  7. eval     `fastdrive eval` on the held-out scenes, every pruner at 0/25/50/75 %
+  8. card     MODEL_CARD.md (architecture, data, commands, timings, evaluation, targets)
+This module may import every room (like cli.py); heavy imports stay inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+VERSION = "v1.0-synth"
+STATE_FILE = "state.json"
+
+
+class BuildError(RuntimeError):
+    """A stage failed; the message names the stage, its log and what to do."""
+
+
+class DefaultModelBuilder:
+    """Runs the stages of a BuildPlan into `out`, keeping everything reusable under `work`."""
+
+    def __init__(
+        self,
+        *,
+        plan: Any,
+        out: Path,
+        work: Path,
+        force: bool = False,
+        jobs: int = 2,
+        threads: int = 1,
+        progress: bool = True,
+        command: str = "",
+    ) -> None:
+        if jobs < 1 or threads < 1:
+            raise ValueError(f"--jobs and --threads must be >= 1, got {jobs}, {threads}")
+        self.plan = plan
+        self.out = Path(out)
+        self.work = Path(work)
+        self.force = force
+        self.jobs = jobs
+        self.threads = threads
+        self.progress = progress
+        self.command = command
+        self.work.mkdir(parents=True, exist_ok=True)
+        state_path = self.work / STATE_FILE
+        self.state: dict[str, Any] = (
+            json.loads(state_path.read_text()) if state_path.is_file() and not force else {}
+        )
+        self.state.setdefault("seconds", {})
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        (self.work / STATE_FILE).write_text(json.dumps(self.state, indent=1))
+
+    def _log(self, text: str) -> None:
+        typer.echo(text)
+
+    def _stage(self, name: str, fn) -> None:
+        start = time.monotonic()
+        did = fn()
+        if did:
+            self.state["seconds"][name] = round(time.monotonic() - start, 1)
+            self._save_state()
+            self._log(f"[{name}] done in {self.state['seconds'][name]:.0f} s")
+        else:
+            self._log(f"[{name}] up to date, skipped (--force redoes it)")
+
+    @property
+    def vla_config(self):
+        from fastdrive_ros.nn.configs import compact_config, tiny_config
+
+        return compact_config() if self.plan.config == "compact" else tiny_config(cameras=6)
+
+    def data_root(self, name: str) -> Path:
+        return self.work / "data" / name
+
+    def spec(self, ref, limit: int | None | str = "ref"):
+        from fastdrive_ros.train.workspace import DataSpec
+
+        return DataSpec(
+            self.data_root(ref.dataset),
+            VERSION,
+            ref.split,
+            None,
+            ref.limit if limit == "ref" else limit,
+        )
+
+    @property
+    def space(self):
+        from fastdrive_ros.train.workspace import Workspace
+
+        return Workspace(self.work / "work")
+
+    @property
+    def stage_a_bundle(self) -> Path:
+        return self.work / "stageA" / "bundle"
+
+    # -- 1. data ----------------------------------------------------------------------------
+
+    def make_data(self) -> bool:
+        from fastdrive_ros.data.synth.generate import generate_dataset
+
+        height, width = self.vla_config.image_size
+        did = False
+        for name, ds in self.plan.datasets.items():
+            root = self.data_root(name)
+            info_path = root / "synth" / "dataset.json"
+            if info_path.is_file() and not self.force:
+                info = json.loads(info_path.read_text())
+                wanted = (ds.seed, ds.scenes, ds.seconds, [width, height], False)
+                found = (
+                    info.get("seed"),
+                    info.get("scenes"),
+                    info.get("seconds_per_scene"),
+                    info.get("image_size"),
+                    info.get("sweeps"),
+                )
+                if found == wanted:
+                    continue
+            self._log(
+                f"[data] generating {name}: {ds.scenes} scenes x {ds.seconds:g} s, seed {ds.seed}"
+            )
+            summary = generate_dataset(
+                root,
+                scenes=ds.scenes,
+                seconds=ds.seconds,
+                seed=ds.seed,
+                image_size=(width, height),
+                sweeps=False,
+                workers=self.jobs,
+                progress=self.progress,
+                overwrite=True,
+                town_grid=self.plan.town_grid,
+            )
+            self.state.setdefault("data", {})[name] = {
+                "samples": summary.samples,
+                "images": summary.images,
+                "seconds": round(summary.seconds, 1),
+            }
+            did = True
+        return did
+
+    def records(self, ref, limit: int | None | str = "ref"):
+        return self.space.records(self.spec(ref, limit), progress=self.progress)
+
+    # -- 2. vision --------------------------------------------------------------------------
+
+    def train_vision(self) -> bool:
+        from fastdrive_ros.nn.vla import VLA
+        from fastdrive_ros.train.vision import pretrain_vision
+
+        if (self.stage_a_bundle / "config.json").is_file() and not self.force:
+            return False
+        run = self.work / "stageA" / "run"
+        if self.force:
+            shutil.rmtree(run, ignore_errors=True)
+        config = self.vla_config
+        vla = VLA.build(config, seed=self.plan.vision.seed)
+        summary = pretrain_vision(
+            encoder=vla.vision,
+            train_records=self.records(self.plan.train, None),
+            val_records=self.records(self.plan.val),
+            image_size=config.image_size,
+            out_dir=run,
+            config=self.plan.vision,
+            crop=self.plan.vision_crop,
+            max_train_images=self.plan.vision_images,
+            max_val_images=self.plan.vision_val_images,
+            progress=self.progress,
+        )
+        vla.save_pretrained(self.stage_a_bundle)
+        self.state["vision"] = {
+            "steps": summary.steps,
+            "last_val": summary.val_history[-1] if summary.val_history else {},
+        }
+        return True
+
+    # -- 3. cache ---------------------------------------------------------------------------
+
+    def make_caches(self) -> bool:
+        from fastdrive_ros.nn.vla import VLA
+
+        vla = VLA.from_pretrained(self.stage_a_bundle)
+        did = False
+        for ref, limit in (
+            (self.plan.cache_train, "ref"),
+            (self.plan.val, self.plan.planner_val_samples),
+        ):
+            spec = self.spec(ref, limit)
+            records = self.space.records(spec, progress=self.progress)
+            cache = self.space.token_cache(
+                encoder=vla.vision,
+                data=spec,
+                records=records,
+                image_size=vla.config.image_size,
+                workers=self.jobs,
+                threads=self.threads,
+                progress=self.progress,
+            )
+            did = did or cache.folder.name not in self.state.get("caches", [])
+            self.state.setdefault("caches", [])
+            if cache.folder.name not in self.state["caches"]:
+                self.state["caches"].append(cache.folder.name)
+        return did
+
+    # -- 4. planner and pruner ----------------------------------------------------------------
+
+    def _planner_args(self) -> list[str]:
+        plan, train, val = self.plan, self.plan.train, self.plan.val
+        text = plan.planner_text
+        args = [
+            "train-planner",
+            *("--model", str(self.stage_a_bundle)),
+            *("--dataroot", str(self.data_root(train.dataset)), "--version", VERSION),
+            *("--split", train.split),
+            *("--val-dataroot", str(self.data_root(val.dataset)), "--val-split", val.split),
+            *("--out", str(self.work / "planner"), "--work-dir", str(self.work / "work")),
+            *("--epochs", str(plan.planner.epochs), "--batch-size", str(plan.planner.batch_size)),
+            *("--lr", str(plan.planner.lr), "--warmup-steps", str(plan.planner.warmup_steps)),
+            *("--weight-decay", str(plan.planner.weight_decay)),
+            *("--text-epochs", str(text.epochs if text else 0)),
+            *("--max-val-samples", str(plan.planner_val_samples)),
+            *("--seed", str(plan.planner.seed), "--device", "cpu"),
+            *("--threads", str(self.threads)),
+        ]
+        if text is not None:
+            args += ["--text-batch-size", str(text.batch_size), "--text-lr", str(text.lr)]
+            args += ["--text-warmup-steps", str(text.warmup_steps)]
+        if plan.cache_train.limit is not None:
+            args += ["--max-samples", str(plan.cache_train.limit)]
+        return args
+
+    def _pruner_args(self) -> list[str]:
+        plan, train, val, cfg = self.plan, self.plan.train, self.plan.val, self.plan.pruner
+        args = [
+            "train-pruner",
+            *("--model", str(self.stage_a_bundle)),
+            *("--dataroot", str(self.data_root(train.dataset)), "--version", VERSION),
+            *("--split", train.split),
+            *("--val-dataroot", str(self.data_root(val.dataset)), "--val-split", val.split),
+            *("--out", str(self.work / "pruner"), "--work-dir", str(self.work / "work")),
+            *("--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size)),
+            *("--lr", str(cfg.lr), "--warmup-steps", str(cfg.warmup_steps)),
+            *("--weight-decay", str(cfg.weight_decay), "--val-every", str(cfg.val_every)),
+            *("--decoder-layers", str(plan.decoder_layers)),
+            *("--max-val-samples", str(plan.planner_val_samples)),
+            *("--max-val-images", str(plan.pruner_val_images)),
+            *("--seed", str(cfg.seed), "--device", "cpu", "--threads", str(self.threads)),
+        ]
+        if plan.decoder_width is not None:
+            args += ["--decoder-width", str(plan.decoder_width)]
+        if plan.cache_train.limit is not None:
+            args += ["--max-samples", str(plan.cache_train.limit)]
+        if plan.pruner_images is not None:
+            args += ["--max-train-images", str(plan.pruner_images)]
+        return args
+
+    def train_heads(self) -> bool:
+        jobs = []
+        planner_done = (self.work / "planner" / "model" / "config.json").is_file()
+        pruner_done = (self.work / "pruner" / "pruner" / "reconpruner.json").is_file()
+        if self.force:
+            for name in ("planner", "pruner"):
+                shutil.rmtree(self.work / name, ignore_errors=True)
+            planner_done = pruner_done = False
+        if not planner_done:
+            jobs.append(("planner", self._planner_args()))
+        if not pruner_done:
+            jobs.append(("pruner", self._pruner_args()))
+        if not jobs:
+            return False
+        self.state["commands"] = {
+            "planner": "fastdrive " + " ".join(self._planner_args()),
+            "pruner": "fastdrive " + " ".join(self._pruner_args()),
+        }
+        self._save_state()
+        waves = [jobs] if self.jobs >= 2 else [[job] for job in jobs]
+        for wave in waves:
+            self._run_parallel(wave)
+        return True
+
+    def _run_parallel(self, jobs: list[tuple[str, list[str]]]) -> None:
+        import os
+
+        logs = self.work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
+        running = []
+        for name, args in jobs:
+            log_path = logs / f"{name}.log"
+            self._log(f"[heads] {name}: fastdrive {' '.join(args)}  (log: {log_path})")
+            handle = log_path.open("a")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fastdrive_ros.cli", *args],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+            running.append((name, proc, handle, log_path))
+        monitor = _StepMonitor(
+            {name: self.work / name / "run" for name, _ in jobs}, enabled=self.progress
+        )
+        try:
+            while any(proc.poll() is None for _, proc, _, _ in running):
+                monitor.update()
+                time.sleep(5.0)
+        except KeyboardInterrupt:
+            for _, proc, _, _ in running:
+                proc.terminate()
+            raise
+        finally:
+            monitor.close()
+            for _, _, handle, _ in running:
+                handle.close()
+        for name, proc, _, log_path in running:
+            if proc.returncode != 0:
+                tail = "".join(log_path.read_text(errors="replace").splitlines(True)[-15:])
+                raise BuildError(
+                    f"stage {name} failed (exit {proc.returncode}); see {log_path}:\n{tail}\n"
+                    "fix the cause and run the same build-default command again (it resumes)"
+                )
+
+    # -- 5. bundle --------------------------------------------------------------------------
+
+    def assemble(self) -> bool:
+        from fastdrive_ros.nn.recon_pruner import ReconPruner
+        from fastdrive_ros.nn.vla import VLA
+        from fastdrive_ros.train.token_cache import module_hash
+
+        vla = VLA.from_pretrained(self.work / "planner" / "model")
+        pruner = ReconPruner.load(self.work / "pruner" / "pruner", expected_width=None)
+        vla.pruner = pruner
+        vla.config.pruner = pruner.config.to_dict()
+        digest = module_hash(vla)
+        if self.state.get("bundle_hash") == digest and (self.out / "config.json").is_file():
+            return False
+        vla.save_pretrained(self.out)
+        self.state["bundle_hash"] = digest
+        return True
+
+    # -- 6. export --------------------------------------------------------------------------
+
+    def export(self) -> bool:
+        from fastdrive_ros.runtime.errors import RuntimeSetupError
+        from fastdrive_ros.runtime.export_job import export_and_check
+        from fastdrive_ros.runtime.model_source import load_model_parts
+        from fastdrive_ros.runtime.onnx_meta import default_onnx_path
+
+        digest = self.state.get("bundle_hash")
+        done = self.state.get("export", {})
+        if done.get("bundle_hash") == digest and Path(done.get("path", "")).is_file():
+            return False
+        parts = load_model_parts(self.out)
+        ratio = parts.default_prune_ratio
+        target = default_onnx_path(self.out, "reconpruner", ratio, "fp32")
+        try:
+            report = export_and_check(
+                parts, target, selector="reconpruner", prune_ratio=ratio, threads=self.threads
+            )
+        except (RuntimeSetupError, ImportError) as exc:
+            self._log(f"[export] skipped: {exc}")
+            self.state["export"] = {"error": str(exc)}
+            return True
+        self.state["export"] = {
+            "bundle_hash": digest,
+            "path": str(report.export.path),
+            "megabytes": round(report.export.path.stat().st_size / 2**20, 1),
+            "prune_ratio": ratio,
+            "keep": report.export.metadata.plan.keep,
+            "parity_ok": report.ok,
+            "parity": [c.to_dict() for c in report.parity],
+        }
+        if not report.ok:
+            raise BuildError(f"{target} failed its ONNX Runtime parity check; see the table above")
+        return True
+
+    # -- 7. eval ----------------------------------------------------------------------------
+
+    def evaluate(self) -> bool:
+        import torch
+
+        from fastdrive_ros.eval.runner import run_eval
+
+        digest = self.state.get("bundle_hash")
+        folder = self.work / "eval"
+        if (
+            self.state.get("eval", {}).get("bundle_hash") == digest
+            and (folder / "results.json").is_file()
+        ):
+            self._publish_eval(folder)
+            return False
+        torch.set_num_threads(self.threads)
+        ref = self.plan.eval
+        results = run_eval(
+            dataroot=self.data_root(ref.dataset),
+            version=VERSION,
+            model_folder=self.out,
+            pruners=list(self.plan.eval_pruners),
+            ratios=list(self.plan.eval_ratios),
+            out=folder,
+            split=ref.split,
+            max_samples=ref.limit,
+            device="cpu",
+            seed=0,
+            overlay_samples=1,
+            progress=self.progress,
+        )
+        self.state["eval"] = {"bundle_hash": digest, "targets": results.targets}
+        self._publish_eval(folder)
+        return True
+
+    def _publish_eval(self, folder: Path) -> None:
+        target = self.out / "eval"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("results.json", "results.md", "quality_vs_keep.png", "latency_vs_keep.png"):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, target / name)
+        overlays = sorted((folder / "overlays").glob("*.png"))
+        if overlays:
+            shutil.copy2(overlays[-1], target / "overlay.png")
+
+    # -- 8. card ----------------------------------------------------------------------------
+
+    def write_card(self) -> Path:
+        from fastdrive_ros.nn.vla import VLA
+        from fastdrive_ros.train.model_card import CardInputs, write_model_card
+
+        vla = VLA.from_pretrained(self.out)
+        inputs = CardInputs(
+            plan=self.plan,
+            vla=vla,
+            state=self.state,
+            work=self.work,
+            command=self.command,
+            stage_summaries={
+                "planner": _read_json(self.work / "planner" / "summary.json"),
+                "pruner": _read_json(self.work / "pruner" / "summary.json"),
+            },
+            eval_results=_read_json(self.work / "eval" / "results.json"),
+        )
+        path = write_model_card(inputs, self.out / "MODEL_CARD.md")
+        self._save_state()
+        return path
+
+    # -- all ----------------------------------------------------------------------------------
+
+    def run(self, *, evaluate: bool = True, export: bool = True) -> Path:
+        self._stage("data", self.make_data)
+        self._stage("vision", self.train_vision)
+        self._stage("cache", self.make_caches)
+        self._stage("heads", self.train_heads)
+        self._stage("bundle", self.assemble)
+        if export:
+            self._stage("export", self.export)
+        if evaluate:
+            self._stage("eval", self.evaluate)
+        return self.write_card()
+
+
+class _StepMonitor:
+    """Progress bars of subprocess trainings, read from their metrics.jsonl files."""
+
+    def __init__(self, runs: dict[str, Path], *, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.runs = runs
+        self.bars = {
+            name: tqdm(desc=f"{name} steps", unit="step", disable=not enabled, position=i)
+            for i, name in enumerate(runs)
+        }
+
+    def update(self) -> None:
+        for name, run in self.runs.items():
+            steps = 0
+            for log in run.glob("*metrics.jsonl"):
+                steps += _count_train_lines(log)
+            for log in run.glob("*/metrics.jsonl"):
+                steps += _count_train_lines(log)
+            bar = self.bars[name]
+            bar.update(steps - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _count_train_lines(path: Path) -> int:
+    try:
+        return sum(1 for line in path.read_text().splitlines() if '"kind": "train"' in line)
+    except OSError:
+        return 0
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_default_command(
+    out: Annotated[Path, typer.Option(help="Bundle folder to write.")] = Path("models/default"),
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data, checkpoints, caches and logs (default ~/.cache/fastdrive_ros/build-*)."
+        ),
+    ] = None,
+    scenes: Annotated[
+        int, typer.Option(help="Training scenes (20 s each); val and eval scale with it.")
+    ] = 48,
+    seed: Annotated[int, typer.Option(help="Seed of the training data and every stage.")] = 11,
+    tiny: Annotated[
+        bool, typer.Option(help="Tiny config on a few tiny scenes (an end-to-end test run).")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Redo every stage, even finished ones.")] = False,
+    jobs: Annotated[
+        int, typer.Option(help="Processes side by side (data, cache, planner + pruner).")
+    ] = 2,
+    threads: Annotated[
+        int, typer.Option(help="Torch threads per process (1 is fastest on a busy CPU).")
+    ] = 1,
+    evaluate: Annotated[
+        bool, typer.Option("--eval/--no-eval", help="Evaluate on the held-out scenes.")
+    ] = True,
+    export: Annotated[
+        bool, typer.Option("--export/--no-export", help="Export the encoder+pruner ONNX.")
+    ] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Rebuild the embedded default model from scratch: data, training, export, eval, card."""
+    import torch
+
+    from fastdrive_ros.train.build_plan import default_plan, tiny_plan
+
+    torch.set_num_threads(threads)
+    plan = tiny_plan(seed=seed) if tiny else default_plan(scenes=scenes, seed=seed)
+    work = work_dir or Path.home() / ".cache" / "fastdrive_ros" / f"build-{plan.name}"
+    command = "fastdrive build-default" + (" --tiny" if tiny else "") + f" --out {out}"
+    command += "" if tiny or scenes == 48 else f" --scenes {scenes}"
+    command += "" if seed == 11 else f" --seed {seed}"
+    command += "" if work_dir is None else f" --work-dir {work_dir}"
+    builder = DefaultModelBuilder(
+        plan=plan,
+        out=out,
+        work=work,
+        force=force,
+        jobs=jobs,
+        threads=threads,
+        progress=progress,
+        command=command,
+    )
+    try:
+        card = builder.run(evaluate=evaluate, export=export)
+    except (BuildError, ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"wrote {out} and {card}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `build-default` to `app`."""
+    app.command(name="build-default")(build_default_command)

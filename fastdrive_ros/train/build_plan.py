@@ -1,0 +1,151 @@
+"""The settings of `fastdrive build-default`: data sizes, seeds and every stage's optimisation.
+
+Two plans: "default" (the shipped compact model, sized so the whole build fits a couple of hours
+of a 2-core CPU) and "tiny" (a tiny config on a few tiny scenes, for the end-to-end test). All
+figures here are what the model card reports; change them here, not in the orchestration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fastdrive_ros.train.loop import TrainConfig
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """One synthetic dataset to generate (its own seed; `generate_dataset` arguments)."""
+
+    seed: int
+    scenes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SplitRef:
+    """A split of one of the plan's datasets, optionally spread-subsampled to `limit` keyframes."""
+
+    dataset: str
+    split: str = "all"
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything `build-default` does, per stage."""
+
+    name: str
+    config: str  # "compact" or "tiny" (nn.configs)
+    town_grid: int
+    datasets: dict[str, DatasetPlan]
+    train: SplitRef
+    val: SplitRef
+    eval: SplitRef
+    vision: TrainConfig
+    vision_crop: tuple[int, int] | None
+    vision_images: int | None
+    vision_val_images: int
+    cache_train: SplitRef  # keyframes whose tokens are cached: the all-token planner phase, AFBR
+    planner_text: TrainConfig | None
+    planner: TrainConfig
+    planner_val_samples: int
+    pruner: TrainConfig
+    pruner_images: int | None
+    pruner_val_images: int
+    decoder_layers: int
+    decoder_width: int | None
+    eval_samples: int | None
+    eval_pruners: tuple[str, ...] = (
+        "reconpruner",
+        "fastv",
+        "sparsevlm",
+        "divprune",
+        "vispruner",
+        "random",
+        "none",
+    )
+    eval_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
+    """The shipped default: `scenes` 20-s training scenes at the model's input size.
+
+    Validation and held-out evaluation scenes come from other seeds (seed + 11, seed + 22).
+    """
+    if scenes < 2:
+        raise ValueError(f"--scenes must be >= 2, got {scenes}")
+    return BuildPlan(
+        name="default",
+        config="compact",
+        town_grid=5,
+        datasets={
+            "train": DatasetPlan(seed=seed, scenes=scenes, seconds=20.0),
+            "val": DatasetPlan(seed=seed + 11, scenes=max(2, round(scenes / 8)), seconds=20.0),
+            "eval": DatasetPlan(seed=seed + 22, scenes=max(2, round(scenes / 6)), seconds=20.0),
+        },
+        train=SplitRef("train"),
+        val=SplitRef("val", limit=64),
+        eval=SplitRef("eval", limit=96),
+        vision=TrainConfig(
+            epochs=1, batch_size=8, lr=1e-3, weight_decay=0.01, warmup_steps=20, seed=seed
+        ),
+        vision_crop=(112, 224),
+        vision_images=12000,
+        vision_val_images=24,
+        cache_train=SplitRef("train"),
+        planner_text=TrainConfig(
+            epochs=30, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
+        ),
+        planner=TrainConfig(
+            epochs=2, batch_size=8, lr=3e-4, weight_decay=0.01, warmup_steps=20, seed=seed
+        ),
+        planner_val_samples=64,
+        pruner=TrainConfig(
+            epochs=1, batch_size=8, lr=3e-4, warmup_steps=10, seed=seed, val_every=100
+        ),
+        pruner_images=4000,
+        pruner_val_images=96,
+        decoder_layers=2,
+        decoder_width=256,
+        eval_samples=96,
+        notes={
+            "vision": "random token-aligned 112x224 crops: 5.6x cheaper steps than whole images",
+            "planner": "prompt-only warm-up, then all 1080 visual tokens (no token dropping)",
+            "decoder": "2 decoder layers (paper: 6): the 6-layer decoder costs 2.5x per step",
+        },
+    )
+
+
+def tiny_plan(*, seed: int = 5) -> BuildPlan:
+    """A seconds-scale run for tests: tiny config, one tiny dataset split by scene hash."""
+    one_epoch = TrainConfig(epochs=1, batch_size=4, lr=1e-3, seed=seed)
+    return BuildPlan(
+        name="tiny",
+        config="tiny",
+        town_grid=2,
+        datasets={"train": DatasetPlan(seed=seed, scenes=3, seconds=4.5)},
+        train=SplitRef("train", "train"),
+        val=SplitRef("train", "val"),
+        eval=SplitRef("train", "val", limit=2),
+        vision=one_epoch,
+        vision_crop=None,
+        vision_images=8,
+        vision_val_images=4,
+        cache_train=SplitRef("train", "train"),
+        planner_text=one_epoch,
+        planner=one_epoch,
+        planner_val_samples=8,
+        pruner=one_epoch,
+        pruner_images=8,
+        pruner_val_images=4,
+        decoder_layers=1,
+        decoder_width=32,
+        eval_samples=2,
+        eval_pruners=("reconpruner", "random", "none"),
+        eval_ratios=(0.0, 0.5),
+    )

@@ -1,0 +1,99 @@
+"""`fastdrive build-default --tiny`: every stage end to end, then a rerun that skips them all."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from fastdrive_ros.core_types import EgoState
+from fastdrive_ros.default_model import register
+from fastdrive_ros.nn.vla import VLA
+from fastdrive_ros.train.build_plan import default_plan, tiny_plan
+
+STAGES = ("data", "vision", "cache", "heads", "bundle", "export", "eval")
+
+
+def _build(out: Path, work: Path):
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def _unused() -> None:  # a second command keeps typer's subcommand parsing
+        pass
+
+    torch.set_num_threads(1)
+    args = ["build-default", "--tiny", "--out", str(out), "--work-dir", str(work)]
+    return CliRunner().invoke(app, [*args, "--no-progress", "--jobs", "2"])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("build")
+    result = _build(root / "model", root / "work")
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return root / "model", root / "work", result.output
+
+
+@pytest.mark.slow
+def test_every_stage_runs_and_the_bundle_plans(built) -> None:
+    out, work, output = built
+    for stage in STAGES:
+        assert f"[{stage}] done" in output, stage
+    vla = VLA.from_pretrained(out)
+    assert vla.pruner is not None and vla.planner.waypoint_head is not None
+    ego = EgoState(
+        history_xy=np.zeros((7, 2)), speed=4.0, acceleration=0.0, yaw_rate=0.0, steering=0.0
+    )
+    result, selection, _ = vla.plan_frame(torch.zeros(6, 3, 56, 84), ego, prune_ratio=0.5)
+    assert result.waypoints.shape == (6, 2) and selection.kept_index.numel() == 18
+    onnx = list((out / "onnx").glob("*.onnx"))
+    assert len(onnx) == 1
+    state = json.loads((work / "state.json").read_text())
+    assert state["export"]["parity_ok"] and set(state["seconds"]) >= set(STAGES)
+    assert (out / "eval" / "results.md").is_file()
+
+
+@pytest.mark.slow
+def test_model_card_tells_what_was_built(built) -> None:
+    out, _, _ = built
+    card = (out / "MODEL_CARD.md").read_text()
+    for heading in (
+        "## Architecture",
+        "## Tokens per camera",
+        "## Training data",
+        "## How it was built",
+        "## Evaluation on held-out scenes",
+        "### Targets",
+    ):
+        assert heading in card, heading
+    assert "build-default --tiny" in card and "train-planner" in card and "train-pruner" in card
+    assert "**6 merged tokens per camera**" in card and "**36 visual tokens**" in card
+    assert "Constant velocity" in card and "parity: passed" in card
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_finished_stages(built) -> None:
+    out, work, _ = built
+    weights = (out / "model.safetensors").read_bytes()
+    result = _build(out, work)
+    assert result.exit_code == 0, result.output
+    for stage in STAGES:
+        assert f"[{stage}] up to date" in result.output, stage
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
+def test_plans_are_consistent() -> None:
+    plan = default_plan(scenes=48, seed=11)
+    assert {d.seed for d in plan.datasets.values()} == {11, 22, 33}
+    assert plan.datasets["val"].scenes == 6 and plan.datasets["eval"].scenes == 8
+    assert plan.eval.dataset == "eval" and plan.train.dataset == "train"
+    assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}
+    assert tiny_plan().config == "tiny"
+    with pytest.raises(ValueError, match="--scenes"):
+        default_plan(scenes=1)
