@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "fastdrive_ros.transport.cli",  # drive, play
     "fastdrive_ros.transport.replay_cli",  # replay
     "fastdrive_ros.demo",  # demo
+    "fastdrive_ros.default_model",  # build-default
 )
 
 
