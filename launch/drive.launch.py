@@ -13,12 +13,11 @@ params file's value alone, so a custom params file is never silently overridden 
   cam_front_topic ... cam_back_right_topic, odom_topic: topic remaps.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 PACKAGE = "fastdrive_ros"
 CAMERAS = (
