@@ -260,6 +260,11 @@ def test_topic_selection_and_errors(tmp_path) -> None:
         BagPlayer._validate(odom._replace(digest=""), raw[:40])
     with pytest.raises(FileNotFoundError, match="no rosbag2"):
         BagPlayer(bag=tmp_path / "missing", peer=None)
+    with pytest.raises(ValueError, match="is not a readable rosbag2"):
+        BagPlayer(bag=tmp_path, peer=None)  # a folder without metadata.yaml
+    (tmp_path / "notes.txt").write_text("not a bag")
+    with pytest.raises(ValueError, match="is not a readable rosbag2"):
+        BagPlayer(bag=tmp_path / "notes.txt", peer=None)
     with pytest.raises(ValueError, match="rate must be > 0"):
         BagPlayer(bag=bag, peer=None, rate=0)
 

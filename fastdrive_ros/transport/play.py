@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import Reader, ReaderError
 
 from fastdrive_ros.transport import ros_types
 from fastdrive_ros.transport.dds.endpoints import RosPublisher
@@ -74,6 +74,21 @@ def _qos_for(topic: str, msgtype: str, count: int) -> tuple[str, QosProfile]:
     return name, PROFILES[name]
 
 
+def open_bag(path: Path) -> Reader:
+    """An open rosbag2 Reader, or an error that says what `path` is and what play needs."""
+    if not path.exists():
+        raise FileNotFoundError(f"no rosbag2 at {path} (a folder with metadata.yaml)")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except (FileNotFoundError, ReaderError) as exc:
+        raise ValueError(
+            f"{path} is not a readable rosbag2 ({exc}); pass a bag folder (metadata.yaml with "
+            ".mcap or .db3 files), e.g. one written by `fastdrive bag`"
+        ) from exc
+    return reader
+
+
 def select_connections(reader: Reader, topics: Sequence[str] | None) -> list:
     """Bag connections to play: the playable types, or exactly `topics` (which must exist)."""
     connections = list(reader.connections)
@@ -116,8 +131,6 @@ class BagPlayer:
         loop: bool = False,
     ) -> None:
         path = Path(bag)
-        if not path.exists():
-            raise FileNotFoundError(f"no rosbag2 at {path} (a folder with metadata.yaml)")
         if not rate > 0:
             raise ValueError(f"rate must be > 0, got {rate}")
         self._path = path
@@ -126,8 +139,7 @@ class BagPlayer:
         self._topics = tuple(topics) if topics else None
         self._loop = bool(loop)
         self._stop = threading.Event()
-        self._reader = Reader(path)
-        self._reader.open()
+        self._reader = open_bag(path)
         try:
             self._connections = select_connections(self._reader, self._topics)
         except Exception:
