@@ -7,7 +7,8 @@ its checkpoints):
   3. cache    the frozen tower's tokens of the training and validation keyframes
   4. heads    stage B (`fastdrive train-planner`) and stage C (`fastdrive train-pruner`), two
               processes side by side (they share the frozen tower and the cache)
-  5. bundle   vision + planner + ReconPruner saved as one bundle (safetensors + JSON + tokenizer)
+  5. bundle   vision + planner + ReconPruner saved as one bundle (safetensors + JSON + tokenizer),
+              then how much the planner's validation L2 depends on the images
   6. export   encoder + ReconPruner ONNX at the default prune ratio, with the parity check
   7. eval     `fastdrive eval` on the held-out scenes, every pruner at 0/25/50/75 %
   8. card     MODEL_CARD.md (architecture, data, commands, timings, evaluation, targets)
@@ -135,6 +136,13 @@ class DefaultModelBuilder:
                     info.get("sweeps"),
                 )
                 if found == wanted:
+                    self.state.setdefault("data", {}).setdefault(
+                        name,
+                        {
+                            "samples": info.get("keyframes_per_scene", 0) * ds.scenes,
+                            "images": info.get("images"),
+                        },
+                    )
                     continue
             self._log(
                 f"[data] generating {name}: {ds.scenes} scenes x {ds.seconds:g} s, seed {ds.seed}"
@@ -357,6 +365,32 @@ class DefaultModelBuilder:
         self.state["bundle_hash"] = digest
         return True
 
+    def diagnose(self) -> bool:
+        """Image dependence of the final planner on the validation keyframes (for the card)."""
+        from fastdrive_ros.nn.vla import VLA
+        from fastdrive_ros.train.diagnostics import image_dependence
+
+        digest = self.state.get("bundle_hash")
+        if self.state.get("image_dependence", {}).get("bundle_hash") == digest:
+            return False
+        vla = VLA.from_pretrained(self.out)
+        spec = self.spec(self.plan.val, self.plan.planner_val_samples)
+        records = self.space.records(spec, progress=False)
+        cache = self.space.token_cache(
+            encoder=vla.vision,
+            data=spec,
+            records=records,
+            image_size=vla.config.image_size,
+            progress=False,
+        )
+        figures = image_dependence(planner=vla.planner, cache=cache, records=records)
+        self.state["image_dependence"] = {
+            "bundle_hash": digest,
+            "samples": len(records),
+            **figures,
+        }
+        return True
+
     # -- 6. export --------------------------------------------------------------------------
 
     def export(self) -> bool:
@@ -469,6 +503,7 @@ class DefaultModelBuilder:
         self._stage("cache", self.make_caches)
         self._stage("heads", self.train_heads)
         self._stage("bundle", self.assemble)
+        self._stage("diagnose", self.diagnose)
         if export:
             self._stage("export", self.export)
         if evaluate:

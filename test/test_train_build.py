@@ -16,7 +16,7 @@ from fastdrive_ros.default_model import register
 from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.build_plan import default_plan, tiny_plan
 
-STAGES = ("data", "vision", "cache", "heads", "bundle", "export", "eval")
+STAGES = ("data", "vision", "cache", "heads", "bundle", "diagnose", "export", "eval")
 
 
 def _build(out: Path, work: Path):
@@ -57,6 +57,9 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     state = json.loads((work / "state.json").read_text())
     assert state["export"]["parity_ok"] and set(state["seconds"]) >= set(STAGES)
     assert (out / "eval" / "results.md").is_file()
+    figures = state["image_dependence"]
+    for key in ("l2_avg_own", "l2_avg_none", "l2_avg_other", "l2_avg_constant_velocity"):
+        assert figures[key] >= 0, key
 
 
 @pytest.mark.slow
@@ -75,6 +78,7 @@ def test_model_card_tells_what_was_built(built) -> None:
     assert "build-default --tiny" in card and "train-planner" in card and "train-pruner" in card
     assert "**6 merged tokens per camera**" in card and "**36 visual tokens**" in card
     assert "Constant velocity" in card and "parity: passed" in card
+    assert "Does the planner use the cameras?" in card
 
 
 @pytest.mark.slow

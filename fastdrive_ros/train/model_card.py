@@ -219,6 +219,36 @@ def _training_results(inputs: CardInputs) -> list[str]:
     return lines
 
 
+def _image_dependence(inputs: CardInputs) -> list[str]:
+    figures = inputs.state.get("image_dependence", {})
+    if not figures:
+        return []
+    text = inputs.stage_summaries.get("planner", {}).get("text", {}).get("last_val", {})
+    lines = [
+        "### Does the planner use the cameras?",
+        "",
+        f"The final planner on the {figures.get('samples')} validation keyframes, L2 Avg (m):",
+        "",
+        "| Visual tokens given to the planner | L2 Avg (m) |",
+        "|---|---|",
+        f"| its own frame's (normal use) | {_fmt(figures.get('l2_avg_own'))} |",
+        f"| none (prompt only) | {_fmt(figures.get('l2_avg_none'))} |",
+        f"| another frame's (shuffled) | {_fmt(figures.get('l2_avg_other'))} |",
+        f"| constant velocity (no model) | {_fmt(figures.get('l2_avg_constant_velocity'))} |",
+    ]
+    if text.get("val_l2_avg") is not None:
+        lines.append(
+            f"| prompt-only planner after stage B1 (never saw an image) | "
+            f"{_fmt(text.get('val_l2_avg'))} |"
+        )
+    lines += [
+        "",
+        "The gap between the first row and the shuffled / prompt-only rows is what the images "
+        "add; pruning can only change planning quality within that gap.",
+    ]
+    return lines
+
+
 def _evaluation(inputs: CardInputs) -> list[str]:
     results_md = inputs.work / "eval" / "results.md"
     if not results_md.is_file():
@@ -316,6 +346,8 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
         "## Training results",
         "",
         *_training_results(inputs),
+        "",
+        *_image_dependence(inputs),
         "",
         "## Evaluation on held-out scenes",
         "",
