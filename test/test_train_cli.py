@@ -169,3 +169,36 @@ def test_train_pruner_under_torchrun_two_processes(
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert (tmp_path / "pruner" / "reconpruner.safetensors").is_file()
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
+def test_train_pruner_reads_a_hf_checkpoint_folder(world: Path, bundle: Path, tmp_path: Path):
+    """The real-scale path: vision weights from a Qwen2.5-VL checkpoint ('model.visual.*')."""
+    from safetensors.torch import save_file
+
+    vla = VLA.from_pretrained(bundle)
+    checkpoint = tmp_path / "qwen"
+    checkpoint.mkdir()
+    flat = dict(vla.config.qwen)
+    (checkpoint / "config.json").write_text(json.dumps(flat))
+    tower = {f"model.visual.{k}": v.contiguous() for k, v in vla.vision.tower.state_dict().items()}
+    save_file(tower, str(checkpoint / "model.safetensors"))
+    out = tmp_path / "out"
+    args = ["train-pruner", *_common(world, checkpoint, out), "--image-size", "56x84"]
+    args += [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--decoder-layers",
+        "1",
+        "--decoder-width",
+        "32",
+    ]
+    result = _invoke(args)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cameras"] == ["CAM_FRONT"] and summary["image_size"] == [56, 84]
+    pruner = ReconPruner.load(out / "pruner", expected_width=64)
+    assert pruner.config.hidden_size == 64
+    result = _invoke(["train-pruner", *_common(world, checkpoint, out), "--install"])
+    assert result.exit_code == 2 and "our bundles only" in result.output
