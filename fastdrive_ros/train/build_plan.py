@@ -99,10 +99,10 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
         vision_val_images=24,
         cache_train=SplitRef("train"),
         planner_text=TrainConfig(
-            epochs=30, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
+            epochs=20, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
         ),
         planner=TrainConfig(
-            epochs=2, batch_size=8, lr=3e-4, weight_decay=0.01, warmup_steps=20, seed=seed
+            epochs=1, batch_size=8, lr=3e-4, weight_decay=0.01, warmup_steps=20, seed=seed
         ),
         planner_val_samples=64,
         pruner=TrainConfig(
