@@ -104,6 +104,7 @@ def test_cli_help_lists_every_option() -> None:
         "--overwrite",
         "--town-grid",
         "--quiet",
+        "--no-progress",
     ):
         assert option in text
 

@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         town_grid: Annotated[
             int, typer.Option(help="Intersections per side of each synthetic town (2..8).")
         ] = 5,
-        quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+        progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        quiet: Annotated[bool, typer.Option(help="Same as --no-progress.")] = False,
     ) -> None:
         """Generate a synthetic nuScenes-format dataset (procedural towns, six cameras, masks)."""
         from fastdrive_ros.data.synth.generate import generate_dataset
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
                 image_size=size,
                 sweeps=not keyframes_only,
                 workers=workers,
-                progress=not quiet,
+                progress=progress and not quiet,
                 overwrite=overwrite,
                 town_grid=town_grid,
             )
