@@ -1,7 +1,11 @@
 """The `fastdrive` command: one entry point, one subcommand per job.
 
 Each room contributes its subcommands through a small `*cli` module with `register(app)`; those
-modules import nothing heavy at import time, so `fastdrive --help` stays fast.
+modules import nothing heavy at import time, so `fastdrive --help` stays fast. Conventions they
+share: a bad option value is a `typer.BadParameter` (usage + message, exit 2); input that cannot be
+used as given (a missing dataset, a bag that is not one, an existing output) is `raise fail(exc)`
+(`error: <what is wrong and what to do>` on stderr, exit 2); long jobs take
+`--progress/--no-progress`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ COMMAND_MODULES = (
     "fastdrive_ros.demo",  # demo
     "fastdrive_ros.default_model",  # build-default
 )
+
+
+def fail(error: Exception | str, *, code: int = 2) -> typer.Exit:
+    """Print `error: <message>` in red on stderr and return the Exit to raise (bad input: 2)."""
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=code)
 
 
 def build_app() -> typer.Typer:

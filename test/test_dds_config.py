@@ -147,3 +147,25 @@ def test_peer_validates_arguments() -> None:
         RosDdsPeer(ros_distro="rolling")
     with pytest.raises(TypeError, match="CycloneConfig"):
         RosDdsPeer(config="<CycloneDDS/>")
+
+
+def test_wire_commands_reject_bad_options_before_joining_the_wire(tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from fastdrive_ros.transport.cli import register
+
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    cases = [
+        (["drive", "--transport", "zenoh"], "use dds or rclpy"),
+        (["drive", "--set", "model_dir"], "--set expects key=value"),
+        (["drive", "--ros-distro", "foxy"], "use humble or jazzy"),
+        (["play", str(tmp_path), "--ros-distro", "foxy"], "use humble or jazzy"),
+        (["play", str(tmp_path), "--interface", "10.1.2.3"], "--peer"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.output.replace("│", " ").split()), args

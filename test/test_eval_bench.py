@@ -65,3 +65,23 @@ def test_bad_arguments_are_rejected() -> None:
 
 def test_text_token_estimate_counts_digits_and_special_tokens() -> None:
     assert estimate_text_tokens("<|im_start|>Speed 12.5 m/s<plan>") == 1 + 1 + 4 + 3 + 1
+
+
+def test_cli_bad_input_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "b.json"), "--no-progress"]
+    bad_ratio = runner.invoke(app, ["bench", "--config", "3b", "--ratios", "2", *out])
+    assert bad_ratio.exit_code == 2 and "error: ratios must be in [0, 1)" in bad_ratio.output
+    assert bad_ratio.exception is None or isinstance(bad_ratio.exception, SystemExit)
+    bad_config = runner.invoke(app, ["bench", "--config", "7b", *out])
+    assert bad_config.exit_code == 2 and "compact or 3b" in bad_config.output
+    assert not (tmp_path / "b.json").exists()
+    missing = runner.invoke(
+        app,
+        ["eval", "--dataroot", str(tmp_path / "nope"), "--version", "v1.0-mini"]
+        + ["--model", str(tmp_path / "model"), "--out", str(tmp_path / "eval")],
+    )
+    assert missing.exit_code == 2 and "error: nuScenes dataroot" in missing.output
+    assert "Traceback" not in missing.output and not (tmp_path / "eval").exists()

@@ -10,14 +10,11 @@ from typing import Annotated
 
 import typer
 
+from fastdrive_ros.cli import fail
+
 DATAROOT_HELP = "nuScenes dataroot (samples/, sweeps/, maps/ and the version folder)."
 VERSION_HELP = "Table folder name, e.g. v1.0-mini, v1.0-trainval or v1.0-synth."
 SCENE_HELP = "Only this scene (repeat for several); default: every scene."
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
 
 
 def masks(
@@ -71,7 +68,7 @@ def masks(
             config=MaskConfig(min_visibility=min_visibility),
         )
     except (DatasetError, ValueError, ImportError, TypeError, FileExistsError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     rate = summary.images / summary.seconds if summary.seconds > 0 else float("inf")
     typer.echo(
         f"wrote {summary.images} masks of {summary.scenes} scene(s) to {summary.out} "
@@ -103,7 +100,7 @@ def bag(
             progress=progress,
         )
     except (DatasetError, ValueError, FileExistsError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     from rich.console import Console
     from rich.table import Table
 

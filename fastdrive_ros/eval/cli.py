@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
+from fastdrive_ros.cli import fail
+
 DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,random,none"
 DEFAULT_RATIOS = "0,0.25,0.5,0.75"
+PROGRESS_HELP = "Show a progress bar."
 
 
 def parse_list(text: str, *, what: str) -> list[str]:
@@ -27,12 +30,13 @@ def parse_ratios(text: str) -> list[float]:
 
 
 def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise typer.BadParameter("--threads must be >= 1")
     import torch
 
-    if threads is not None:
-        if threads < 1:
-            raise typer.BadParameter("--threads must be >= 1")
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def register(app: typer.Typer) -> None:
@@ -77,26 +81,33 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")
         ] = None,
+        progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
     ) -> None:
         """Open-loop planning quality and latency of each pruner at each ratio (Table 1)."""
+        pruner_names = parse_list(pruners, what="--pruners")
+        ratio_values = parse_ratios(ratios)
+        _set_threads(threads)
         from fastdrive_ros.eval.runner import run_eval
 
-        _set_threads(threads)
-        results = run_eval(
-            dataroot=dataroot,
-            version=version,
-            model_folder=model,
-            pruners=parse_list(pruners, what="--pruners"),
-            ratios=parse_ratios(ratios),
-            out=out,
-            split=split,
-            max_samples=max_samples,
-            device=device,
-            seed=seed,
-            overlay_ratio=overlay_ratio,
-            overlay_samples=overlay_samples,
-            with_map=with_map,
-        )
+        try:
+            results = run_eval(
+                dataroot=dataroot,
+                version=version,
+                model_folder=model,
+                pruners=pruner_names,
+                ratios=ratio_values,
+                out=out,
+                split=split,
+                max_samples=max_samples,
+                device=device,
+                seed=seed,
+                overlay_ratio=overlay_ratio,
+                overlay_samples=overlay_samples,
+                with_map=with_map,
+                progress=progress,
+            )
+        except (ValueError, OSError, ImportError) as exc:  # DatasetError is a ValueError
+            raise fail(exc) from exc
         typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots")
         for target in results.targets:
             typer.echo(f"[{target['status']}] {target['target']}: {target['detail']}")
@@ -144,25 +155,31 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")
         ] = None,
+        progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
     ) -> None:
         """Efficiency with random weights: tokens, FLOPs, encoder/pruner/prefill/decode times."""
-        from fastdrive_ros.eval.bench_run import format_report, run_bench
-
         if config not in ("compact", "3b"):
             raise typer.BadParameter("--config must be compact or 3b")
+        ratio_values = parse_ratios(ratios)
         _set_threads(threads)
+        from fastdrive_ros.eval.bench_run import format_report, run_bench
+
         target = out or Path("out") / f"bench_{config}_{device.replace(':', '')}.json"
-        report = run_bench(
-            config=config,
-            device=device,
-            ratios=parse_ratios(ratios),
-            layers=layers,
-            timing=timing,
-            dtype=dtype,
-            repeats=repeats,
-            warmup=warmup,
-            decode_tokens=decode_tokens,
-            text_tokens=text_tokens,
-            out=target,
-        )
+        try:
+            report = run_bench(
+                config=config,
+                device=device,
+                ratios=ratio_values,
+                layers=layers,
+                timing=timing,
+                dtype=dtype,
+                repeats=repeats,
+                warmup=warmup,
+                decode_tokens=decode_tokens,
+                text_tokens=text_tokens,
+                out=target,
+                progress=progress,
+            )
+        except ValueError as exc:
+            raise fail(exc) from exc
         typer.echo(format_report(report))

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fastdrive_ros.cli import fail
+
 if TYPE_CHECKING:
     from fastdrive_ros.transport.dds.config import CycloneConfig
 
@@ -36,9 +38,22 @@ Peers = Annotated[
         rich_help_panel=NETWORK_PANEL,
     ),
 ]
+ROS_DISTROS = ("humble", "jazzy")
+
+
+def _check_distro(value: str) -> str:
+    if value not in ROS_DISTROS:
+        raise typer.BadParameter(f"use {' or '.join(ROS_DISTROS)}, got {value!r}")
+    return value
+
+
 RosDistroOption = Annotated[
     str,
-    typer.Option("--ros-distro", help="ROS 2 distribution of the other nodes (humble or jazzy)."),
+    typer.Option(
+        "--ros-distro",
+        callback=_check_distro,
+        help="ROS 2 distribution of the other nodes (humble or jazzy).",
+    ),
 ]
 
 
@@ -128,8 +143,11 @@ def play(
             if wait_subscribers > 0:
                 err.print(f"waiting for {wait_subscribers} subscriber(s) on every topic...")
                 if not bp.wait_for_subscribers(wait_subscribers, timeout_s=wait_timeout):
-                    err.print(f"[red]play: not every topic had {wait_subscribers} subscriber(s)")
-                    raise typer.Exit(3)
+                    raise fail(
+                        f"not every topic had {wait_subscribers} subscriber(s) after "
+                        f"{wait_timeout:g} s; start the subscribers first or raise --wait-timeout",
+                        code=3,
+                    )
             bar = tqdm(
                 total=None if loop else bp.total_messages,
                 unit="msg",
@@ -144,8 +162,7 @@ def play(
             finally:
                 bar.close()
     except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]play: {exc}")
-        raise typer.Exit(2) from exc
+        raise fail(exc) from exc
 
     table = Table(title=f"played {bag} ({summary.loops} full pass(es), {summary.wall_s:.1f} s)")
     for column in ("topic", "type", "QoS", "messages", "MB"):
@@ -212,12 +229,13 @@ def drive(
     )
     from fastdrive_ros.transport.node_params import ParamError
 
+    if transport not in ("dds", "rclpy"):
+        raise typer.BadParameter("use dds or rclpy", param_hint="--transport")
     setup_logging(log_level)
-    values = parse_overrides(overrides)
-    shortcuts = {"model_dir": model, "backend": backend, "pruner": pruner}
-    shortcuts["prune_ratio"] = prune_ratio
-    values.update({k: v for k, v in shortcuts.items() if v is not None})
+    shortcuts = dict(model_dir=model, backend=backend, pruner=pruner, prune_ratio=prune_ratio)
     try:
+        values = parse_overrides(overrides)
+        values.update({k: v for k, v in shortcuts.items() if v is not None})
         node = node_params(params or default_params_file(), values, node_name=node_name)
     except ParamError as exc:
         raise typer.BadParameter(str(exc), param_hint="--params/--set") from exc
@@ -229,11 +247,8 @@ def drive(
         try:
             code = rclpy_main(args=[], params=node, node_name=node_name, namespace=namespace)
         except ImportError as exc:
-            typer.echo(f"drive: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            raise fail(exc) from exc
         raise typer.Exit(code)
-    if transport != "dds":
-        raise typer.BadParameter("use dds or rclpy", param_hint="--transport")
     from fastdrive_ros.runtime.errors import RuntimeSetupError
     from fastdrive_ros.transport.dds_node import run_dds_node
 
@@ -249,8 +264,7 @@ def drive(
             stop=stop,
         )
     except RuntimeSetupError as exc:
-        typer.echo(f"drive: cannot start: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(f"cannot start: {exc}") from exc
 
 
 def register(app: typer.Typer) -> None:
