@@ -82,7 +82,7 @@ class GroundTruth:
                 shapely.prepare(geometry)
         self.road_boundary = road_boundary
         self.drivable_area = drivable_area
-        gt_hits = self._collisions(self.future_xy)
+        gt_hits = self._collisions(ego_footprints(self.future_xy))
         # Steps that count for collision: valid and the logged ego itself clear of every box.
         self.collision_counted = self.future_valid & ~gt_hits
 
@@ -106,8 +106,8 @@ class GroundTruth:
     def has_map(self) -> bool:
         return self.road_boundary is not None
 
-    def _collisions(self, xy: np.ndarray) -> np.ndarray:
-        footprints = ego_footprints(xy)
+    def _collisions(self, footprints: list[shapely.Polygon]) -> np.ndarray:
+        """(6,) True where the ego footprint of that step overlaps another agent's box."""
         hits = np.zeros(PLAN_STEPS, dtype=bool)
         for step, (ego, boxes) in enumerate(zip(footprints, self.agent_boxes)):
             if len(boxes):
@@ -121,19 +121,19 @@ class GroundTruth:
             raise ValueError(f"planned trajectory must be ({PLAN_STEPS}, 2), got {planned.shape}")
         if not np.all(np.isfinite(planned)):
             raise ValueError("planned trajectory holds a non-finite value")
-        nan = np.full(PLAN_STEPS, np.nan)
         valid = self.future_valid
+        footprints = ego_footprints(planned)  # once, for collision, intersection and off-road
         l2 = np.where(valid, np.linalg.norm(planned - self.future_xy, axis=1), np.nan)
-        collision = np.where(self.collision_counted, self._collisions(planned), np.nan)
-        intersection, offroad = nan.copy(), nan.copy()
-        if self.road_boundary is not None or self.drivable_area is not None:
-            footprints = ego_footprints(planned)
-            if self.road_boundary is not None:
-                hits = shapely.intersects(np.asarray(footprints, dtype=object), self.road_boundary)
-                intersection = np.where(valid, hits.astype(float), np.nan)
-            if self.drivable_area is not None:
-                inside = shapely.covers(self.drivable_area, np.asarray(footprints, dtype=object))
-                offroad = np.where(valid, (~inside).astype(float), np.nan)
+        collision = np.where(self.collision_counted, self._collisions(footprints), np.nan)
+        intersection, offroad = np.full(PLAN_STEPS, np.nan), np.full(PLAN_STEPS, np.nan)
+        boxes = np.asarray(footprints, dtype=object)
+        if self.road_boundary is not None:
+            hits = shapely.intersects(boxes, self.road_boundary)
+            intersection = np.where(valid, hits.astype(float), np.nan)
+        if self.drivable_area is not None:
+            offroad = np.where(
+                valid, (~shapely.covers(self.drivable_area, boxes)).astype(float), np.nan
+            )
         return StepOutcome(l2=l2, collision=collision, intersection=intersection, offroad=offroad)
 
 
