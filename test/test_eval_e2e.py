@@ -20,6 +20,16 @@ from fastdrive_ros.nn.vla import VLA
 HORIZONS = ("1s", "2s", "3s", "avg")
 
 
+def _llm_lengths(selector, num_layers: int, n_visual: int, keep: int, text: int) -> tuple:
+    """Independent reference: sequence length per LLM layer from the selector's prune points."""
+    points = dict(selector.prune_points(num_layers, n_visual, keep))
+    lengths, visual = [], n_visual
+    for layer in range(num_layers):
+        visual = points.get(layer, visual)
+        lengths.append(visual + text)
+    return tuple(lengths)
+
+
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e")
@@ -92,7 +102,7 @@ def test_adapter_flop_inputs_match_the_planner(evaluated: Path) -> None:
     import numpy as np
 
     from fastdrive_ros.core_types import EgoState
-    from fastdrive_ros.eval.vla_adapter import VLAEvalModel, _llm_lengths
+    from fastdrive_ros.eval.vla_adapter import VLAEvalModel
     from fastdrive_ros.nn.selection import Selection
 
     model = VLAEvalModel.from_folder(evaluated.parent / "model")

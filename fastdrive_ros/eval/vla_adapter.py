@@ -19,16 +19,6 @@ from fastdrive_ros.eval.model_api import ModelShapes, PlanOutput, PrunerShape
 from fastdrive_ros.nn.selection import Selection, VisualTokens
 
 
-def _llm_lengths(selector: Any, num_layers: int, n_visual: int, keep: int, text: int) -> tuple:
-    """Sequence length at each LLM layer under an LLM-stage selector's prune points."""
-    points = dict(selector.prune_points(num_layers, n_visual, keep))
-    lengths, visual = [], n_visual
-    for layer in range(num_layers):
-        visual = points.get(layer, visual)
-        lengths.append(visual + text)
-    return tuple(lengths)
-
-
 class VLAEvalModel:
     """EvalModel over a loaded `fastdrive_ros.nn.vla.VLA`."""
 
@@ -114,16 +104,9 @@ class VLAEvalModel:
         )
         if llm_selector is None:
             return PlanOutput(out.result)
-        # the planner reports the sequence length each layer saw; older planners do not
-        lengths = tuple(getattr(out, "tokens_per_layer", ()) or ()) or _llm_lengths(
-            llm_selector,
-            planner.num_layers,
-            int(index.numel()),
-            int(keep if keep is not None else index.numel()),
-            self.text_tokens(ego),
-        )
         kept = None if out.selection is None else out.selection.kept_index
-        return PlanOutput(out.result, kept_index=kept, tokens_per_layer=lengths)
+        # the sequence length each LLM layer saw, as the planner measured it in this prefill
+        return PlanOutput(out.result, kept_index=kept, tokens_per_layer=out.tokens_per_layer)
 
     def text_tokens(self, ego: EgoState) -> int:
         """Prompt tokens (without visual tokens) from the model's own prompt and tokenizer."""
