@@ -26,7 +26,6 @@ def token_mask(
     grid_thw: np.ndarray, kept_index: np.ndarray, *, merge: int = 2
 ) -> list[np.ndarray]:
     """Per camera a (rows, cols) bool grid of kept merged tokens (camera-major, raster order)."""
-    kept = np.zeros(0, dtype=bool)
     shapes = [(int(h) // merge, int(w) // merge) for _, h, w in np.asarray(grid_thw)]
     total = sum(r * c for r, c in shapes)
     kept = np.zeros(total, dtype=bool)
@@ -85,11 +84,9 @@ def render_overlay(
 
     images: per camera (H, W, 3) uint8 RGB at the model's input size (token cells are H/rows).
     """
-    import matplotlib
+    from fastdrive_ros.eval.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if len(images) != len(camera_names) or len(images) != len(grid_thw):
         raise ValueError("need one image and one grid row per camera")
     masks = token_mask(grid_thw, kept_index)

@@ -7,12 +7,14 @@ constant-velocity planner is a horizontal reference on the quality plots.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastdrive_ros.eval.records import EvalRecord, EvalResults
 from fastdrive_ros.eval.report_md import DISPLAY
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend, imported when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +40,7 @@ def _lines(results: EvalResults) -> dict[str, list[EvalRecord]]:
 
 def plot_quality(results: EvalResults, path: str | Path) -> Path:
     """quality_vs_keep.png: L2 Avg (cm), collision Avg and intersection Avg (%) vs keep ratio."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = (("l2", "L2 Avg (cm)", 100.0), ("collision", "Collision Avg (%)", 1.0))
     panels += (("intersection", "Intersection Avg (%)", 1.0),)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -74,7 +76,7 @@ def plot_latency(results: EvalResults, path: str | Path) -> Path:
 
     Total = encoder + pruner + prefill + decode, the per-frame cost a node pays.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, field, label in zip(axes, ("prefill_ms", "total_ms"), ("Prefill (ms)", "Total (ms)")):
         for pruner, records in _lines(results).items():
