@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ def run_bench(
     timing None = time unless that is the full 3B model on a CPU (then say why not).
     """
     from fastdrive_ros.eval.bench_timing import time_stages
+    from fastdrive_ros.eval.runner import machine_description
 
     ratios = sorted({float(r) for r in ratios})
     if not ratios or any(not 0.0 <= r < 1.0 for r in ratios):
@@ -72,12 +72,10 @@ def run_bench(
         "dtype": dtype_name,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "machine": f"{platform.system()} {platform.machine()} {platform.processor()}",
+        "machine": machine_description(str(torch_device)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "layers": layers,
     }
-    if torch_device.type == "cuda":
-        report["machine"] += f", GPU {torch.cuda.get_device_name(torch_device)}"
     if timing is None:
         timing = not (config == "3b" and torch_device.type == "cpu" and layers is None)
         if not timing:
