@@ -160,46 +160,27 @@ class WireTypes:
         is_array = kind == Nodetype.ARRAY
         if inner_kind == Nodetype.NAME:
             sub = self.get(inner)
-            annotation = (
-                types.array[sub.idl_class, count]
-                if is_array
-                else types.sequence[sub.idl_class, count]
-                if count
-                else types.sequence[sub.idl_class]
-            )
+            annotation = _container(sub.idl_class, count, is_array)
             return annotation, _each(sub.to_idl, where, count, is_array), _each(sub.from_idl)
         base, bound = inner
         if base in _BYTE_LIKE:
             # The annotation keeps the IDL type (sequence<uint8>) for Cyclone's type information;
             # _bytes_fast_path then swaps in a serialiser that takes `bytes` whole.
-            item = _primitive(base)
-            annotation = (
-                types.array[item, count]
-                if is_array
-                else types.sequence[item, count]
-                if count
-                else types.sequence[item]
-            )
+            annotation = _container(_primitive(base), count, is_array)
             return annotation, _to_bytes(where, count, is_array), _from_bytes(_NUMPY[base])
         if base == "string":
-            item = types.bounded_str[bound] if bound else str
-            annotation = (
-                types.array[item, count]
-                if is_array
-                else types.sequence[item, count]
-                if count
-                else types.sequence[item]
-            )
+            annotation = _container(types.bounded_str[bound] if bound else str, count, is_array)
             return annotation, _to_list(where, count, is_array), list
-        item = _primitive(base)
-        annotation = (
-            types.array[item, count]
-            if is_array
-            else types.sequence[item, count]
-            if count
-            else types.sequence[item]
-        )
+        annotation = _container(_primitive(base), count, is_array)
         return annotation, _to_list(where, count, is_array), _from_list(_NUMPY[base])
+
+
+def _container(item: Any, count: int, is_array: bool) -> Any:
+    """`T[count]` (array), `sequence<T, count>` (bounded) or `sequence<T>` as a cyclonedds type."""
+    types = cyclonedds().idl.types
+    if is_array:
+        return types.array[item, count]
+    return types.sequence[item, count] if count else types.sequence[item]
 
 
 def _is_byte_sequence(desc: Any) -> bool:
