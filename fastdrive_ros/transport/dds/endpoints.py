@@ -31,34 +31,28 @@ def _raw_writer() -> Callable[[int, bytes], int] | None:
     return ddspy_write
 
 
-class RosPublisher:
-    """Publishes rosbags messages of one type on one ROS topic (thread-safe).
+class _Endpoint:
+    """What a publisher and a subscription share: their names, type, QoS and DDS entity.
 
-    `publish` serialises with rosbags (generated code, one copy of big arrays) and hands the
-    ROS 2 CDR bytes to Cyclone as cyclonedds' own DataWriter.write does after serialising an
-    IdlStruct; the parity tests show both serialisers give the same bytes for every type, and
-    the IdlStruct path (`WireType.to_idl`) is the fallback. A 1600x900 rgb8 Image costs ~50 ms
-    through the IdlStruct machinery, well under 5 ms this way.
+    Subclasses pass `wire`, `store`, `topic`, `dds_topic` and `qos` through as keywords.
     """
 
     def __init__(
         self,
         *,
-        writer: Any,
+        entity: Any,
         wire: WireType,
         store: Typestore,
         topic: str,
         dds_topic: str,
         qos: QosProfile,
     ) -> None:
-        self._writer = writer
+        self._entity = entity
         self._wire = wire
         self._store = store
-        self._raw_write = _raw_writer()
         self._topic = topic
         self._dds_topic = dds_topic
         self._qos = qos
-        self._published = 0
         self._closed = False
 
     @property
@@ -80,14 +74,31 @@ class RosPublisher:
         return self._qos
 
     @property
+    def guid(self) -> bytes:
+        """16-byte DDS GUID of the reader or writer (what ROS 2 tools see as its gid)."""
+        return self._entity.guid.bytes
+
+
+class RosPublisher(_Endpoint):
+    """Publishes rosbags messages of one type on one ROS topic (thread-safe).
+
+    `publish` serialises with rosbags (generated code, one copy of big arrays) and hands the
+    ROS 2 CDR bytes to Cyclone as cyclonedds' own DataWriter.write does after serialising an
+    IdlStruct; the parity tests show both serialisers give the same bytes for every type, and
+    the IdlStruct path (`WireType.to_idl`) is the fallback. A 1600x900 rgb8 Image costs ~50 ms
+    through the IdlStruct machinery, well under 5 ms this way.
+    """
+
+    def __init__(self, *, writer: Any, **endpoint: Any) -> None:
+        super().__init__(entity=writer, **endpoint)
+        self._writer = writer
+        self._raw_write = _raw_writer()
+        self._published = 0
+
+    @property
     def published(self) -> int:
         """Messages published so far."""
         return self._published
-
-    @property
-    def guid(self) -> bytes:
-        """16-byte DDS GUID of the writer (what ROS 2 tools see as its gid)."""
-        return self._writer.guid.bytes
 
     def publish(self, msg: Any) -> None:
         """Send one rosbags message of this publisher's type."""
@@ -167,7 +178,7 @@ def _raw_taker() -> Callable[[int, int, int], Any] | None:
     return ddspy_take
 
 
-class RosSubscription:
+class RosSubscription(_Endpoint):
     """Delivers the messages of one ROS topic to a callback, on the peer's dispatch thread.
 
     Samples are taken as ROS 2 CDR bytes and decoded by rosbags (5-20x faster than the IdlStruct
@@ -176,46 +187,16 @@ class RosSubscription:
     """
 
     def __init__(
-        self,
-        *,
-        reader: Any,
-        condition: Any,
-        wire: WireType,
-        store: Typestore,
-        topic: str,
-        dds_topic: str,
-        qos: QosProfile,
-        callback: Callable[[Any], None],
+        self, *, reader: Any, condition: Any, callback: Callable[[Any], None], **endpoint: Any
     ) -> None:
+        super().__init__(entity=reader, **endpoint)
         self._reader = reader
         self._condition = condition
-        self._wire = wire
-        self._store = store
         self._raw_take = _raw_taker()
-        self._topic = topic
-        self._dds_topic = dds_topic
-        self._qos = qos
         self._callback = callback
         self._received = 0
         self._errors = 0
-        self._closed = False
         self._lock = threading.Lock()
-
-    @property
-    def topic(self) -> str:
-        return self._topic
-
-    @property
-    def dds_topic(self) -> str:
-        return self._dds_topic
-
-    @property
-    def msgtype(self) -> str:
-        return self._wire.msgtype
-
-    @property
-    def qos(self) -> QosProfile:
-        return self._qos
 
     @property
     def received(self) -> int:
@@ -226,10 +207,6 @@ class RosSubscription:
     def errors(self) -> int:
         """Callback calls (or conversions) that raised; logged, never fatal to the peer."""
         return self._errors
-
-    @property
-    def guid(self) -> bytes:
-        return self._reader.guid.bytes
 
     @property
     def condition(self) -> Any:
