@@ -16,7 +16,7 @@ import numpy as np
 
 from fastdrive_ros.transport.dds._lib import cyclonedds
 from fastdrive_ros.transport.dds.idl import WireTypes
-from fastdrive_ros.transport.dds.qos import PROFILES, cyclone_qos
+from fastdrive_ros.transport.dds.qos import PROFILES, cyclone_qos, typehash_user_data
 
 GRAPH_TOPIC = "ros_discovery_info"
 INFO_TYPE = "rmw_dds_common/msg/ParticipantEntitiesInfo"
@@ -41,7 +41,7 @@ class GraphAnnouncer:
         self._writers: list[bytes] = []
         self._present = True
         self._lock = threading.Lock()
-        user_data = f"typehash={store.hash_rihs01(INFO_TYPE)};".encode()
+        user_data = typehash_user_data(store, INFO_TYPE)
         self._topic = dds.topic.Topic(participant, GRAPH_TOPIC, self._wire.idl_class)
         self._writer = dds.pub.DataWriter(
             participant, self._topic, qos=cyclone_qos(PROFILES["graph"], user_data=user_data)

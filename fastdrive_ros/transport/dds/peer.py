@@ -25,14 +25,20 @@ from fastdrive_ros.transport.dds._lib import cyclonedds
 from fastdrive_ros.transport.dds.config import CycloneConfig
 from fastdrive_ros.transport.dds.endpoints import RosPublisher, RosSubscription
 from fastdrive_ros.transport.dds.graph import GraphAnnouncer
-from fastdrive_ros.transport.dds.idl import WireTypes
+from fastdrive_ros.transport.dds.idl import WireType, WireTypes
 from fastdrive_ros.transport.dds.names import (
     dds_topic_name,
     resolve_topic,
     validate_namespace,
     validate_node_name,
 )
-from fastdrive_ros.transport.dds.qos import QosLike, cyclone_qos, qos_profile
+from fastdrive_ros.transport.dds.qos import (
+    QosLike,
+    QosProfile,
+    cyclone_qos,
+    qos_profile,
+    typehash_user_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +200,10 @@ class RosDdsPeer:
         self._topics[name] = (entity, msgtype)
         return entity, name, wire
 
+    def _qos(self, profile: QosProfile, wire: WireType) -> Any:
+        """Cyclone QoS of an endpoint, with the type hash ROS 2 Jazzy looks for."""
+        return cyclone_qos(profile, user_data=typehash_user_data(self._wire.store, wire.msgtype))
+
     def publisher(self, topic: str, msgtype: str, qos: QosLike = "default") -> RosPublisher:
         """A publisher of `msgtype` (e.g. "sensor_msgs/msg/CompressedImage") on ROS `topic`."""
         dds = cyclonedds()
@@ -201,10 +211,7 @@ class RosDdsPeer:
         with self._lock:
             self._check_open()
             entity, name, wire = self._topic(topic, msgtype)
-            user_data = f"typehash={self._wire.store.hash_rihs01(wire.msgtype)};".encode()
-            writer = dds.pub.DataWriter(
-                self._participant, entity, qos=cyclone_qos(profile, user_data=user_data)
-            )
+            writer = dds.pub.DataWriter(self._participant, entity, qos=self._qos(profile, wire))
             pub = RosPublisher(
                 writer=writer,
                 wire=wire,
@@ -232,10 +239,7 @@ class RosDdsPeer:
         with self._lock:
             self._check_open()
             entity, name, wire = self._topic(topic, msgtype)
-            user_data = f"typehash={self._wire.store.hash_rihs01(wire.msgtype)};".encode()
-            reader = dds.sub.DataReader(
-                self._participant, entity, qos=cyclone_qos(profile, user_data=user_data)
-            )
+            reader = dds.sub.DataReader(self._participant, entity, qos=self._qos(profile, wire))
             state = dds.core
             mask = state.SampleState.Any | state.ViewState.Any | state.InstanceState.Any
             condition = dds.core.ReadCondition(reader, mask)

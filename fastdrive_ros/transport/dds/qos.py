@@ -57,6 +57,14 @@ def qos_profile(qos: QosLike) -> QosProfile:
     return PROFILES[qos]
 
 
+def typehash_user_data(store: Any, msgtype: str) -> bytes:
+    """USER_DATA `typehash=RIHS01_...;` of an endpoint of `msgtype` (as Jazzy's rmw writes it).
+
+    `store` is the rosbags Typestore whose definition of `msgtype` goes on the wire.
+    """
+    return f"typehash={store.hash_rihs01(msgtype)};".encode()
+
+
 def cyclone_qos(profile: QosProfile, *, user_data: bytes = b"") -> Any:
     """Cyclone QoS for a reader or writer with `profile`, as rmw_cyclonedds builds it.
 
