@@ -52,9 +52,8 @@ class BagSummary:
     wall_s: float
 
 
-def _scene_events(reader: Any, name: str) -> Iterator[tuple[int, int, str, Any]]:
-    """(t_us, order, kind, payload) of one scene, sorted."""
-    frames: list[CameraFrame] = reader.camera_frames(name)
+def _scene_events(name: str, frames: list[CameraFrame]) -> Iterator[tuple[int, int, str, Any]]:
+    """(t_us, order, kind, payload) of one scene from its camera frames, sorted."""
     if not frames:
         raise DatasetError(f"scene {name} has no camera images (sample_data.json)")
     start = frames[0].timestamp_us
@@ -100,6 +99,7 @@ def write_bag(
     `scenes` restricts to named scenes (default: all scenes of the version).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
+    from tqdm import tqdm
 
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
@@ -122,14 +122,15 @@ def write_bag(
     payload = 0
     first_t = last_t = None
     start_wall = time.perf_counter()
-    total = sum(len(reader.camera_frames(n)) for n in names)
-    bar = _progress_bar(total, progress)
+    frames = {n: reader.camera_frames(n) for n in names}  # walks every sample_data chain once
+    images = sum(len(f) for f in frames.values())
+    bar = tqdm(total=images, desc="bag", unit="img", disable=not progress)
     writer = Writer(out, version=BAG_VERSION, storage_plugin=plugin)
     writer.open()
     try:
         connections = _connections(writer, typestore)
         for name in names:
-            for t_us, _, kind, data in _scene_events(reader, name):
+            for t_us, _, kind, data in _scene_events(name, frames[name]):
                 topic, msgtype, msg = _message(reader, kind, t_us, data)
                 raw = typestore.serialize_cdr(msg, msgtype)
                 writer.write(connections[topic], int(t_us) * 1000, raw)
@@ -137,15 +138,15 @@ def write_bag(
                 payload += len(raw)
                 first_t = t_us if first_t is None else first_t
                 last_t = t_us
-                if kind == "image" and bar is not None:
+                if kind == "image":
                     bar.update(1)
     except BaseException:
         writer.abort()  # no half-written bag that looks complete
         shutil.rmtree(out, ignore_errors=True)
         raise
-    writer.close()
-    if bar is not None:
+    finally:
         bar.close()
+    writer.close()
     disk = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return BagSummary(
         path=out,
@@ -218,14 +219,6 @@ def _message(reader: Any, kind: str, t_us: int, data: Any) -> tuple[str, str, An
     name, pose = data
     linear, angular = reader.ego_twist(name, t_us)
     return "/odom", bm.ODOM_TYPE, bm.odometry(t_us, pose, linear, angular)
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="bag", unit="img")
 
 
 __all__ = ["BAG_VERSION", "STORAGES", "BagSummary", "Storage", "write_bag"]
