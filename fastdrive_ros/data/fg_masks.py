@@ -218,6 +218,8 @@ def build_masks(
     exact synthetic masks when `out` is the dataroot) are an error unless `overwrite`. `reader`
     may pass an open NuScenesReader (with_map=True) to skip re-loading the tables.
     """
+    from tqdm import tqdm
+
     from fastdrive_ros.data.reader import NuScenesReader
 
     config = config or MaskConfig()
@@ -245,7 +247,7 @@ def build_masks(
                 )
     painter = ClassPainter(config=config)
     start = time.perf_counter()
-    for name, frame in _progress(jobs, progress, "masks"):
+    for name, frame in tqdm(jobs, desc="masks", unit="img", disable=not progress):
         index = reader.scene_index(name)
         projector = CameraProjector(
             calibration=frame.calibration, ego_pose=frame.ego_pose, near_m=config.near_m
@@ -262,14 +264,6 @@ def build_masks(
         if class_maps:
             _write_png(class_map_path(out, frame.relpath), classes)
     return MaskSummary(out, len(jobs), len(names), time.perf_counter() - start, class_maps)
-
-
-def _progress(items: list, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="img")
 
 
 def _read_rgb(path: Path) -> np.ndarray:
