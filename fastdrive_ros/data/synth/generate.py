@@ -20,7 +20,13 @@ from fastdrive_ros.data.synth.bev import drivable_mask
 from fastdrive_ros.data.synth.mapjson import write_map
 from fastdrive_ros.data.synth.report import BEHAVIOURS
 from fastdrive_ros.data.synth.scene import SceneJob, SceneResult, run_scene
-from fastdrive_ros.data.synth.tables import MAP_FILES, VERSION, static_tables, write_tables
+from fastdrive_ros.data.synth.tables import (
+    MAP_FILES,
+    SCENE_TABLES,
+    VERSION,
+    static_tables,
+    write_tables,
+)
 from fastdrive_ros.data.synth.timeline import CAMERA_OFFSET_S, KEYFRAME_DT, keyframe_count
 from fastdrive_ros.data.synth.town import LOCATIONS
 from fastdrive_ros.data.synth.world import town_assets
@@ -214,19 +220,7 @@ def generate_dataset(
         (out / MAP_FILES[location]).write_bytes(buf.tobytes())
         size += len(buf)
     logs = {loc: [] for loc in used}
-    tables = {
-        name: []
-        for name in (
-            "instance",
-            "calibrated_sensor",
-            "ego_pose",
-            "log",
-            "scene",
-            "sample",
-            "sample_data",
-            "sample_annotation",
-        )
-    }
+    tables: dict[str, list[dict]] = {name: [] for name in SCENE_TABLES}
     for i in sorted(results):
         for name, rows in results[i].rows.items():
             tables[name] += rows

@@ -32,7 +32,7 @@ from fastdrive_ros.data.synth.meshes import (
 )
 from fastdrive_ros.data.synth.raster import silhouette_areas
 from fastdrive_ros.data.synth.render import Shading
-from fastdrive_ros.data.synth.report import describe, keyframe_labels
+from fastdrive_ros.data.synth.report import BEHAVIOURS, describe, keyframe_labels
 from fastdrive_ros.data.synth.scenario import build_scenario
 from fastdrive_ros.data.synth.sim import DT, EGO_CENTRE
 from fastdrive_ros.data.synth.tables import token
@@ -289,10 +289,7 @@ def run_scene(job: SceneJob) -> SceneResult:
         "render": clock["render"] - clock["simulate"],
         "annotate": clock["write"] - clock["render"],
     }
-    counts = {
-        name: sum(1 for lb in labels if lb["behaviour"] == name)
-        for name in ("stopped", "braking", "turning", "following", "cruising")
-    }
+    counts = {name: sum(1 for lb in labels if lb["behaviour"] == name) for name in BEHAVIOURS}
     return SceneResult(job.name, rows, images, size, counts, seconds)
 
 

@@ -30,6 +30,9 @@ TABLES = (
     "sample_annotation",
     "map",
 )
+# Defined once per dataset by `static_tables`; every other table is built by the scene workers.
+STATIC_TABLES = ("category", "attribute", "visibility", "sensor", "map")
+SCENE_TABLES = tuple(name for name in TABLES if name not in STATIC_TABLES)
 
 CATEGORIES: tuple[tuple[str, str], ...] = (
     ("human.pedestrian.adult", "Adult subcategory."),
