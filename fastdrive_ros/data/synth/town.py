@@ -22,11 +22,13 @@ from fastdrive_ros.data.synth.roads import (
     STOP_LINE_BACK,
     ZEBRA_WIDTH,
     Axis,
+    Edge,
     RoadNetwork,
     build_network,
 )
 
 SIDEWALK = 3.0
+STOP_LINE_DEPTH = 0.4  # painted stop line, metres along the road
 LOCATIONS = (
     "singapore-onenorth",
     "boston-seaport",
@@ -179,24 +181,8 @@ def _crossings_and_stop_lines(town: Town) -> None:
                 Crossing(cid, e.id, (s0 + s1) / 2, hi - lo, "leg", node.id, poly, walk)
             )
             direction = -1 if at_start else 1  # traffic arriving at this node
-            if direction > 0:
-                s_stop = e.centre.length - STOP_LINE_BACK
-                poly = strip(e.centre, s_stop, s_stop + 0.4, -e.half_width, 0.0)
-            else:
-                s_stop = STOP_LINE_BACK
-                poly = strip(e.centre, s_stop - 0.4, s_stop, 0.0, e.half_width)
-            town.stop_lines.append(
-                StopLine(
-                    len(town.stop_lines),
-                    e.id,
-                    direction,
-                    s_stop,
-                    "TRAFFIC_LIGHT",
-                    node.id,
-                    cid,
-                    poly,
-                )
-            )
+            s_stop = e.centre.length - STOP_LINE_BACK if direction > 0 else STOP_LINE_BACK
+            _add_stop_line(town, e, direction, s_stop, "TRAFFIC_LIGHT", node.id, cid)
     for e in net.edges:
         if e.zebra_s is None:
             continue
@@ -208,20 +194,19 @@ def _crossings_and_stop_lines(town: Town) -> None:
         )
         for direction in (1, -1):
             s_stop = e.zebra_s - direction * (half + 1.5)
-            lo, hi = (s_stop, s_stop + 0.4) if direction > 0 else (s_stop - 0.4, s_stop)
-            lat = (-e.half_width, 0.0) if direction > 0 else (0.0, e.half_width)
-            town.stop_lines.append(
-                StopLine(
-                    len(town.stop_lines),
-                    e.id,
-                    direction,
-                    s_stop,
-                    "PED_CROSSING",
-                    None,
-                    cid,
-                    strip(e.centre, lo, hi, *lat),
-                )
-            )
+            _add_stop_line(town, e, direction, s_stop, "PED_CROSSING", None, cid)
+
+
+def _add_stop_line(
+    town: Town, e: Edge, direction: int, s_stop: float, kind: str, node: int | None, crossing: int
+) -> None:
+    """A STOP_LINE_DEPTH band from s_stop across the lane of traffic going `direction`."""
+    if direction > 0:  # the lane right of the centre line
+        poly = strip(e.centre, s_stop, s_stop + STOP_LINE_DEPTH, -e.half_width, 0.0)
+    else:
+        poly = strip(e.centre, s_stop - STOP_LINE_DEPTH, s_stop, 0.0, e.half_width)
+    stop = StopLine(len(town.stop_lines), e.id, direction, s_stop, kind, node, crossing, poly)
+    town.stop_lines.append(stop)
 
 
 def _lights(town: Town) -> None:
