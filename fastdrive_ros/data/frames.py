@@ -170,21 +170,25 @@ class PoseTrack:
         velocity = (p_anchor - p_other) / ((anchor - other) * 1e-6)
         return p_anchor + velocity * ((t_us - anchor) * 1e-6)
 
-    def velocity(self, t_us: float, half_window_s: float = 0.1) -> np.ndarray:
-        """(3,) global velocity m/s at t by a central difference, one-sided at the track ends."""
+    def _difference_window(self, t_us: float, half_window_s: float) -> tuple[float, float] | None:
+        """(t0, t1) = t -+ half window clipped to the track; None when it is empty."""
         half = half_window_s * 1e6
         t0 = max(float(self._times[0]), t_us - half)
         t1 = min(float(self._times[-1]), t_us + half)
-        if len(self._times) == 1 or t1 <= t0:
+        return None if len(self._times) == 1 or t1 <= t0 else (t0, t1)
+
+    def velocity(self, t_us: float, half_window_s: float = 0.1) -> np.ndarray:
+        """(3,) global velocity m/s at t by a central difference, one-sided at the track ends."""
+        window = self._difference_window(t_us, half_window_s)
+        if window is None:
             return np.zeros(3)
+        t0, t1 = window
         return (self.at(t1).translation - self.at(t0).translation) / ((t1 - t0) * 1e-6)
 
     def yaw_rate(self, t_us: float, half_window_s: float = 0.1) -> float:
         """Yaw rate rad/s at t by a central difference of headings, one-sided at the ends."""
-        half = half_window_s * 1e6
-        t0 = max(float(self._times[0]), t_us - half)
-        t1 = min(float(self._times[-1]), t_us + half)
-        if len(self._times) == 1 or t1 <= t0:
+        window = self._difference_window(t_us, half_window_s)
+        if window is None:
             return 0.0
-        dyaw = float(wrap_angle(self.at(t1).yaw - self.at(t0).yaw))
-        return dyaw / ((t1 - t0) * 1e-6)
+        t0, t1 = window
+        return float(wrap_angle(self.at(t1).yaw - self.at(t0).yaw)) / ((t1 - t0) * 1e-6)
