@@ -31,16 +31,22 @@ def map_json_path(dataroot: str | Path, location: str) -> Path:
     return Path(dataroot) / "maps" / "expansion" / f"{location}.json"
 
 
+def require_map_file(dataroot: str | Path, location: str) -> Path:
+    """The map expansion file of `location`, or a DatasetError saying how to get or skip it."""
+    path = map_json_path(dataroot, location)
+    if not path.is_file():
+        raise DatasetError(
+            f"map expansion file {path} is missing; install the nuScenes map expansion (v1.3) "
+            "into DIR/maps/expansion, or read without maps (with_map=False, `--no-map`)"
+        )
+    return path
+
+
 class LocationMap:
     """Merged map layers of one location (global frame, metres)."""
 
     def __init__(self, *, dataroot: str | Path, location: str) -> None:
-        path = map_json_path(dataroot, location)
-        if not path.is_file():
-            raise DatasetError(
-                f"map expansion file {path} is missing; install the nuScenes map expansion "
-                "(v1.3) into DIR/maps/expansion, or read without maps (with_map=False)"
-            )
+        path = require_map_file(dataroot, location)
         require_nuscenes()
         from nuscenes.map_expansion.map_api import NuScenesMap
 

@@ -30,7 +30,7 @@ from fastdrive_ros.data.ego_status import (
 )
 from fastdrive_ros.data.errors import DatasetError
 from fastdrive_ros.data.layout import fg_mask_path
-from fastdrive_ros.data.nusc_map import LocationMap, MapCache, map_json_path
+from fastdrive_ros.data.nusc_map import LocationMap, MapCache, require_map_file
 from fastdrive_ros.data.scene_index import (
     CameraFrame,
     SceneIndex,
@@ -102,14 +102,9 @@ class NuScenesReader:
                 if not full_future_only or bool(self._future_valid(index, int(t0)).all()):
                     self._items.append((name, token))
         self._maps = MapCache(dataroot=self._dataroot) if with_map else None
-        if with_map:
+        if with_map:  # fail at open, not at the first sample of a location without a map
             for location in sorted({self.scene_index(n).location for n in self._names}):
-                if not map_json_path(self._dataroot, location).is_file():
-                    raise DatasetError(
-                        f"map expansion file {map_json_path(self._dataroot, location)} is "
-                        "missing; install the nuScenes map expansion (v1.3) or pass "
-                        "with_map=False"
-                    )
+                require_map_file(self._dataroot, location)
         self._can_api = self._open_can_bus()
 
     # ----------------------------------------------------------------------------- properties
