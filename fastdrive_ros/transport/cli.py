@@ -1,4 +1,4 @@
-"""Subcommands of the transport room: `play` (a bag onto the ROS 2 DDS wire); `drive` comes later.
+"""Subcommands of the transport room: `play` (a bag onto the DDS wire) and `drive` (the node).
 
 Heavy imports (rosbags readers, cyclonedds) stay inside the command functions so that
 `fastdrive --help` stays fast. `network_config()` turns the shared --interface/--peer options

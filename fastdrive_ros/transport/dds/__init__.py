@@ -2,8 +2,9 @@
 
 Modules: `config` (the CYCLONEDDS_URI XML), `names` (ROS 2 topic and type naming), `qos`
 (rmw_cyclonedds QoS profiles), `idl` (IdlStruct types generated from the rosbags typestore and
-converters), `graph` (ros_discovery_info, so `ros2 node list` sees the peer), `peer` (RosDdsPeer),
-`bench` (publish->receive latency between two processes). Only `transport/` may import cyclonedds,
+converters), `graph` (ros_discovery_info, so `ros2 node list` sees the peer), `endpoints` (its
+publishers and subscriptions), `peer` (RosDdsPeer), `bench` (publish->receive latency between two
+processes). Only `transport/` may import cyclonedds,
 and only lazily: importing this package needs no cyclonedds.
 """
 
