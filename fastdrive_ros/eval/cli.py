@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fastdrive_ros.cli import fail
+from fastdrive_ros.data.cli import DATAROOT_HELP, VERSION_HELP
 
 DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,random,none"
 DEFAULT_RATIOS = "0,0.25,0.5,0.75"
@@ -44,8 +45,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_command(
-        dataroot: Annotated[Path, typer.Option(help="nuScenes (or synthetic) dataroot folder.")],
-        version: Annotated[str, typer.Option(help="Table version: v1.0-mini, v1.0-synth, ...")],
+        dataroot: Annotated[Path, typer.Option(help=DATAROOT_HELP)],
+        version: Annotated[str, typer.Option(help=VERSION_HELP)],
         model: Annotated[
             Path,
             typer.Option(help="Model folder (our bundle or a Qwen2.5-VL / Impromptu checkpoint)."),
