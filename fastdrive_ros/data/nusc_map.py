@@ -100,13 +100,6 @@ class LocationMap:
         boundary = affinity.affine_transform(self.road_boundary.intersection(disc), affine)
         return MapGeometry(drivable_area=drivable, road_boundary=boundary)
 
-    def layers_near(self, x: float, y: float, radius_m: float, names: tuple[str, ...]) -> dict:
-        """{layer: geometry} of the named polygon layers within radius of (x, y), global frame."""
-        from shapely.geometry import box
-
-        patch = box(x - radius_m, y - radius_m, x + radius_m, y + radius_m)
-        return {name: self.layer(name).intersection(patch) for name in names}
-
 
 class MapCache:
     """One LocationMap per location, loaded on first use."""

@@ -100,9 +100,6 @@ class TextShape:
             head_dim=int(_field(config, "head_dim", default=hidden // heads)),
         )
 
-    def with_layers(self, layers: int) -> TextShape:
-        return TextShape(**{**self.__dict__, "num_hidden_layers": layers})
-
     @property
     def linear_flops_per_token(self) -> int:
         """q, k, v, o projections and the gated MLP of all layers, for one token."""

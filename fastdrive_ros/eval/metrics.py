@@ -102,10 +102,6 @@ class GroundTruth:
             drivable_area=None if geo is None else geo.drivable_area,
         )
 
-    @property
-    def has_map(self) -> bool:
-        return self.road_boundary is not None
-
     def _collisions(self, footprints: list[shapely.Polygon]) -> np.ndarray:
         """(6,) True where the ego footprint of that step overlaps another agent's box."""
         hits = np.zeros(PLAN_STEPS, dtype=bool)

@@ -61,9 +61,6 @@ class Route:
     lane_changes: tuple[tuple[float, float], ...]
     edges: tuple[tuple[float, float, int, int], ...]  # (s0, s1, edge, direction)
 
-    def next_stop(self, s: float, horizon: float) -> list[StopPoint]:
-        return [p for p in self.stops if s - 0.5 <= p.s <= s + horizon]
-
     def turn_at(self, s: float) -> TurnSpan | None:
         for span in self.turns:
             if span.s0 <= s <= span.s1:

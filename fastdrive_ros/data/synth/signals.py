@@ -59,11 +59,6 @@ class SignalPlan:
         tau, green = self._position(node, axis, t)
         return max(0.0, green - tau)
 
-    def time_to_yellow(self, node: int, axis: str, t: float) -> float:
-        """Seconds until `axis` next turns yellow."""
-        tau, green = self._position(node, axis, t)
-        return (green - tau) % self.cycle(node)
-
     def set_yellow_at(self, node: int, axis: str, t: float) -> None:
         """Re-time `node` so that `axis` turns yellow exactly at time t."""
         green = self.greens[node][0 if axis == "EW" else 1]
