@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fastdrive_ros.core_types import CAMERA_NAMES
+from fastdrive_ros.data.bag_messages import image_topic
 from fastdrive_ros.transport import ros_types
 
 IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -29,7 +30,7 @@ MODULE = "fastdrive_ros.transport.dds.bench"
 
 
 def _topics(cameras: int) -> list[str]:
-    return [f"/{name}/image_rect_compressed" for name in CAMERA_NAMES[:cameras]]
+    return [image_topic(name) for name in CAMERA_NAMES[:cameras]]
 
 
 def _jpeg(width: int, height: int, quality: int, seed: int) -> bytes:
