@@ -27,6 +27,12 @@ COMMAND_MODULES = (
 )
 
 
+def split_list(values: str | list[str] | None) -> list[str]:
+    """Option values that may be repeated and/or comma-separated, flattened and stripped."""
+    items = [values] if isinstance(values, str) else values or []
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
+
+
 def fail(error: Exception | str, *, code: int = 2) -> typer.Exit:
     """Print `error: <message>` in red on stderr and return the Exit to raise (bad input: 2)."""
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)

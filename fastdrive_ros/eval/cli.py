@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from fastdrive_ros.cli import fail
+from fastdrive_ros.cli import fail, split_list
 from fastdrive_ros.data.cli import DATAROOT_HELP, VERSION_HELP
 
 DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,random,none"
@@ -17,7 +17,7 @@ PROGRESS_HELP = "Show a progress bar."
 
 def parse_list(text: str, *, what: str) -> list[str]:
     """Split "a, b,c" into ["a", "b", "c"]; an empty list is an error naming the option."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
+    items = split_list(text)
     if not items:
         raise typer.BadParameter(f"{what} needs at least one comma-separated value")
     return items

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fastdrive_ros.cli import fail
+from fastdrive_ros.cli import fail, split_list
 
 if TYPE_CHECKING:
     from fastdrive_ros.transport.dds.config import CycloneConfig
@@ -55,11 +55,6 @@ RosDistroOption = Annotated[
         help="ROS 2 distribution of the other nodes (humble or jazzy).",
     ),
 ]
-
-
-def split_list(values: list[str] | None) -> list[str]:
-    """Repeated and/or comma-separated option values, flattened."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 def network_config(interface: str, peers: list[str] | None) -> CycloneConfig:
