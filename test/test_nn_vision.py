@@ -14,6 +14,7 @@ from fastdrive_ros.nn.selection import VisualTokens
 from fastdrive_ros.nn.vision import (
     QWEN_MEAN,
     QWEN_STD,
+    ImagePreprocessor,
     VisionEncoder,
     apply_vision_rotary,
     merged_window_order,
@@ -78,6 +79,39 @@ def test_preprocess_resizes_with_antialias_and_normalises() -> None:
     expected = (200 / 255.0 - torch.tensor(QWEN_MEAN)) / torch.tensor(QWEN_STD)
     got = preprocess_images(flat, size=(28, 56))[0, :, 10, 20]
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("size", [(56, 84), (90, 160)])
+def test_preprocess_in_place_normalisation_is_bit_exact(size) -> None:
+    images = torch.randint(0, 256, (2, 90, 160, 3), dtype=torch.uint8)
+    before = images.clone()
+    x = images.permute(0, 3, 1, 2).to(torch.float32)
+    if size != (90, 160):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    reference = normalize_images(x.clamp(0.0, 255.0) / 255.0)  # the out-of-place formula
+    out = preprocess_images(images, size=size)
+    assert torch.equal(out, reference)
+    assert torch.equal(images, before)  # the caller's frame is never written
+
+
+def test_image_preprocessor_reuses_its_buffer_and_matches_preprocess() -> None:
+    prep = ImagePreprocessor(size=(56, 84))
+    frames = [torch.randint(0, 256, (2, 90, 160, 3), dtype=torch.uint8) for _ in range(2)]
+    first = prep(frames[0])
+    buffer = prep._scratch
+    second = prep(frames[1])
+    assert prep._scratch is buffer  # same frame size: the float image is not reallocated
+    assert torch.equal(first, preprocess_images(frames[0], size=(56, 84)))  # not overwritten
+    assert torch.equal(second, preprocess_images(frames[1], size=(56, 84)))
+    other = torch.randint(0, 256, (2, 60, 100, 3), dtype=torch.uint8)  # cameras changed size
+    assert torch.equal(prep(other), preprocess_images(other, size=(56, 84)))
+    assert prep._scratch.shape == (2, 3, 60, 100)
+    same = torch.randint(0, 256, (2, 56, 84, 3), dtype=torch.uint8)  # already the model size
+    assert torch.equal(prep(same), preprocess_images(same, size=(56, 84)))
+    with pytest.raises(ValueError, match="uint8"):
+        prep(torch.zeros(1, 28, 28, 3))
+    with pytest.raises(ValueError, match="positive"):
+        ImagePreprocessor(size=(0, 84))
 
 
 def test_preprocess_rejects_float_input() -> None:

@@ -9,7 +9,6 @@ a counter and a health reason.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -106,10 +105,13 @@ class PipelineInfo:
 
 
 def default_preprocess(image_size: tuple[int, int]) -> Preprocess:
-    """THE preprocessing shared with training and evaluation (nn/vision.py), at the model size."""
-    from fastdrive_ros.nn.vision import preprocess_images
+    """THE preprocessing shared with training and evaluation (nn/vision.py), at the model size.
 
-    return functools.partial(preprocess_images, size=tuple(image_size))
+    Per frame, so it reuses its full-size float buffer (nn.vision.ImagePreprocessor).
+    """
+    from fastdrive_ros.nn.vision import ImagePreprocessor
+
+    return ImagePreprocessor(size=image_size)
 
 
 class FramePipeline:
