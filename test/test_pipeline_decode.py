@@ -40,6 +40,28 @@ def test_png_decodes_exactly() -> None:
     np.testing.assert_array_equal(decode_frame(_frame(data, "png"), max_bytes=MAX), image)
 
 
+@pytest.mark.parametrize("rgb_flag", [True, False])
+def test_direct_rgb_decode_equals_bgr_decode_and_swap(rgb_flag: bool, monkeypatch) -> None:
+    from fastdrive_ros.pipeline import decode
+
+    if rgb_flag and decode._IMREAD_RGB is None:
+        pytest.skip("this OpenCV has no IMREAD_COLOR_RGB")
+    if not rgb_flag:  # an OpenCV older than 4.10
+        monkeypatch.setattr(decode, "_IMREAD_RGB", None)
+    image = sample_image(96, 54, seed=5)
+    for data, encoding in ((jpeg_bytes(image, quality=80), "jpeg"), (_png(image), "png")):
+        buffer = np.frombuffer(data, np.uint8)
+        expected = cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        out = decode_frame(_frame(buffer.copy(), encoding), max_bytes=MAX)  # as rosbags gives it
+        np.testing.assert_array_equal(out, expected)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", rgb[:, :, ::-1])
+    assert ok
+    return buf.tobytes()
+
+
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
 def test_raw_encodings_with_row_padding(encoding: str) -> None:
     rgb = sample_image(7, 5, seed=1)

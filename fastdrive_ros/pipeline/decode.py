@@ -23,6 +23,8 @@ _PNG_IEND = b"IEND\xaeB`\x82"
 # SOFn markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _MAX_PIXELS = 64_000_000  # ~8k x 8k: anything bigger is not a camera of this node
+# OpenCV >= 4.10 decodes straight to RGB (the same pixels, one image copy less than BGR + swap).
+_IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
 class DecodeError(ValueError):
@@ -95,16 +97,16 @@ def decode_compressed(
         raise DecodeError("truncated", "PNG has no IEND chunk (cut off in transit?)")
     buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB)
     except cv2.error as exc:  # pragma: no cover - OpenCV raises only for absurd inputs
         raise DecodeError("corrupt", f"OpenCV could not decode the {encoding}: {exc}") from None
-    if bgr is None:
+    if image is None:
         raise DecodeError("corrupt", f"OpenCV could not decode the {encoding} data")
-    if bgr.shape[:2] != (height, width):
+    if image.shape[:2] != (height, width):
         raise DecodeError(
-            "corrupt", f"decoded {bgr.shape[1]}x{bgr.shape[0]}, header said {width}x{height}"
+            "corrupt", f"decoded {image.shape[1]}x{image.shape[0]}, header said {width}x{height}"
         )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image if _IMREAD_RGB is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def decode_raw(frame: CameraFrameIn, *, expected: tuple[int, int] | None) -> np.ndarray:
