@@ -139,6 +139,9 @@ class TensorRTBackend:
         """Map pixels [C, 3, H, W] float32 normalised -> kept tokens [K, D], their indices [K]."""
         check_pixels(pixels, self._input_shape)
         start = time.perf_counter()
+        # The pixels were preprocessed on the caller's stream: the engine's stream must not
+        # read them before that work is done.
+        self._stream.wait_stream(torch.cuda.current_stream(self._device))
         with torch.cuda.stream(self._stream):
             frame = torch.as_tensor(pixels, dtype=torch.float32)
             frame = frame.to(self._device, non_blocking=True).contiguous()
