@@ -14,6 +14,7 @@ import numpy as np
 
 from fastdrive_ros.core_types import PLAN_DT_S, PlanOk
 from fastdrive_ros.pipeline.frame_pipeline import PipelineInfo
+from fastdrive_ros.pipeline.latency import STAGES
 from fastdrive_ros.pipeline.types import HealthReport, PipelineOutput
 
 TRAJECTORY = "fastdrive_ros/msg/Trajectory"
@@ -36,17 +37,7 @@ STATUS = {
 }
 COMMANDS = {"straight": 0, "left": 1, "right": 2}
 # stages published in FrameLatency.stages (total and frame age have their own fields)
-LATENCY_STAGES = (
-    "queue",
-    "decode",
-    "preprocess",
-    "encode",
-    "prune",
-    "encode_prune",
-    "prefill",
-    "decode_tokens",
-    "plan",
-)
+LATENCY_STAGES = tuple(s for s in STAGES if s not in ("total", "frame_age"))
 
 
 class MsgFactory(Protocol):
