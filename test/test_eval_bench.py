@@ -77,6 +77,8 @@ def test_cli_bad_input_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     assert bad_ratio.exception is None or isinstance(bad_ratio.exception, SystemExit)
     bad_config = runner.invoke(app, ["bench", "--config", "7b", *out])
     assert bad_config.exit_code == 2 and "compact or 3b" in bad_config.output
+    bad_device = runner.invoke(app, ["bench", "--device", "quantum", *out])
+    assert bad_device.exit_code == 2 and "--device must be cpu or cuda" in bad_device.output
     assert not (tmp_path / "b.json").exists()
     missing = runner.invoke(
         app,

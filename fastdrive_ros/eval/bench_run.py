@@ -20,15 +20,6 @@ CPU_FULL_3B_MESSAGE = (
 )
 
 
-def _device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA GPU here")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu or cuda, got {name!r}")
-    return device
-
-
 def run_bench(
     *,
     config: BenchConfig,
@@ -49,12 +40,12 @@ def run_bench(
     timing None = time unless that is the full 3B model on a CPU (then say why not).
     """
     from fastdrive_ros.eval.bench_timing import time_stages
-    from fastdrive_ros.eval.runner import machine_description
+    from fastdrive_ros.eval.runner import checked_device, machine_description
 
     ratios = sorted({float(r) for r in ratios})
     if not ratios or any(not 0.0 <= r < 1.0 for r in ratios):
         raise ValueError(f"ratios must be in [0, 1), got {list(ratios)}")
-    torch_device = _device(device)
+    torch_device = checked_device(device)
     dtype_name = dtype or ("bfloat16" if torch_device.type == "cuda" else "float32")
     if dtype_name not in DTYPES:
         raise ValueError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype_name!r}")

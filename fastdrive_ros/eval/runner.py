@@ -33,6 +33,19 @@ def spread_indices(total: int, limit: int | None) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, total - 1, limit)})
 
 
+def checked_device(name: str) -> torch.device:
+    """torch.device(name) for cpu or cuda, refusing CUDA where torch sees no GPU."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device must be cpu or cuda, got {name!r}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA GPU here")
+    return device
+
+
 def machine_description(device: str) -> str:
     """CPU (and GPU) of this host in words, for the metadata."""
     cpu = platform.processor() or platform.machine()
@@ -107,6 +120,7 @@ def run_eval(
     from fastdrive_ros.data.reader import NuScenesReader
 
     pruners, ratios = check_methods(pruners, ratios)
+    checked_device(device)  # before minutes of reading and loading
     torch.manual_seed(seed)
     reader = NuScenesReader(dataroot=dataroot, version=version, split=split, with_map=with_map)
     if len(reader) == 0:
