@@ -123,28 +123,12 @@ class VLAPlannerAdapter:
         )
 
 
-def load_vla(folder: Path, *, device: str) -> Any:
-    """VLA.from_pretrained with its errors turned into ModelFileError naming the folder."""
-    from fastdrive_ros.nn.vla import VLA
-
-    try:
-        return VLA.from_pretrained(folder, device=device)
-    except ModelFileError:
-        raise
-    except (FileNotFoundError, ValueError, OSError, RuntimeError, KeyError) as exc:
-        raise ModelFileError(
-            folder,
-            f"cannot load the model: {exc}",
-            "rebuild it (`fastdrive build-default --out DIR`) or point model_dir at an intact "
-            "bundle or Qwen2.5-VL checkpoint folder",
-        ) from exc
-
-
 def build_pipeline(params: PipelineParams, *, clock: Clock | None = None) -> FramePipeline:
     """Load the model, start the backend (logging why it was chosen), warm up."""
     from fastdrive_ros.nn.registry import make_selector, selector_stage
     from fastdrive_ros.nn.selection import keep_count
     from fastdrive_ros.runtime.backend_select import choose_backend
+    from fastdrive_ros.runtime.model_source import load_vla
     from fastdrive_ros.runtime.torch_backend import resolve_device
 
     if params.torch_threads > 0:

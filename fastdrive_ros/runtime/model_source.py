@@ -180,6 +180,25 @@ def parts_from_config(config: Any, *, seed: int = 0) -> ModelParts:
     )
 
 
+def load_vla(folder: str | Path, *, device: str | torch.device = "cpu") -> Any:
+    """VLA.from_pretrained(folder) with its failures turned into a ModelFileError naming folder."""
+    from fastdrive_ros.nn.vla import VLA
+
+    path = Path(folder)
+    try:
+        return VLA.from_pretrained(path, device=device)
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelFileError(
+            path,
+            f"cannot load the model: {exc}",
+            "rebuild it (`fastdrive build-default --out DIR`) or point model_dir / --model at an "
+            "intact bundle or Qwen2.5-VL / Impromptu-VLA checkpoint folder (config.json + "
+            "*.safetensors)",
+        ) from exc
+
+
 def load_model_parts(folder: str | Path, *, device: str | torch.device = "cpu") -> ModelParts:
     """Load a VLA bundle folder and return its encoder-side parts.
 
@@ -194,18 +213,4 @@ def load_model_parts(folder: str | Path, *, device: str | torch.device = "cpu") 
             "pass --model with a folder made by `fastdrive build-default` (the default model is "
             "models/default) or a local Qwen2.5-VL / Impromptu-VLA checkpoint",
         )
-    from fastdrive_ros.nn.vla import VLA
-
-    try:
-        vla = VLA.from_pretrained(path, device=device)
-    except ModelFileError:
-        raise
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelFileError(
-            path,
-            f"cannot load the model ({exc})",
-            "check the folder is a complete bundle (config.json + *.safetensors), or rebuild it "
-            "with `fastdrive build-default`",
-        ) from exc
-    vla.eval()
-    return parts_from_vla(vla, folder=path)
+    return parts_from_vla(load_vla(path, device=device), folder=path)
