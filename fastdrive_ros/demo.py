@@ -158,17 +158,25 @@ def demo(
         float, typer.Option(help="Fraction of visual tokens ReconPruner drops.")
     ] = 0.5,
     backend: Annotated[str, typer.Option(help="auto, onnxruntime, torch or tensorrt.")] = "auto",
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
+    ] = True,
 ) -> None:
     """Synthetic scene -> rosbag2 -> the driving pipeline with ReconPruner -> trajectories."""
     from rich.console import Console
 
+    from fastdrive_ros.cli import fail
+    from fastdrive_ros.runtime.errors import RuntimeSetupError
     from fastdrive_ros.transport.node_main import default_params_file, node_params, setup_logging
+    from fastdrive_ros.transport.node_params import ParamError
     from fastdrive_ros.transport.replay import replay_bag
 
     console = Console()
     setup_logging("WARNING")
-    width, height = (int(v) for v in image_size.lower().split("x"))
+    try:
+        width, height = (int(v) for v in image_size.lower().split("x"))
+    except ValueError:
+        raise fail(f"--image-size must look like 640x360, got {image_size!r}") from None
     paths = DemoPaths(out)
     paths.root.mkdir(parents=True, exist_ok=True)
     console.rule("1. synthetic scene and bag")
@@ -177,18 +185,14 @@ def demo(
     )
 
     console.rule("2. replay through the driving pipeline (in-process, no network)")
-    params = node_params(
-        default_params_file(),
-        {
-            "model_dir": model,
-            "pruner": "reconpruner",
-            "prune_ratio": prune_ratio,
-            "backend": backend,
-            "publish_overlay": True,
-        },
-    )
-    shutil.rmtree(paths.output_bag, ignore_errors=True)
-    summary = replay_bag(paths.bag, out=paths.output_bag, params=params, progress=progress)
+    overrides = {"model_dir": model, "pruner": "reconpruner", "prune_ratio": prune_ratio}
+    overrides.update(backend=backend, publish_overlay=True)
+    try:
+        params = node_params(default_params_file(), overrides)
+        shutil.rmtree(paths.output_bag, ignore_errors=True)
+        summary = replay_bag(paths.bag, out=paths.output_bag, params=params, progress=progress)
+    except (ParamError, RuntimeSetupError) as exc:
+        raise fail(exc) from exc
 
     console.rule("3. results")
     trajectories, overlay = read_outputs(paths.output_bag)
@@ -199,7 +203,7 @@ def demo(
     if picture is not None:
         console.print(f"picture:    {picture}")
     if not trajectories:
-        raise typer.Exit(1)
+        raise fail("no trajectory was planned: see the drop and failure counts above", code=1)
 
 
 def register(app: typer.Typer) -> None:
