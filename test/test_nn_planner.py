@@ -97,6 +97,18 @@ def test_all_kept_equals_unpruned_transformers_model(setup) -> None:
     np.testing.assert_allclose(result.waypoints, expected, atol=1e-6)
 
 
+def test_prefill_runs_on_the_kept_tokens_only(setup) -> None:
+    _, planner = setup
+    tokens, ego = _tokens(), _ego()
+    text = planner.text_token_count(ego, CAMERAS)
+    for kept in (torch.arange(18), torch.tensor([0, 4, 5, 11, 17])):
+        out = planner.plan_detailed(
+            kept_tokens=tokens[kept], kept_index=kept, grid_thw=GRID, ego=ego
+        )
+        # every layer sees the K kept visual tokens plus the prompt, never the N = 18
+        assert out.tokens_per_layer == (kept.numel() + text,) * planner.num_layers
+
+
 def test_kept_positions_are_the_full_sequence_positions(setup) -> None:
     _, planner = setup
     ego, tokens = _ego(), _tokens()
