@@ -87,6 +87,30 @@ def test_input_conversions() -> None:
     assert odom.yaw_rate == 0.3
 
 
+def test_rclpy_style_buffers_are_wrapped_without_a_copy() -> None:
+    import array
+    from types import SimpleNamespace
+
+    from fastdrive_ros.pipeline.decode import decode_frame
+
+    rgb = sample_image(6, 4, seed=2)
+    stamp = SimpleNamespace(sec=1, nanosec=5)
+    for data in (array.array("B", rgb.tobytes()), list(rgb.tobytes())):  # rclpy uint8[]
+        msg = SimpleNamespace(
+            header=SimpleNamespace(stamp=stamp),
+            height=4,
+            width=6,
+            encoding="rgb8",
+            step=18,
+            data=data,
+        )
+        frame = camera_from_image("CAM_BACK", msg, received_ns=0)
+        assert frame.nbytes == rgb.nbytes
+        if isinstance(data, array.array):
+            assert np.shares_memory(frame.data, np.frombuffer(data, np.uint8))
+        np.testing.assert_array_equal(decode_frame(frame, max_bytes=1 << 20), rgb)
+
+
 def test_waypoint_kinematics() -> None:
     wps = np.stack([np.arange(1, 7) * 5.0, np.zeros(6)], axis=1)  # 10 m/s straight
     kin = m.waypoint_kinematics(wps, speed0=8.0)

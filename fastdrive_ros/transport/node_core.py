@@ -44,12 +44,15 @@ def stamp_ns(stamp: Any) -> int:
 
 
 def _buffer(data: Any) -> bytes | np.ndarray:
-    """uint8[] as it comes: numpy (rosbags), array.array / bytes / list (rclpy)."""
+    """uint8[] as it comes: numpy (rosbags), array.array / bytes / list (rclpy).
+
+    Buffers are wrapped, not copied (a raw 1600x900 image is 4.3 MB per camera and frame).
+    """
     if isinstance(data, (bytes, np.ndarray)):
         return data
     try:
-        return memoryview(data).tobytes()
-    except TypeError:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:  # no buffer protocol: a list of ints
         return bytes(data)
 
 
