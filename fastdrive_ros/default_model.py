@@ -270,6 +270,7 @@ class DefaultModelBuilder:
             *("--lr", str(cfg.lr), "--warmup-steps", str(cfg.warmup_steps)),
             *("--weight-decay", str(cfg.weight_decay), "--val-every", str(cfg.val_every)),
             *("--decoder-layers", str(plan.decoder_layers)),
+            *("--decoder-warmup-steps", str(plan.decoder_warmup_steps)),
             *("--max-val-samples", str(plan.planner_val_samples)),
             *("--max-val-images", str(plan.pruner_val_images)),
             *("--seed", str(cfg.seed), "--device", "cpu", "--threads", str(self.threads)),
@@ -294,13 +295,13 @@ class DefaultModelBuilder:
             jobs.append(("planner", self._planner_args()))
         if not pruner_done:
             jobs.append(("pruner", self._pruner_args()))
-        if not jobs:
-            return False
         self.state["commands"] = {
             "planner": "fastdrive " + " ".join(self._planner_args()),
             "pruner": "fastdrive " + " ".join(self._pruner_args()),
         }
         self._save_state()
+        if not jobs:
+            return False
         waves = [jobs] if self.jobs >= 2 else [[job] for job in jobs]
         for wave in waves:
             self._run_parallel(wave)

@@ -237,6 +237,10 @@ def train_pruner_command(
     decoder_width: Annotated[
         int | None, Opt(help="Decoder width (default min(D, 512), MAE's).")
     ] = None,
+    decoder_warmup_steps: Annotated[
+        int,
+        Opt(help="Steps that first teach the decoder to paint the whole image from all tokens."),
+    ] = 0,
     alpha: Annotated[float, Opt(help="Weight of the foreground term (paper: 0.5).")] = 0.5,
     lam: Annotated[float, Opt(help="SSIM weight in each term (paper: 0.2).")] = 0.2,
     max_samples: Annotated[int | None, Opt(help="At most this many training keyframes.")] = None,
@@ -295,6 +299,7 @@ def train_pruner_command(
             ),
             decoder_layers=decoder_layers,
             decoder_width=decoder_width,
+            decoder_warmup_steps=decoder_warmup_steps,
             alpha=alpha,
             lam=lam,
             max_samples=max_samples,

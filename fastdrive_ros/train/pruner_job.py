@@ -40,6 +40,7 @@ class PrunerJob:
     decoder_width: int | None = None
     alpha: float = 0.5
     lam: float = 0.2
+    decoder_warmup_steps: int = 0
     max_samples: int | None = None
     max_train_images: int | None = None
     max_val_samples: int | None = 64
@@ -168,6 +169,7 @@ def run_pruner_job(job: PrunerJob, *, dist: DistContext, progress: bool = True) 
         lam=job.lam,
         max_train_images=job.max_train_images,
         max_val_images=job.max_val_images,
+        decoder_warmup_steps=job.decoder_warmup_steps,
         dist=dist,
         progress=progress,
     )
