@@ -159,11 +159,6 @@ class FrameSynchronizer:
         with self._lock:
             return dict(self._last_reject)
 
-    def newest_stamps(self) -> dict[str, int]:
-        """Per camera, the stamp of its newest stored image."""
-        with self._lock:
-            return dict(self._last_stamp)
-
     def poll(self, now_ns: int) -> SyncedFrame | None:
         """The newest complete frame (consumed), or None; older pending anchors are dropped."""
         with self._lock:
