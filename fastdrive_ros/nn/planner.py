@@ -351,7 +351,7 @@ class VLAPlanner(nn.Module):
         if selector is not None and getattr(selector, "stage", None) != "llm":
             raise ValueError(f"selector {getattr(selector, 'name', selector)!r} is not LLM-stage")
         device = self.model.embed_tokens.weight.device
-        start = _tick(device)
+        start = tick(device)
         parts = self._assemble(ego, kept_tokens.to(device), kept_index, grid_thw)
         state = PrefillState(
             hidden=parts.embeds[None],
@@ -372,19 +372,19 @@ class VLAPlanner(nn.Module):
         last = state.hidden[0, -1]
         if read_out == "regression":
             waypoints = self.waypoint_head(last[None].float())[0]
-            timings = {"prefill": _tock(device, start), "decode": 0.0}
+            timings = {"prefill": tock(device, start), "decode": 0.0}
             if not bool(torch.isfinite(last).all()):
                 return done(_failure("non_finite", "hidden state", timings))
             result = check_waypoints(waypoints.cpu().numpy())
             return done(_timed(result, timings, 0))
         logits = self.lm_head(last)
-        prefill_ms = _tock(device, start)
+        prefill_ms = tock(device, start)
         if not bool(torch.isfinite(logits).all()):
             timings = {"prefill": prefill_ms, "decode": 0.0}
             return done(_failure("non_finite", "prefill logits", timings))
-        start = _tick(device)
+        start = tick(device)
         ids, finite = self._greedy(logits, cache, parts.next_pos, max_new_tokens)
-        timings = {"prefill": prefill_ms, "decode": _tock(device, start)}
+        timings = {"prefill": prefill_ms, "decode": tock(device, start)}
         text = self.tokenizer.decode(ids)
         if not finite:
             return done(_failure("non_finite", "decode logits", timings, text))
@@ -473,14 +473,16 @@ class VLAPlanner(nn.Module):
         return self.waypoint_head(hidden[torch.arange(batch, device=device), last])
 
 
-def _tick(device: torch.device) -> float:
+def tick(device: torch.device) -> float:
+    """perf_counter() once the device's queued work is done (stage timing on CUDA too)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
 
 
-def _tock(device: torch.device, start: float) -> float:
-    return (_tick(device) - start) * 1000.0
+def tock(device: torch.device, start: float) -> float:
+    """Milliseconds since `start` (a tick), the device's queued work included."""
+    return (tick(device) - start) * 1000.0
 
 
 def _timed(result: PlanResult, timings: dict[str, float], generated: int) -> PlanResult:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from torch import nn
 
 from fastdrive_ros.core_types import CAMERA_NAMES, EgoState, PlanResult
 from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
-from fastdrive_ros.nn.planner import HeadChoice, VLAPlanner
+from fastdrive_ros.nn.planner import HeadChoice, VLAPlanner, tick, tock
 from fastdrive_ros.nn.prompt import PROMPT_STYLES, PromptStyle
 from fastdrive_ros.nn.selection import Selection, VisualTokens, keep_count
 from fastdrive_ros.nn.tokenizer import (
@@ -344,9 +343,9 @@ class VLA(nn.Module):
         attention = selector_name == "vispruner" or getattr(selector, "name", "") == "vispruner"
         device = self.device
         pixels = pixels.to(device=device, dtype=self.planner.model.embed_tokens.weight.dtype)
-        start = _tick(device)
+        start = tick(device)
         visual: VisualTokens = self.vision(pixels, return_attention=attention)
-        timings = {"encode": _tock(device, start)}
+        timings = {"encode": tock(device, start)}
         n_tokens = visual.tokens.shape[0]
         keep = keep_count(n_tokens, ratio)
         if stage == "llm":
@@ -362,9 +361,9 @@ class VLA(nn.Module):
             )
             selection, timings["prune"] = out.selection, 0.0
         else:
-            start = _tick(device)
+            start = tick(device)
             selection = selector.select(visual, keep)
-            timings["prune"] = _tock(device, start)
+            timings["prune"] = tock(device, start)
             index = selection.kept_index.to(visual.tokens.device)
             out = self.planner.plan_detailed(
                 kept_tokens=visual.tokens[index],
@@ -436,13 +435,3 @@ def _load_bundle(cls, folder: Path, raw: dict[str, Any]) -> VLA:
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-
-
-def _tick(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
-def _tock(device: torch.device, start: float) -> float:
-    return (_tick(device) - start) * 1000.0
