@@ -10,12 +10,9 @@ from typing import Annotated
 
 import typer
 
+from fastdrive_ros.cli import fail
+
 PRECISIONS = ("fp32", "fp16")
-
-
-def _fail(exc: Exception, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=code)
 
 
 def export(
@@ -67,9 +64,9 @@ def export(
     from fastdrive_ros.runtime.onnx_meta import default_onnx_path
 
     if precision not in PRECISIONS:
-        raise _fail(ValueError(f"--precision must be one of {', '.join(PRECISIONS)}"))
+        raise fail(ValueError(f"--precision must be one of {', '.join(PRECISIONS)}"))
     if not 1 <= opset <= 20:
-        raise _fail(ValueError("--opset must be in 1..20 (TensorRT parses opset <= 20)"))
+        raise fail(ValueError("--opset must be in 1..20 (TensorRT parses opset <= 20)"))
     torch.set_num_threads(threads)
     try:
         parts = load_model_parts(model)
@@ -88,9 +85,9 @@ def export(
             allow_legacy_fallback=legacy_fallback,
         )
     except (RuntimeSetupError, ValueError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if not report.ok:
-        raise _fail(
+        raise fail(
             RuntimeError(f"{target} failed its parity check; runtimes will refuse it"), code=1
         )
 
@@ -136,9 +133,9 @@ def engine(
         console.print(cache_table(engine_cache))
         return
     if onnx is None:
-        raise _fail(ValueError("give --onnx FILE (or --list)"))
+        raise fail(ValueError("give --onnx FILE (or --list)"))
     if precision not in PRECISIONS:
-        raise _fail(ValueError(f"--precision must be one of {', '.join(PRECISIONS)}"))
+        raise fail(ValueError(f"--precision must be one of {', '.join(PRECISIONS)}"))
     try:
         from fastdrive_ros.runtime.engine_report import build_and_time
 
@@ -152,7 +149,7 @@ def engine(
             console=console,
         )
     except (RuntimeSetupError, ValueError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def register(app: typer.Typer) -> None:

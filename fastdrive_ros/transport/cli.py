@@ -216,24 +216,16 @@ def drive(
     import threading
 
     from fastdrive_ros.transport.node_main import (
-        default_params_file,
-        node_params,
-        parse_overrides,
+        params_from_cli,
         setup_logging,
         stop_on_signals,
     )
-    from fastdrive_ros.transport.node_params import ParamError
 
     if transport not in ("dds", "rclpy"):
         raise typer.BadParameter("use dds or rclpy", param_hint="--transport")
     setup_logging(log_level)
     shortcuts = dict(model_dir=model, backend=backend, pruner=pruner, prune_ratio=prune_ratio)
-    try:
-        values = parse_overrides(overrides)
-        values.update({k: v for k, v in shortcuts.items() if v is not None})
-        node = node_params(params or default_params_file(), values, node_name=node_name)
-    except ParamError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--params/--set") from exc
+    node = params_from_cli(params, overrides, shortcuts, node_name=node_name)
     stop = threading.Event()
     stop_on_signals(stop)
     if transport == "rclpy":

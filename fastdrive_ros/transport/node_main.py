@@ -61,6 +61,27 @@ def node_params(
     return validate_params(values)
 
 
+def params_from_cli(
+    params_file: Path | None,
+    overrides: list[str] | None,
+    shortcuts: dict[str, Any],
+    *,
+    node_name: str = NODE_NAME,
+) -> NodeParams:
+    """What `drive` and `replay` run with: the YAML <- `--set key=value` <- their own options.
+
+    Options left at None keep the YAML's value; any bad value is a typer.BadParameter (exit 2).
+    """
+    import typer
+
+    try:
+        values = parse_overrides(overrides)
+        values.update({k: v for k, v in shortcuts.items() if v is not None})
+        return node_params(params_file or default_params_file(), values, node_name=node_name)
+    except ParamError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--params/--set") from exc
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Log lines on stderr: rich on a terminal, one plain line per record otherwise (files)."""
     if sys.stderr.isatty():

@@ -57,25 +57,14 @@ def replay(
     """Run the driving pipeline on a bag without any network; write trajectories to MCAP."""
     from rich.console import Console
 
+    from fastdrive_ros.cli import fail
     from fastdrive_ros.runtime.errors import RuntimeSetupError
-    from fastdrive_ros.transport.node_main import (
-        default_params_file,
-        node_params,
-        parse_overrides,
-        setup_logging,
-    )
-    from fastdrive_ros.transport.node_params import ParamError
+    from fastdrive_ros.transport.node_main import params_from_cli, setup_logging
     from fastdrive_ros.transport.replay import replay_bag
 
     setup_logging(log_level)
-    values = parse_overrides(overrides)
-    shortcuts = {"model_dir": model, "backend": backend, "pruner": pruner}
-    shortcuts["prune_ratio"] = prune_ratio
-    values.update({k: v for k, v in shortcuts.items() if v is not None})
-    try:
-        node = node_params(params or default_params_file(), values)
-    except ParamError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--params/--set") from exc
+    shortcuts = dict(model_dir=model, backend=backend, pruner=pruner, prune_ratio=prune_ratio)
+    node = params_from_cli(params, overrides, shortcuts)
     try:
         summary = replay_bag(
             bag,
@@ -86,8 +75,7 @@ def replay(
             progress=progress,
         )
     except (FileNotFoundError, FileExistsError, RuntimeSetupError) as exc:
-        typer.echo(f"replay: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(exc) from exc
     Console().print(summary.table())
     typer.echo(f"wrote {out}: " + ", ".join(f"{t} x{n}" for t, n in summary.topics.items()))
 
