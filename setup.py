@@ -5,6 +5,19 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+
+def _tree(src: str, dest: str) -> list[tuple[str, list[str]]]:
+    """data_files entries installing every file under `src` (if present) below `dest`."""
+    root = HERE / src
+    folders = [root, *sorted(p for p in root.rglob("*") if p.is_dir())] if root.is_dir() else []
+    entries = []
+    for folder in folders:
+        files = sorted(str(f.relative_to(HERE)) for f in folder.iterdir() if f.is_file())
+        if files:
+            rel = folder.relative_to(root).as_posix()
+            entries.append((dest if rel == "." else f"{dest}/{rel}", files))
+    return entries
+
 # onnxruntime and onnxruntime-gpu overwrite each other silently: install exactly one of the two
 # extras `ort` / `ort-gpu`.  TensorRT comes from JetPack or NVIDIA's own packages, never from here.
 EXTRAS = {
@@ -40,6 +53,8 @@ setup(
         ("share/fastdrive_ros", ["package.xml"]),
         # msg/*.msg: transport/ros_types.py registers them with rosbags from share/ when installed.
         ("share/fastdrive_ros/msg", sorted(f"msg/{p.name}" for p in (HERE / "msg").glob("*.msg"))),
+        # the embedded default model: pipeline/factory.py finds it in share/ when installed
+        *_tree("models/default", "share/fastdrive_ros/models/default"),
     ],
     install_requires=[
         # numpy 1.26 is what ROS 2 Humble/Jazzy and nuscenes-devkit 1.2 run with.

@@ -105,9 +105,10 @@ def test_train_pruner_trains_and_installs(world: Path, bundle: Path, tmp_path: P
     out = tmp_path / "out"
     args = ["train-pruner", *_common(world, model, out)]
     args += ["--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--decoder-layers", "1"]
-    args += ["--decoder-width", "32", "--install"]
+    args += ["--decoder-width", "32", "--install", "--decoder-warmup-steps", "2"]
     result = _invoke(args)
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert (out / "run" / "decoder_warmup" / "last" / "model.safetensors").is_file()
     pruner = ReconPruner.load(out / "pruner", expected_width=64)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] > 0 and summary["decoder"]["num_layers"] == 1

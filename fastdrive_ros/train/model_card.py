@@ -173,6 +173,10 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
             plan.pruner,
         )
     )
+    notes = state.get("build_notes", [])
+    if notes:
+        lines += ["", "How this build actually ran:", ""]
+        lines += [f"- {note}" for note in notes]
     lines += ["", "Wall-clock per stage (this machine):", ""]
     lines += ["| Stage | Seconds | Minutes |", "|---|---|---|"]
     for name, value in seconds.items():
