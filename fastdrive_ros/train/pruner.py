@@ -35,7 +35,7 @@ from fastdrive_ros.nn.recon_pruner import ReconPruner
 from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.images import cell_fraction, denormalize, load_pixels, read_label
 from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
-from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.records import KeyframeRecord, labelled_images
 from fastdrive_ros.train.token_cache import TokenCache
 
 PRUNER_PREFIX = "pruner."
@@ -139,20 +139,12 @@ class PrunerDataset(Dataset):
             raise ValueError(
                 f"token cache holds {len(cache)} samples, {len(records)} records were given"
             )
-        items = [
-            (i, c)
-            for i, record in enumerate(records)
-            for c in range(len(record.images))
-            if record.fg_masks[c] is not None
-        ]
+        items = labelled_images(records, "fg_masks", limit)
         if not items:
             raise ValueError(
                 "no camera image has a foreground mask: build them with `fastdrive masks "
                 "--dataroot ... --out DIR` and pass --masks DIR"
             )
-        if limit is not None and limit < len(items):
-            step = len(items) / limit
-            items = [items[int(k * step)] for k in range(limit)]
         self.records = list(records)
         self.items = items
         self.image_size = (int(image_size[0]), int(image_size[1]))

@@ -221,3 +221,22 @@ def records_for(
     if cache is not None:
         save_records(records, cache, **meta)
     return records
+
+
+def labelled_images(
+    records: Sequence[KeyframeRecord], label: str, limit: int | None = None
+) -> list[tuple[int, int]]:
+    """(record, camera) pairs whose `label` ("fg_masks" or "class_maps") exists.
+
+    With `limit`, an evenly spread subset, so a short run still sees every scene.
+    """
+    items = [
+        (i, c)
+        for i, record in enumerate(records)
+        for c, path in enumerate(getattr(record, label))
+        if path is not None
+    ]
+    if limit is not None and limit < len(items):
+        picks = np.linspace(0, len(items) - 1, limit).round().astype(int)
+        items = [items[i] for i in sorted(set(picks.tolist()))]
+    return items

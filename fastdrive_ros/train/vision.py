@@ -32,7 +32,7 @@ from fastdrive_ros.train.images import (
     read_label,
 )
 from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
-from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.records import KeyframeRecord, labelled_images
 
 COLOUR_DIMS = 12  # 2 x 2 half-cells x RGB
 ENCODER_PREFIX = "twin.encoder."
@@ -85,20 +85,12 @@ class CameraImageDataset(Dataset):
                 raise ValueError(
                     f"crop {crop} must be positive multiples of {unit} px inside {image_size}"
                 )
-        items = [
-            (i, c)
-            for i, record in enumerate(records)
-            for c in range(len(record.images))
-            if record.class_maps[c] is not None
-        ]
+        items = labelled_images(records, "class_maps", limit)
         if not items:
             raise ValueError(
                 "no camera image has a class map (class_maps/): vision pre-training needs them; "
                 "the synthetic world writes them, `fastdrive masks --class-maps` for nuScenes"
             )
-        if limit is not None and limit < len(items):
-            picks = np.linspace(0, len(items) - 1, limit).round().astype(int)
-            items = [items[i] for i in sorted(set(picks.tolist()))]
         self.records = list(records)
         self.items = items
         self.image_size = (int(height), int(width))
