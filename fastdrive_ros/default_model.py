@@ -469,7 +469,8 @@ class DefaultModelBuilder:
         for name in ("results.json", "results.md", "quality_vs_keep.png", "latency_vs_keep.png"):
             if (folder / name).is_file():
                 shutil.copy2(folder / name, target / name)
-        overlays = sorted((folder / "overlays").glob("*.png"))
+        # the card shows what ReconPruner keeps; another method's overlay only if it has none
+        overlays = sorted((folder / "overlays").glob("*.png"), key=lambda p: "reconpruner" in p.stem)
         if overlays:
             shutil.copy2(overlays[-1], target / "overlay.png")
 
