@@ -1,4 +1,4 @@
-"""pip path for machines without ROS 2; `colcon build` uses CMakeLists.txt + package.xml instead."""
+"""pip path for machines without ROS 2; `colcon build` uses CMakeLists.txt + package.xml."""
 from pathlib import Path
 
 from setuptools import find_packages, setup

@@ -470,7 +470,9 @@ class DefaultModelBuilder:
             if (folder / name).is_file():
                 shutil.copy2(folder / name, target / name)
         # the card shows what ReconPruner keeps; another method's overlay only if it has none
-        overlays = sorted((folder / "overlays").glob("*.png"), key=lambda p: "reconpruner" in p.stem)
+        overlays = sorted(
+            (folder / "overlays").glob("*.png"), key=lambda p: "reconpruner" in p.stem
+        )
         if overlays:
             shutil.copy2(overlays[-1], target / "overlay.png")
 

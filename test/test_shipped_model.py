@@ -51,7 +51,9 @@ def test_shipped_onnx_is_exported_from_these_weights_and_matches_torch(parts, ro
     from fastdrive_ros.runtime.ort_backend import OrtBackend
     from fastdrive_ros.runtime.torch_backend import TorchBackend
 
-    info = read_export(default_onnx_path(SHIPPED, "reconpruner", parts.default_prune_ratio, "fp32"))
+    info = read_export(
+        default_onnx_path(SHIPPED, "reconpruner", parts.default_prune_ratio, "fp32")
+    )
     plan = info.metadata.plan
     expected_export(info, parts, "reconpruner", plan)  # raises on other weights or budget
     reference = TorchBackend(
