@@ -1,4 +1,5 @@
 """pip path for machines without ROS 2; `colcon build` uses CMakeLists.txt + package.xml."""
+
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -17,6 +18,7 @@ def _tree(src: str, dest: str) -> list[tuple[str, list[str]]]:
             rel = folder.relative_to(root).as_posix()
             entries.append((dest if rel == "." else f"{dest}/{rel}", files))
     return entries
+
 
 # onnxruntime and onnxruntime-gpu overwrite each other silently: install exactly one of the two
 # extras `ort` / `ort-gpu`.  TensorRT comes from JetPack or NVIDIA's own packages, never from here.
