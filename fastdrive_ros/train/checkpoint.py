@@ -176,3 +176,30 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint's state.json")
+
+
+def load_prefixed(module: torch.nn.Module, checkpoint: str | Path, prefix: str) -> None:
+    """Load the `prefix`-ed weights of a Trainer checkpoint folder into `module` (strict)."""
+    path = Path(checkpoint) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: not a finished training checkpoint")
+    state = {k[len(prefix) :]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
+    if not state:
+        raise ValueError(f"{path} holds no weights under {prefix!r}")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    # A tied weight (lm_head = embeddings) is stored once, under one of its names.
+    current = module.state_dict()
+    loaded = {current[k].data_ptr() for k in state if k in current}
+    untied = [k for k in missing if current[k].data_ptr() not in loaded]
+    if untied or unexpected:
+        raise ValueError(
+            f"{path} does not fit {type(module).__name__}: missing {untied[:4]}, "
+            f"unexpected {list(unexpected)[:4]}"
+        )
+
+
+def load_best(module: torch.nn.Module, out_dir: str | Path, prefix: str) -> None:
+    """After Trainer.fit(): load the best checkpoint (the last without validation), eval mode."""
+    best = Path(out_dir) / "best"
+    load_prefixed(module, best if best.is_dir() else Path(out_dir) / "last", prefix)
+    module.eval()

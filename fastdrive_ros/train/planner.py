@@ -227,7 +227,7 @@ def _train_phase(
     progress: bool,
     description: str,
 ) -> TrainSummary:
-    from fastdrive_ros.train.vision import load_prefixed
+    from fastdrive_ros.train.checkpoint import load_best
 
     module = PlannerTrainModule(planner=planner, grid_thw=grid_thw).train()
     trainer = Trainer(
@@ -243,7 +243,5 @@ def _train_phase(
         description=description,
     )
     summary = trainer.fit()
-    best = out_dir / ("best" if (out_dir / "best").is_dir() else "last")
-    load_prefixed(planner, best, PLANNER_PREFIX)
-    planner.eval()
+    load_best(planner, out_dir, PLANNER_PREFIX)
     return summary

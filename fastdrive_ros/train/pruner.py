@@ -237,7 +237,7 @@ def train_pruner(
     at image_size is what runs). With `decoder_warmup_steps` > 0 the decoder is warmed up first
     for that many steps of `config`'s batch size and lr (out_dir/decoder_warmup).
     """
-    from fastdrive_ros.train.vision import load_prefixed
+    from fastdrive_ros.train.checkpoint import load_best, load_prefixed
 
     if train_cache is None and encoder is None:
         raise ValueError("train_pruner needs token caches or a frozen encoder")
@@ -303,9 +303,7 @@ def train_pruner(
         description="ReconPruner AFBR",
     )
     summary = trainer.fit()
-    best = Path(out_dir) / ("best" if (Path(out_dir) / "best").is_dir() else "last")
-    load_prefixed(pruner, best, PRUNER_PREFIX)
-    pruner.eval()
+    load_best(pruner, out_dir, PRUNER_PREFIX)
     return summary
 
 

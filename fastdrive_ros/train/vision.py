@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from fastdrive_ros.data.layout import FOREGROUND_IDS
 from fastdrive_ros.nn.vision import VisionEncoder
+from fastdrive_ros.train.checkpoint import load_best
 from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.images import (
     NUM_CLASSES,
@@ -195,31 +196,5 @@ def pretrain_vision(
         description="vision (stage A)",
     )
     summary = trainer.fit()
-    best = Path(out_dir) / ("best" if (Path(out_dir) / "best").is_dir() else "last")
-    load_prefixed(encoder, best, ENCODER_PREFIX)
-    encoder.eval()
+    load_best(encoder, out_dir, ENCODER_PREFIX)
     return summary
-
-
-def load_prefixed(module: nn.Module, checkpoint: str | Path, prefix: str) -> None:
-    """Load the `prefix`-ed weights of a Trainer checkpoint folder into `module` (strict)."""
-    from safetensors.torch import load_file
-
-    from fastdrive_ros.train.checkpoint import MODEL_FILE
-
-    path = Path(checkpoint) / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: not a finished training checkpoint")
-    state = {k[len(prefix) :]: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
-    if not state:
-        raise ValueError(f"{path} holds no weights under {prefix!r}")
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    # A tied weight (lm_head = embeddings) is stored once, under one of its names.
-    current = module.state_dict()
-    loaded = {current[k].data_ptr() for k in state if k in current}
-    untied = [k for k in missing if current[k].data_ptr() not in loaded]
-    if untied or unexpected:
-        raise ValueError(
-            f"{path} does not fit {type(module).__name__}: missing {untied[:4]}, "
-            f"unexpected {list(unexpected)[:4]}"
-        )
