@@ -135,6 +135,7 @@ def test_realtime_replay_drops_what_a_slow_model_cannot_keep_up_with(bag: Path, 
     assert set(stamp(m) for _, m in trajs) <= set(frames)
     gaps = Counter(round((b[0] - a[0]) / 1e6, -1) for a, b in zip(trajs, trajs[1:]))
     assert min(gaps) >= 160  # publications at most once per model time
+    assert "% pruned" in summary.model  # the table says which model and backend ran
     table = summary.table()
     assert table.row_count > 10
 

@@ -48,6 +48,7 @@ class ReplaySummary:
         topics: output topic -> messages written.
         bag_s / wall_s: bag time covered and wall time spent.
         counters: the pipeline's final counters.
+        model: what ran: model folder, pruner and ratio, encoder+pruner backend and why.
     """
 
     bag: Path
@@ -64,12 +65,14 @@ class ReplaySummary:
     bag_s: float = 0.0
     wall_s: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)
+    model: str = ""
 
     def table(self) -> Any:
         """A rich Table of the summary (frames, drops, trajectories, per-stage p50/p95)."""
         from rich.table import Table
 
-        table = Table(title=f"fastdrive replay {self.bag.name} ({self.mode})", show_lines=False)
+        title = f"fastdrive replay {self.bag.name} ({self.mode})"
+        table = Table(title=title, caption=self.model or None, show_lines=False)
         table.add_column("what")
         table.add_column("value", justify="right")
         table.add_column("p95 ms", justify="right")
@@ -85,6 +88,13 @@ class ReplaySummary:
             table.add_row(f"latency {stage} p50 ms", f"{p50:.1f}", f"{p95:.1f}")
         table.add_row("bag seconds / wall seconds", f"{self.bag_s:.1f} / {self.wall_s:.1f}", "")
         return table
+
+
+def _describe(info: Any) -> str:
+    """One line of what a pipeline runs, e.g. 'default, reconpruner 50 %, torch (why)'."""
+    why = info.extra.get("backend_reason")
+    backend = f"{info.backend} ({why})" if why else info.backend
+    return f"{info.model_name}, {info.pruner} {100 * info.prune_ratio:.0f} % pruned, {backend}"
 
 
 def _events(
@@ -158,7 +168,7 @@ def replay_bag(
     core = NodeCore(
         params=params, pipeline=pipeline, factory=RosbagsFactory(), node_name=node_name
     )
-    summary = ReplaySummary(bag=bag, out=out, mode=mode)
+    summary = ReplaySummary(bag=bag, out=out, mode=mode, model=_describe(pipeline.info))
     samples: dict[str, list[float]] = {}
     inputs = {topic: ("camera", name) for name, topic in params.camera_topic_map().items()}
     inputs[params.odom_topic] = ("odom", "")
