@@ -35,6 +35,19 @@ def scene():
     return mats, ground, sky, shading, cam
 
 
+def _block(paint, cls: str, *, size: tuple[float, float], at: tuple[float, float], height: float):
+    """An axis-aligned single-material box of class `cls` standing on the ground at `at`."""
+    return Prism(
+        place(box_corners(*size), at[0], at[1], 0.0),
+        0.0,
+        height,
+        (paint,) * 4,
+        paint,
+        None,
+        CLASS_ID[cls],
+    )
+
+
 def _render(scene, prisms, owners=None, silhouettes=None):
     mats, ground, sky, shading, cam = scene
     faces = prisms_to_faces(prisms, owners if owners is not None else -1)
@@ -76,24 +89,8 @@ def test_ground_projection_and_depth(scene) -> None:
 def test_nearer_box_occludes_farther_one(scene) -> None:
     mats, *_, cam = scene
     paint = mats["paint"]
-    near = Prism(
-        place(box_corners(2.0, 2.0), 12.0, 0.0, 0.0),
-        0.0,
-        2.0,
-        (paint,) * 4,
-        paint,
-        None,
-        CLASS_ID["vehicle"],
-    )
-    far = Prism(
-        place(box_corners(4.0, 12.0), 25.0, 0.0, 0.0),
-        0.0,
-        6.0,
-        (paint,) * 4,
-        paint,
-        None,
-        CLASS_ID["building"],
-    )
+    near = _block(paint, "vehicle", size=(2.0, 2.0), at=(12.0, 0.0), height=2.0)
+    far = _block(paint, "building", size=(4.0, 12.0), at=(25.0, 0.0), height=6.0)
     for order in ([near, far], [far, near]):  # drawing order must not matter
         frame = _render(scene, order)
         u, v, z = _project(cam, np.array([11.0, 0.0, 1.0]))  # centre of the near box's front
@@ -107,24 +104,8 @@ def test_nearer_box_occludes_farther_one(scene) -> None:
 def test_silhouette_counts_occluded_pixels(scene) -> None:
     mats, *_ = scene
     paint = mats["paint"]
-    wall = Prism(
-        place(box_corners(0.5, 1.5), 8.0, -0.4, 0.0),
-        0.0,
-        3.0,
-        (paint,) * 4,
-        paint,
-        None,
-        CLASS_ID["building"],
-    )
-    car = Prism(
-        place(box_corners(4.5, 1.8), 16.0, 0.0, 0.0),
-        0.0,
-        1.5,
-        (paint,) * 4,
-        paint,
-        None,
-        CLASS_ID["vehicle"],
-    )
+    wall = _block(paint, "building", size=(0.5, 1.5), at=(8.0, -0.4), height=3.0)
+    car = _block(paint, "vehicle", size=(4.5, 1.8), at=(16.0, 0.0), height=1.5)
     sil: dict[int, list[np.ndarray]] = {}
     frame = _render(scene, [wall, car], owners=[-1, 0], silhouettes=sil)
     visible = int((frame.inst == 1).sum())
@@ -140,15 +121,7 @@ def test_box_behind_camera_is_clipped_not_drawn_wrongly(scene) -> None:
     mats, *_ = scene
     paint = mats["paint"]
     # A long box from behind the camera to 10 m ahead, beside the road: near-plane clipping.
-    side = Prism(
-        place(box_corners(20.0, 1.0), 0.0, 4.0, 0.0),
-        0.0,
-        3.0,
-        (paint,) * 4,
-        paint,
-        None,
-        CLASS_ID["building"],
-    )
+    side = _block(paint, "building", size=(20.0, 1.0), at=(0.0, 4.0), height=3.0)
     frame = _render(scene, [side])
     assert (frame.cls == CLASS_ID["building"]).sum() > 0
     assert np.all(frame.depth[frame.cls == CLASS_ID["building"]] > 0.1)
