@@ -63,6 +63,19 @@ def test_records_round_trip_through_json(records, tmp_path: Path) -> None:
         load_records(tmp_path / "bad.json")
 
 
+def test_records_written_by_many_ranks_at_once_stay_whole(records, tmp_path: Path) -> None:
+    """Every torchrun rank saves the same records file; a shared temp name made one rank fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "shared.json"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [pool.submit(save_records, records, path, rank=k % 4) for k in range(32)]
+        assert all(job.result() == path for job in jobs)
+    back, meta = load_records(path)
+    assert len(back) == len(records) and meta["rank"] in range(4)
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.json"]  # no temp file left behind
+
+
 def test_token_cache_matches_the_encoder_and_is_rebuilt_for_another(
     records, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:

@@ -8,6 +8,8 @@ they are read once with `NuScenesReader` and written to a JSON file in the work 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,9 +170,15 @@ def save_records(records: Sequence[KeyframeRecord], path: str | Path, **meta: ob
         "meta": meta,
         "records": [r.to_dict() for r in records],
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload), encoding="utf-8")
-    tmp.replace(path)
+    # a temp name of its own: every torchrun rank may write the same records file at once
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(payload))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
