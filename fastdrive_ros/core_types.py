@@ -27,6 +27,11 @@ PLAN_DT_S = 0.5
 HISTORY_STEPS = 7
 
 DrivingCommand = Literal["left", "right", "straight"]
+# What the planner may read of the ego's own state (BEV-Planner's two settings): "full" is the
+# paper's and Impromptu's protocol (history, speed, acceleration, yaw rate, steering); "minimal"
+# is the driving command and the current speed only, so that the cameras must carry the rest.
+EgoInputs = Literal["full", "minimal"]
+EGO_INPUTS: tuple[str, ...] = ("full", "minimal")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class EgoState:
         yaw_rate: rad/s, counter-clockwise positive.
         steering: rad, front-wheel steering angle, left positive.
         command: high-level driving command (derived from the route).
+        inputs: which of these the planner may read ("minimal": command and speed only; the
+            other fields then hold the constant-velocity values of `restrict_ego`).
     """
 
     history_xy: np.ndarray
@@ -49,8 +56,11 @@ class EgoState:
     yaw_rate: float
     steering: float
     command: DrivingCommand = "straight"
+    inputs: EgoInputs = "full"
 
     def __post_init__(self) -> None:
+        if self.inputs not in EGO_INPUTS:
+            raise ValueError(f"inputs must be one of {EGO_INPUTS}, got {self.inputs!r}")
         history = np.asarray(self.history_xy, dtype=np.float64)
         if history.shape != (HISTORY_STEPS, 2):
             raise ValueError(f"history_xy must be ({HISTORY_STEPS}, 2), got {history.shape}")
@@ -58,6 +68,33 @@ class EgoState:
         values = (self.speed, self.acceleration, self.yaw_rate, self.steering)
         if not np.all(np.isfinite(history)) or not np.all(np.isfinite(values)):
             raise ValueError("EgoState holds a non-finite value")
+
+
+def restrict_ego(ego: EgoState, inputs: EgoInputs) -> EgoState:
+    """`ego` as a planner in the `inputs` setting may see it.
+
+    "minimal" keeps the command and the current speed and replaces everything else by what a
+    constant-velocity straight drive would show (history at the current speed, no acceleration,
+    yaw rate or steering), flagged with `inputs="minimal"` so that planners can tell a missing
+    value from a zero.
+    """
+    if inputs == "full":
+        if ego.inputs != "full":
+            raise ValueError("a minimal EgoState cannot be widened to full: its values are gone")
+        return ego
+    if inputs != "minimal":
+        raise ValueError(f"inputs must be one of {EGO_INPUTS}, got {inputs!r}")
+    seconds = np.arange(-(HISTORY_STEPS - 1), 1) * PLAN_DT_S
+    history = np.stack([seconds * ego.speed, np.zeros_like(seconds)], axis=1)
+    return EgoState(
+        history_xy=history,
+        speed=ego.speed,
+        acceleration=0.0,
+        yaw_rate=0.0,
+        steering=0.0,
+        command=ego.command,
+        inputs="minimal",
+    )
 
 
 @dataclass(frozen=True)
