@@ -8,15 +8,19 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= nuscenes,dds,ort,export,dev
 PYTEST_ARGS ?=
+# Tested versions (pip constraints): a new release upstream cannot break a fresh clone. Empty it
+# (`make venv CONSTRAINTS=`) to install from setup.py's ranges alone, e.g. on Python 3.10.
+CONSTRAINTS ?= constraints.txt
+LATEST_VENV ?= .venv-latest
 
-.PHONY: venv demo test lint models clean-venv
+.PHONY: venv demo test test-latest lock lint models clean-venv
 .DEFAULT_GOAL := demo
 
-$(BIN)/.installed: setup.py
+$(BIN)/.installed: setup.py $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(if $(TORCH_SPEC),$(BIN)/python -m pip install -q "$(TORCH_SPEC)")
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -28,6 +32,22 @@ demo: venv
 # Cyclone DDS peers, and no test may reach or depend on the host's network.
 test: venv
 	scripts/netns-run $(BIN)/python -m pytest -q $(PYTEST_ARGS) test
+
+# The suite on the newest releases setup.py allows (its own venv, upgraded every run): says which
+# packages moved from constraints.txt, then runs the tests. Green here + `make lock` = a new tested set.
+test-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(if $(TORCH_SPEC),$(LATEST_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)")
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	scripts/lock-diff $(LATEST_VENV) constraints.txt
+	scripts/netns-run $(LATEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS) test
+
+# Record the main venv's versions as the tested set (after `make test` passed on them).
+lock: venv
+	scripts/lock-diff $(VENV) constraints.txt
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+	  | grep -v '^torch=='; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 lint: venv
 	$(BIN)/python -m ruff check fastdrive_ros test launch scripts

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from fastdrive_ros.eval.bench import BenchSetup, Timer
+from fastdrive_ros.nn.llm_stage import cache_keyword
 from fastdrive_ros.nn.selection import keep_count
 
 
@@ -69,6 +70,7 @@ def time_stages(
             out["pruner_ms"][str(ratio)] = timer(lambda k=k: pruner.select(visual, k))
         pruner = None
         model, head, text = _text_model(qwen, device, dtype)
+        cache_kw = cache_keyword(type(model).forward)
         width_d = int(text.hidden_size)
         for ratio in ratios:
             k = keep_count(n, ratio)
@@ -81,9 +83,11 @@ def time_stages(
                 hidden = model(
                     inputs_embeds=embeds,
                     position_ids=_positions(0, length, device),
-                    past_key_values=cache,
                     use_cache=True,
+                    **{cache_kw: cache},
                 ).last_hidden_state
+                if cache.get_seq_length() != length:
+                    raise RuntimeError(f"the text model ignored {cache_kw!r}: its cache is empty")
                 return head(hidden[:, -1]), cache
 
             out["prefill_ms"][str(ratio)] = timer(prefill)
@@ -97,8 +101,8 @@ def time_stages(
                     hidden = model(
                         inputs_embeds=model.embed_tokens(token),
                         position_ids=_positions(length + step, 1, device),
-                        past_key_values=cache,
                         use_cache=True,
+                        **{cache_kw: cache},
                     ).last_hidden_state
                     latest["logits"] = head(hidden[:, -1])
 

@@ -8,6 +8,7 @@ Also the few transformers-version shims the planner needs (4.49 .. 5.x).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +20,28 @@ def text_model_class():
     from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as modeling
 
     return getattr(modeling, "Qwen2_5_VLTextModel", None) or modeling.Qwen2_5_VLModel
+
+
+# The KV-cache keyword of transformers' decoder layers and text models, newest first:
+# 5.24 renamed it to `cache` (`past_key_values` deprecated until 5.40), 4.56 .. 5.23 use
+# `past_key_values`, 4.49 .. 4.55 layers `past_key_value`. A keyword the callee does not name is
+# swallowed by its **kwargs, and the cache silently stays empty: so pick from the signature.
+CACHE_KEYWORDS: tuple[str, ...] = ("cache", "past_key_values", "past_key_value")
+
+
+def cache_keyword(forward) -> str:
+    """The KV-cache keyword `forward` (a transformers layer or model forward) takes by name."""
+    params = inspect.signature(forward).parameters
+    for name in CACHE_KEYWORDS:
+        if name in params:
+            return name
+    import transformers
+
+    raise RuntimeError(
+        f"{getattr(forward, '__qualname__', forward)} (transformers {transformers.__version__}) "
+        f"takes none of the KV-cache keywords {CACHE_KEYWORDS}: this transformers release is "
+        "not supported; install the tested versions with `make venv` (constraints.txt)"
+    )
 
 
 def text_config_of(qwen_config):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from fastdrive_ros.nn.llm_stage import (
     LayerCache,
     LLMStageSelector,
     PrefillState,
+    cache_keyword,
     mrope_section_of,
     text_attention,
     text_config_of,
@@ -138,8 +138,7 @@ class VLAPlanner(nn.Module):
             if regression_head
             else None
         )
-        params = inspect.signature(type(self.model.layers[0]).forward).parameters
-        self._cache_kw = "past_key_values" if "past_key_values" in params else "past_key_value"
+        self._cache_kw = cache_keyword(type(self.model.layers[0]).forward)
         self._mrope_section = mrope_section_of(text_config)
 
     @property
@@ -362,6 +361,8 @@ class VLAPlanner(nn.Module):
         cache = LayerCache() if read_out == "text" else None
         lengths: list[int] = []
         state = self._prefill(state, cache=cache, selector=selector, keep=keep, lengths=lengths)
+        if cache is not None:
+            self._check_cache_filled(cache)
         selection = None
         if selector is not None:
             kept = state.visual_index[state.visual_rows]
@@ -389,6 +390,18 @@ class VLAPlanner(nn.Module):
         if not finite:
             return done(_failure("non_finite", "decode logits", timings, text))
         return done(_timed(_parse_planning(text), timings, len(ids)))
+
+    def _check_cache_filled(self, cache: LayerCache) -> None:
+        """Decoding without context produces fluent nonsense, so an empty cache is an error."""
+        missing = [i for i in range(self.num_layers) if cache.get_seq_length(i) == 0]
+        if missing:
+            import transformers
+
+            raise RuntimeError(
+                f"the KV cache of layers {missing} is empty after prefill: the decoder layers "
+                f"ignored the {self._cache_kw!r} keyword (transformers "
+                f"{transformers.__version__}); install the tested versions (`make venv`)"
+            )
 
     def _resolve_head(self, head: HeadChoice) -> Literal["text", "regression"]:
         if head == "auto":
