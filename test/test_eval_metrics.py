@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import shapely
@@ -91,17 +89,23 @@ def test_box_on_path_collides_and_box_beside_it_does_not() -> None:
     assert s.get("collision", "3s") == pytest.approx(100 / 6)
 
 
-def test_step_where_gt_collides_is_skipped() -> None:
+def test_step_where_gt_collides_counts_zero_and_stays_in_the_denominator() -> None:
     boxes = [[] for _ in range(6)]
     boxes[1] = [car_at(10.0, 0.0)]  # the logged ego overlaps it at step 2
+    boxes[3] = [car_at(20.0, 0.0)]  # ... and at step 4
+    boxes[5] = [car_at(30.0, 4.0)]  # beside the log at step 6
     gt = truth(agent_boxes=boxes)
-    assert not gt.collision_counted[1] and gt.collision_counted.sum() == 5
-    outcome = gt.score(STRAIGHT)
-    assert math.isnan(outcome.collision[1])
+    assert gt.gt_collides.tolist() == [False, True, False, True, False, False]
+    planned = STRAIGHT.copy()
+    planned[5] = [30.0, 4.0]  # repeats the log's hits at steps 2 and 4, adds its own at step 6
+    outcome = gt.score(planned)
+    np.testing.assert_array_equal(outcome.collision, [0, 0, 0, 0, 0, 1])
     acc = MetricAccumulator()
     acc.add(outcome)
-    assert acc.summary().counts["collision"] == 5
-    assert acc.summary().get("collision", "avg") == 0.0
+    s = acc.summary()
+    assert s.counts["collision"] == 6  # upstream: (box_coll & ~gt_box_coll) / total
+    assert s.get("collision", "2s") == 0.0
+    assert s.get("collision", "3s") == pytest.approx(100 / 6)
 
 
 def test_path_crossing_boundary_intersects_and_goes_off_road() -> None:
@@ -119,6 +123,35 @@ def test_path_crossing_boundary_intersects_and_goes_off_road() -> None:
     assert np.all(np.isnan(no_map.intersection)) and np.all(np.isnan(no_map.offroad))
 
 
+def test_intersection_is_any_step_up_to_the_horizon_per_sample() -> None:
+    """BEV-Planner: a sample counts at horizon t if ANY counted step up to t touches the line."""
+    road = shapely.box(-10.0, -3.5, 60.0, 3.5)
+    gt = truth(road_boundary=road.boundary, drivable_area=road)
+    late = STRAIGHT.copy()
+    late[3:, 1] = [3.2, 3.4, 3.6]  # touches y = 3.5 from step 4 (x = 20) on
+    acc = MetricAccumulator()
+    acc.add(gt.score(late))
+    acc.add(gt.score(STRAIGHT))  # a clean sample
+    s = acc.summary()
+    # 1 s: neither touched (0 %); 2 s and 3 s: one of two samples (50 %); a per-step mean would
+    # say 1/8 = 12.5 % at 2 s and 3/12 = 25 % at 3 s
+    assert (s.get("intersection", "1s"), s.get("intersection", "2s")) == (0.0, 50.0)
+    assert s.get("intersection", "3s") == 50.0
+    assert s.get("intersection", "avg") == pytest.approx(100 / 3)
+    assert s.counts["intersection"] == 2
+
+
+def test_steps_where_the_logged_ego_touches_the_boundary_are_skipped() -> None:
+    road = shapely.box(-10.0, -0.5, 60.0, 3.5)  # right boundary at y = -0.5: under the log
+    gt = truth(road_boundary=road.boundary)
+    assert gt.gt_crosses.all()
+    outcome = gt.score(STRAIGHT)
+    assert np.all(np.isnan(outcome.intersection))
+    acc = MetricAccumulator()
+    acc.add(outcome)
+    assert acc.summary().get("intersection", "avg") is None
+
+
 def test_metrics_without_map_report_none() -> None:
     acc = MetricAccumulator()
     acc.add(truth().score(STRAIGHT))
@@ -129,11 +162,20 @@ def test_metrics_without_map_report_none() -> None:
 def test_ego_footprint_uses_heading_and_forward_offset() -> None:
     xy = np.array([[0.0, 5.0], [0.0, 10.0], [0.0, 10.0], [0.0, 15.0], [5.0, 15.0], [10.0, 15.0]])
     yaw = headings_from_trajectory(xy)
-    np.testing.assert_allclose(yaw, [np.pi / 2] * 4 + [0.0, 0.0])  # standing still keeps heading
+    # central differences with the origin prepended (SparseDrive / BEV-Planner get_yaw)
+    np.testing.assert_allclose(yaw, [np.pi / 2] * 3 + [np.pi / 4, 0.0, 0.0])
     box = ego_footprints(xy)[0]
     centroid = np.array(box.centroid.coords[0])
     np.testing.assert_allclose(centroid, [0.0, 5.0 + EGO_CENTER_OFFSET_M], atol=1e-9)
     assert box.bounds[3] - box.bounds[1] == pytest.approx(EGO_LENGTH_M)
+
+
+def test_a_standing_car_heads_straight_ahead() -> None:
+    """Last waypoint within 0.5 m of the first: every heading 0 (noise-free), as upstream."""
+    creeping = np.array([[0.0, 0.0], [0.1, 0.2], [0.0, 0.3], [0.2, 0.3], [0.3, 0.2], [0.4, 0.1]])
+    np.testing.assert_array_equal(headings_from_trajectory(creeping), 0.0)
+    moving = creeping * 2.0  # 0.82 m from first to last: headings from the path again
+    assert np.any(headings_from_trajectory(moving) != 0.0)
 
 
 def test_bad_shapes_are_rejected() -> None:

@@ -1,9 +1,11 @@
 """Oriented boxes for the open-loop metrics: the ego footprint along a trajectory, other agents.
 
 All in the ego frame of the planning time (x forward, y left, metres). The ego footprint follows
-the Impromptu-VLA / UniAD convention: a 4.084 m x 1.85 m box whose centre sits 0.5 m ahead of the
-ego origin (rear axle) along the heading, the heading taken from the trajectory itself (direction
-of successive waypoints), so a predicted and a ground-truth trajectory are treated alike.
+the Impromptu-VLA / SparseDrive / BEV-Planner convention: a 4.084 m x 1.85 m box whose centre sits
+0.5 m ahead of the trajectory point along the heading, the heading taken from the trajectory itself
+(central differences, see headings_from_trajectory), so a predicted and a ground-truth trajectory
+are treated alike. (Upstream the trajectory point is the LiDAR sensor; here it is the ego origin of
+the dataset reader: see the model card for the frame.)
 """
 
 from __future__ import annotations
@@ -14,31 +16,29 @@ import shapely
 EGO_LENGTH_M = 4.084
 EGO_WIDTH_M = 1.85
 EGO_CENTER_OFFSET_M = 0.5
-# Below this step length (metres) the heading of the previous step is kept: a stopped car has no
-# direction of travel, and atan2 of a near-zero vector is noise.
-MIN_HEADING_STEP_M = 0.05
+# A trajectory whose last waypoint lies within this of its first is a standing car: every step
+# gets the straight-ahead heading (atan2 of near-zero vectors is noise). SparseDrive /
+# BEV-Planner's `get_yaw`, which Impromptu-VLA's evaluation uses.
+STRAIGHT_FALLBACK_M = 0.5
 
 
-def headings_from_trajectory(
-    xy: np.ndarray, *, min_step: float = MIN_HEADING_STEP_M
-) -> np.ndarray:
-    """Heading of each waypoint from the direction of travel: (T, 2) -> (T,) radians.
+def headings_from_trajectory(xy: np.ndarray) -> np.ndarray:
+    """Heading of each waypoint, the paper's metric convention: (T, 2) -> (T,) radians.
 
-    Step i uses the vector from waypoint i-1 (the ego origin for i = 0) to waypoint i; when that
-    vector is shorter than `min_step` the previous heading is kept (the ego starts at heading 0).
+    Central differences over the trajectory with the ego origin prepended (waypoint i looks
+    from waypoint i-1 to waypoint i+1; the last one from i-1 to i); all zero (straight ahead)
+    when the last waypoint is within STRAIGHT_FALLBACK_M of the first.
     """
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"trajectory must be (T, 2), got {xy.shape}")
-    previous = np.vstack([np.zeros((1, 2)), xy[:-1]])
-    delta = xy - previous
-    yaw = np.zeros(len(xy))
-    current = 0.0
-    for i, (dx, dy) in enumerate(delta):
-        if np.hypot(dx, dy) >= min_step:
-            current = float(np.arctan2(dy, dx))
-        yaw[i] = current
-    return yaw
+    if len(xy) < 2 or np.linalg.norm(xy[-1] - xy[0]) < STRAIGHT_FALLBACK_M:
+        return np.zeros(len(xy))
+    points = np.vstack([np.zeros((1, 2)), xy])
+    ahead = np.vstack([points[2:], points[-1:]])  # waypoint i+1; the last waypoint looks at itself
+    behind = points[:-1]  # waypoint i-1; the origin for the first
+    delta = ahead - behind
+    return np.arctan2(delta[:, 1], delta[:, 0])
 
 
 def box_corners(center_xy: np.ndarray, length: float, width: float, yaw: float) -> np.ndarray:

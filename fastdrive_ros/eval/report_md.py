@@ -136,9 +136,12 @@ def render_markdown(results: EvalResults) -> str:
         f"- machine: {meta.get('machine')}; torch {meta.get('torch')}, {meta.get('threads')} "
         f"threads, device `{meta.get('device')}`",
         f"- date: {meta.get('date')}; command: `{meta.get('command')}`",
-        "- L2 in cm (mean of cumulative means at 1/2/3 s; Avg = their mean); collision and "
-        "intersection in % of counted steps (FACTS.md definitions, see fastdrive_ros/eval/"
-        "metrics.py); relative = % of the unpruned value (lower is better).",
+        "- Convention: the paper's (Impromptu-VLA's evaluator). L2 in cm, cumulative means at "
+        "1/2/3 s, Avg = their mean (ST-P3 / VAD, not UniAD); collision in % of steps (SparseDrive "
+        "/ BEV-Planner boxes and headings; steps where the logged ego collides count 0); "
+        "intersection in % of samples touching the road boundary at any step up to the horizon "
+        "(BEV-Planner); see fastdrive_ros/eval/metrics.py. Relative = % of the unpruned value "
+        "(lower is better).",
         "- Failed plans are scored with the constant-velocity plan (what the node falls back to) "
         f"and counted: {failures or 'none'}.",
         "",
