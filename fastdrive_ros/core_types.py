@@ -26,6 +26,12 @@ PLAN_STEPS = 6
 PLAN_DT_S = 0.5
 HISTORY_STEPS = 7
 
+# Greedy-decoding budget for a text answer. Impromptu-VLA's full `<PLANNING>` answer is about 130
+# pre-tokens under Qwen2's rules (every digit its own token) and 152 at the largest coordinates;
+# 256 leaves room for words the vocabulary splits. Decoding stops at `</PLANNING>` anyway: the
+# budget only bounds a runaway answer (test_nn_answer_budget.py checks it covers a full answer).
+DEFAULT_MAX_NEW_TOKENS = 256
+
 DrivingCommand = Literal["left", "right", "straight"]
 # What the planner may read of the ego's own state (BEV-Planner's two settings): "full" is the
 # paper's and Impromptu's protocol (history, speed, acceleration, yaw rate, steering); "minimal"

@@ -20,7 +20,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from fastdrive_ros.core_types import PLAN_STEPS, EgoState, PlanFailure, PlanOk, PlanResult
+from fastdrive_ros.core_types import (
+    DEFAULT_MAX_NEW_TOKENS,
+    PLAN_STEPS,
+    EgoState,
+    PlanFailure,
+    PlanOk,
+    PlanResult,
+)
 from fastdrive_ros.nn.llm_stage import (
     LayerCache,
     LLMStageSelector,
@@ -311,7 +318,7 @@ class VLAPlanner(nn.Module):
         ego: EgoState,
         selector: LLMStageSelector | None = None,
         keep: int | None = None,
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         head: HeadChoice = "auto",
     ) -> PlanResult:
         """Plan one frame from the kept visual tokens [K, D] and their ascending indices [K].
@@ -340,7 +347,7 @@ class VLAPlanner(nn.Module):
         ego: EgoState,
         selector: LLMStageSelector | None = None,
         keep: int | None = None,
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         head: HeadChoice = "auto",
     ) -> PlannerOutput:
         """plan() plus, for an LLM-stage selector, the visual tokens it left to the last layer."""

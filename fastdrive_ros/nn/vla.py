@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from fastdrive_ros.core_types import CAMERA_NAMES, EgoState, PlanResult
+from fastdrive_ros.core_types import CAMERA_NAMES, DEFAULT_MAX_NEW_TOKENS, EgoState, PlanResult
 from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
 from fastdrive_ros.nn.planner import HeadChoice, VLAPlanner, tick, tock
 from fastdrive_ros.nn.prompt import PROMPT_STYLES, PromptStyle
@@ -328,7 +328,7 @@ class VLA(nn.Module):
         selector_name: str = "reconpruner",
         prune_ratio: float | None = None,
         head: HeadChoice = "auto",
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         selector: Any = None,
     ) -> tuple[PlanResult, Selection, dict[str, float]]:
         """The reference path: [C, 3, H, W] normalised pixels -> plan, kept tokens, timings (ms).

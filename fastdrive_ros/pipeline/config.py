@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fastdrive_ros.core_types import CAMERA_NAMES, DrivingCommand
+from fastdrive_ros.core_types import CAMERA_NAMES, DEFAULT_MAX_NEW_TOKENS, DrivingCommand
 
 MissingCameraPolicy = Literal["reuse_last", "black", "skip"]
 MISSING_CAMERA_POLICIES: tuple[str, ...] = ("reuse_last", "black", "skip")
@@ -66,7 +66,7 @@ class PipelineConfig:
     error_after_failures: int = 3
     latency_window: int = 200
     default_command: DrivingCommand = "straight"
-    max_new_tokens: int = 96
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
 
     def __post_init__(self) -> None:
         names = tuple(self.camera_names)

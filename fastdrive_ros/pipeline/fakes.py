@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastdrive_ros.core_types import PLAN_STEPS, EgoState, PlanFailure, PlanOk, PlanResult
+from fastdrive_ros.core_types import (
+    DEFAULT_MAX_NEW_TOKENS,
+    PLAN_STEPS,
+    EgoState,
+    PlanFailure,
+    PlanOk,
+    PlanResult,
+)
 from fastdrive_ros.pipeline.clock import ManualClock
 from fastdrive_ros.runtime.base import EncoderPrunerOutput
 
@@ -122,7 +129,7 @@ class FakePlanner:
         kept_index: torch.Tensor,
         grid_thw: torch.Tensor,
         ego: EgoState,
-        max_new_tokens: int = 96,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ) -> PlanResult:
         self.calls += 1
         self.last_ego = ego
