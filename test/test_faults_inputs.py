@@ -157,6 +157,30 @@ def test_time_jumps_reset_and_are_reported(direction: str, caplog) -> None:
     assert "jumped" not in out.health.message  # reported once
 
 
+def test_a_time_jump_resets_the_health_state() -> None:
+    """After a jump the failure streak and "since last plan" start again: a /clock that jumped
+    forward with the cameras must not read STALE, a failure streak of the old timeline must not
+    read ERROR on the new one."""
+    clock = ManualClock()
+    pipeline = make(clock, error_after_failures=3)
+    pipeline.planner.answer = "unparseable"
+    for k in range(4):
+        feed(pipeline, clock, 20_000 + 83.3 * k)
+    assert pipeline.health().level == HealthLevel.ERROR
+    pipeline.planner.answer = "ok"
+    restart = 90_000.0  # the clock and the cameras jump forward 70 s together
+    clock.set(int(restart * MS))
+    for frame in camera_frames(int(restart * MS), camera_names=("CAM_FRONT",), data=GOOD):
+        pipeline.on_camera(frame)
+    report = pipeline.health()
+    assert report.level == HealthLevel.WARN, report.message  # the jump itself, nothing else
+    assert "jumped forward" in report.message and "consecutive" not in report.message
+    assert report.values["consecutive_failures"] == "0"
+    assert pipeline.counters.get("time_jump/ego_reset") == 1  # odometry of the old timeline
+    out = feed(pipeline, clock, restart + 83.3)
+    assert out is not None and isinstance(out.plan, PlanOk)
+
+
 def test_unknown_driving_command_is_ignored() -> None:
     from fastdrive_ros.pipeline.types import CommandIn
 

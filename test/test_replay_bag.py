@@ -147,3 +147,150 @@ def test_replay_refuses_bad_paths(bag: Path, tmp_path: Path) -> None:
     (tmp_path / "exists").mkdir()
     with pytest.raises(FileExistsError):
         replay_bag(bag, out=tmp_path / "exists", params=params)
+
+
+def rewrite_bag(src: Path, dst: Path, change) -> Path:
+    """Copy a bag message by message; `change(topic, log_ns, msg)` edits a message in place and
+    returns its (possibly new) data, or None to leave the message out."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from fastdrive_ros.transport.ros_types import typestore
+
+    store = typestore()
+    with (
+        AnyReader([src], default_typestore=store) as reader,
+        Writer(dst, version=8, storage_plugin=StoragePlugin.MCAP) as writer,
+    ):
+        conns: dict[str, object] = {}
+        for conn, log_ns, raw in reader.messages():
+            msg = reader.deserialize(raw, conn.msgtype)
+            if change(conn.topic, log_ns - reader.start_time, msg) is False:
+                continue
+            if conn.topic not in conns:
+                conns[conn.topic] = writer.add_connection(
+                    conn.topic, conn.msgtype, typestore=store
+                )
+            writer.write(conns[conn.topic], log_ns, store.serialize_cdr(msg, conn.msgtype))
+    return dst
+
+
+def fake_pipeline(params):
+    def make(clock) -> FramePipeline:
+        return FramePipeline(
+            config=params.pipeline_config(),
+            backend=FakeBackend(),
+            planner=FakePlanner(),
+            clock=clock,
+            image_size=(56, 84),
+            preprocess=simple_preprocess((56, 84)),
+        )
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def long_bag(tmp_path_factory) -> Path:
+    from fastdrive_ros.data.bag import write_bag
+
+    base = tmp_path_factory.mktemp("replay_long")
+    root = write_tiny_nuscenes(base / "ds", seconds=7.6, image_size=(96, 54))
+    return write_bag(root, version="v1.0-tiny", out=base / "bag", progress=False).path
+
+
+@pytest.mark.parametrize("shift_s", [-5.0, 5.0])
+def test_a_bag_whose_stamps_jump_keeps_planning_every_frame(
+    long_bag: Path, tmp_path: Path, shift_s: float
+) -> None:
+    """Issue 11: stamps jump back 5 s at 4.5 s (a recorded `ros2 bag play --loop`), or forward.
+
+    Log times stay monotonic (they are when the recorder received the messages); header stamps of
+    every message from 4.5 s on are shifted. Every frame after the jump must be planned.
+    """
+    shift_ns = int(shift_s * 1e9)
+
+    def jump(topic: str, t_ns: int, msg) -> None:
+        if t_ns >= 4.5e9 and hasattr(msg, "header"):
+            sec, nsec = divmod(stamp(msg) + shift_ns, 10**9)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+
+    looped = rewrite_bag(long_bag, tmp_path / "looped", jump)
+    params = validate_params({})
+    out = tmp_path / "out"
+    summary = replay_bag(
+        looped,
+        out=out,
+        params=params,
+        make_pipeline=fake_pipeline(params),
+        mode="every_frame",
+        progress=False,
+    )
+    frames = input_stamps(looped)
+    at = next(i for i, (a, b) in enumerate(zip(frames, frames[1:])) if abs(b - a) > 1e9) + 1
+    after = frames[at:]
+    assert len(after) > 30
+    decoded = read_mcap(out)
+    planned = [stamp(m) for _, m in decoded["/fastdrive/trajectory"]]
+    assert planned[-len(after) :] == after  # every frame after the jump, none dropped
+    assert all(len(m.points) == 6 for _, m in decoded["/fastdrive/trajectory"])
+    # all but at most the one anchor pending at the jump (its cameras belonged to the old timeline)
+    assert summary.planned >= summary.frames - 1
+    assert set(summary.dropped) <= {"time_jump"} and "out_of_order" not in summary.dropped
+    direction = "back" if shift_s < 0 else "forward"
+    assert summary.time_jumps == 1 and summary.counters[f"time_jump/{direction}"] == 1
+    # reported in /diagnostics with the first plan after the jump (WARN), then normal again
+    messages = [(m.status[0].level, m.status[0].message) for _, m in decoded["/diagnostics"]]
+    jumped = [i for i, (_, text) in enumerate(messages) if f"jumped {direction}" in text]
+    assert len(jumped) == 1 and messages[jumped[0]][0] == 1
+    assert "ego history and health state reset" in messages[jumped[0]][1]
+    assert messages[-1][0] == 0
+    assert "camera time jumps (pipeline reset)" in rendered(summary)
+
+
+@pytest.mark.parametrize("front", ["missing", "truncated"])
+def test_replay_with_a_dead_front_camera_reports_it_on_its_own_clock(
+    bag: Path, tmp_path: Path, front: str
+) -> None:
+    """Nothing can be planned: /diagnostics still come, every diagnostics period of bag time,
+    STALE with the reason, and the summary says so."""
+
+    def kill_front(topic: str, t_ns: int, msg):
+        if topic != "/CAM_FRONT/image_rect_compressed":
+            return None
+        if front == "missing":
+            return False
+        msg.data = msg.data[: len(msg.data) // 3]
+        return None
+
+    dead = rewrite_bag(bag, tmp_path / "dead", kill_front)
+    params = validate_params({"diagnostics_period_ms": 500.0})
+    out = tmp_path / "out"
+    summary = replay_bag(
+        dead,
+        out=out,
+        params=params,
+        make_pipeline=fake_pipeline(params),
+        mode="every_frame",
+        progress=False,
+    )
+    decoded = read_mcap(out)
+    assert summary.planned == 0 and "/fastdrive/trajectory" not in decoded
+    diags = decoded["/diagnostics"]
+    # one per 500 ms of bag time (4 s) and a last one at the end
+    assert SECONDS / 0.5 - 1 <= len(diags) <= SECONDS / 0.5 + 2
+    times = [t for t, _ in diags]
+    assert times == sorted(times) and times[-1] - times[0] >= (SECONDS - 1) * 1e9
+    last = diags[-1][1].status[0]
+    assert last.level == 3 and "nothing planned yet" in last.message  # STALE
+    if front == "truncated":
+        assert "CAM_FRONT" in last.message  # why: the front images cannot be decoded
+    assert summary.health_worst.startswith("STALE") and summary.health_last.startswith("STALE")
+    assert "last /diagnostics" in rendered(summary) and "STALE" in rendered(summary)
+
+
+def rendered(summary) -> str:
+    from rich.console import Console
+
+    console = Console(width=300, record=True, file=open("/dev/null", "w"))
+    console.print(summary.table())
+    return console.export_text()

@@ -168,16 +168,46 @@ class FramePipeline:
         """Store one camera image; never decodes, never raises for bad input."""
         result = self._sync.push(frame)
         if result in ("jump_back", "jump_forward"):
-            direction = "back" if result == "jump_back" else "forward"
-            LOG.warning(
-                "camera time jumped %s to %d: sync state reset (bag loop or source restart?)",
-                direction,
-                frame.stamp_ns,
-            )
-            with self._state_lock:
-                self._time_jump = f"camera time jumped {direction}: sync state reset"
-                self._assembler.reset()
+            self._on_time_jump("back" if result == "jump_back" else "forward", frame.stamp_ns)
         self._frame_event.set()
+
+    def _on_time_jump(self, direction: str, stamp_ns: int) -> None:
+        """The anchor camera started a new timeline (bag loop, source restart, /clock jump).
+
+        Sync has already dropped the old timeline's images. Everything else that belongs to the
+        old timeline goes too, so planning carries on at once instead of waiting for time to pass
+        the old maximum: last good images, odometry not near the new stamp (odometry that jumped
+        first already restarted the history and is kept), and the health state (failure streak,
+        camera reports, "since last plan" counts from the jump, so neither a clock that jumped
+        forward reads STALE nor one that jumped back hides a stall).
+        """
+        LOG.warning(
+            "camera time jumped %s to %d: sync, ego history and health state reset "
+            "(bag loop or source restart?)",
+            direction,
+            stamp_ns,
+        )
+        window_ns = int(min(self.config.jump_back_ms, self.config.jump_forward_ms) * 1e6)
+        last_odom = self._ego.last_stamp_ns()
+        if last_odom is not None and abs(last_odom - stamp_ns) > window_ns:
+            self._ego.reset()
+            self.counters.inc("time_jump/ego_reset")
+        now = self.clock.now_ns()
+        with self._state_lock:
+            self._time_jump = (
+                f"camera time jumped {direction} (bag loop or source restart): "
+                "sync, ego history and health state reset"
+            )
+            self._assembler.reset()
+            self._consecutive_failures = 0
+            self._last_failure = ""
+            self._last_cameras = {}
+            self._drops_at_last_plan = self.counters.group_total("dropped")
+            self._dropped_recent = 0
+            if self._last_plan_ns is not None:
+                self._last_plan_ns = now
+            else:
+                self._started_ns = now
 
     def on_odometry(self, odom: OdometryIn) -> None:
         """Add an odometry sample; a time jump resets the ego history."""

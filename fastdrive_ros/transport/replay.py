@@ -26,7 +26,7 @@ from fastdrive_ros.pipeline.clock import Clock, ManualClock, ReplayClock
 from fastdrive_ros.pipeline.frame_pipeline import FramePipeline
 from fastdrive_ros.pipeline.latency import STAGES
 from fastdrive_ros.pipeline.simulate import ClockMode, Event, drive
-from fastdrive_ros.pipeline.types import PipelineOutput
+from fastdrive_ros.pipeline.types import HealthReport, PipelineOutput
 from fastdrive_ros.transport import node_core
 from fastdrive_ros.transport.node_core import NodeCore
 from fastdrive_ros.transport.node_messages import RosbagsFactory
@@ -49,6 +49,8 @@ class ReplaySummary:
         bag_s / wall_s: bag time covered and wall time spent.
         counters: the pipeline's final counters.
         model: what ran: model folder, pruner and ratio, encoder+pruner backend and why.
+        time_jumps: anchor camera time jumps (bag loops) that reset the pipeline.
+        health_worst / health_last: the worst and the last /diagnostics written ("LEVEL: why").
     """
 
     bag: Path
@@ -66,6 +68,18 @@ class ReplaySummary:
     wall_s: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)
     model: str = ""
+    time_jumps: int = 0
+    health_worst: str = ""
+    health_last: str = ""
+    _worst_level: int = field(default=-1, repr=False)
+
+    def note_health(self, report: HealthReport) -> None:
+        """Remember the worst and the last /diagnostics level written."""
+        text = f"{report.level.name}: {report.message}"
+        if not self.health_worst or report.level >= self._worst_level:
+            self._worst_level = report.level
+            self.health_worst = text
+        self.health_last = text
 
     def table(self) -> Any:
         """A rich Table of the summary (frames, drops, trajectories, per-stage p50/p95)."""
@@ -84,10 +98,22 @@ class ReplaySummary:
         for reason, count in sorted(self.dropped.items()):
             table.add_row(f"dropped: {reason}", str(count), "")
         table.add_row("frames with a substituted camera", str(self.incomplete), "")
+        if self.time_jumps:
+            table.add_row("camera time jumps (pipeline reset)", str(self.time_jumps), "")
+        if self.health_worst:
+            table.add_row("worst /diagnostics", self.health_worst, "")
+            table.add_row("last /diagnostics", self.health_last, "")
         for stage, (p50, p95) in self.latency_ms.items():
             table.add_row(f"latency {stage} p50 ms", f"{p50:.1f}", f"{p95:.1f}")
         table.add_row("bag seconds / wall seconds", f"{self.bag_s:.1f} / {self.wall_s:.1f}", "")
         return table
+
+
+def _bag_seconds(reader: Any) -> float:
+    """Bag time covered; 0 for a bag without messages (rosbags reports int64 extremes then)."""
+    if not sum(c.msgcount for c in reader.connections):
+        return 0.0
+    return max(0.0, reader.duration / 1e9)
 
 
 def _describe(info: Any) -> str:
@@ -198,11 +224,38 @@ def replay_bag(
         total = sum(c.msgcount for c in reader.connections if c.topic in inputs)
         bar = tqdm(total=total, unit="msg", disable=not progress, desc=f"replay {bag.name}")
 
+        diag_period_ns = int(params.diagnostics_period_ms * 1e6)
+        last_diag_ns: list[int | None] = [None]
+
+        def write_diagnostics(report: HealthReport, now: int) -> None:
+            key, msg = core.diagnostics(report, now)
+            writer.write(conns[key], now, store.serialize_cdr(msg, msg.__msgtype__))
+            topic = conns[key].topic
+            summary.topics[topic] = summary.topics.get(topic, 0) + 1
+            last_diag_ns[0] = now
+            summary.note_health(report)
+
+        def idle_diagnostics(now: int, *, force: bool = False) -> None:
+            """/diagnostics on the replay's own clock, as the live node's timer publishes them.
+
+            Only when nothing was planned for a period: a dead front camera must not leave a
+            silent output bag.
+            """
+            if last_diag_ns[0] is None:
+                last_diag_ns[0] = now  # the first period starts with the first message
+                if not force:
+                    return
+            if force or now - last_diag_ns[0] >= diag_period_ns:
+                write_diagnostics(pipeline.health(now), now)
+
         def on_event(log_ns: int, event: Event) -> None:
             bar.update()
+            idle_diagnostics(pipeline.clock.now_ns())
 
         def on_output(output: PipelineOutput) -> None:
             now = pipeline.clock.now_ns()
+            last_diag_ns[0] = now  # a planned frame carries its own diagnostics
+            summary.note_health(output.health)
             for key, msg in core.outputs(output, now):
                 data = store.serialize_cdr(msg, msg.__msgtype__)
                 writer.write(conns[key], now, data)
@@ -223,7 +276,10 @@ def replay_bag(
             )
         finally:
             bar.close()
-        summary.bag_s = reader.duration / 1e9
+        if pipeline.counters.get("processed") == 0 or not summary.health_last.startswith("OK"):
+            # the bag ended: one last report of the state it left the node in
+            idle_diagnostics(pipeline.clock.now_ns(), force=True)
+        summary.bag_s = _bag_seconds(reader)
     summary.wall_s = time.perf_counter() - start
     counters = pipeline.counters
     summary.counters = counters.snapshot()
@@ -233,6 +289,7 @@ def replay_bag(
     summary.plan_failures = counters.group("failed")
     summary.dropped = counters.group("dropped")
     summary.incomplete = counters.get("frames/incomplete")
+    summary.time_jumps = counters.get("time_jump/back") + counters.get("time_jump/forward")
     order = [s for s in STAGES if s in samples]
     summary.latency_ms = {
         s: tuple(float(v) for v in np.percentile(samples[s], [50, 95])) for s in order
