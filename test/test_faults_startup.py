@@ -57,6 +57,11 @@ def test_no_default_model_installed(monkeypatch, tmp_path: Path) -> None:
         ("no_weights", "model.safetensors"),
         ("no_pruner", "pruner"),
         ("wrong_shape", "model.safetensors"),
+        ("flipped_weights", "model.safetensors"),  # issue 11: loaded silently before
+        ("flipped_pruner", "reconpruner.safetensors"),
+        ("truncated_pruner", "reconpruner.safetensors"),  # issue 11: a traceback before
+        ("truncated_pruner_unlisted", "reconpruner.safetensors"),
+        ("bad_manifest", "SHA256SUMS"),
     ],
 )
 def test_damaged_bundle(copy: Path, damage: str, needle: str) -> None:
@@ -71,6 +76,17 @@ def test_damaged_bundle(copy: Path, damage: str, needle: str) -> None:
         weights.write_bytes(b"\x00" * 4096)
     elif damage == "no_weights":
         weights.unlink()
+    elif damage == "flipped_weights":
+        flip_tensor_bytes(weights)
+    elif damage == "flipped_pruner":
+        flip_tensor_bytes(copy / "pruner" / "reconpruner.safetensors")
+    elif damage.startswith("truncated_pruner"):
+        pruner = copy / "pruner" / "reconpruner.safetensors"
+        pruner.write_bytes(pruner.read_bytes()[: pruner.stat().st_size // 2])
+        if damage.endswith("unlisted"):  # no hash to compare with: safetensors' own check
+            (copy / "pruner" / "SHA256SUMS").unlink()
+    elif damage == "bad_manifest":
+        (copy / "SHA256SUMS").write_text("not a hash  model.safetensors\n")
     elif damage == "no_pruner":
         shutil.rmtree(copy / "pruner")
     elif damage == "wrong_shape":  # config edited after training: weights no longer fit
@@ -83,6 +99,25 @@ def test_damaged_bundle(copy: Path, damage: str, needle: str) -> None:
     message = str(info.value)
     assert str(copy) in message and needle in message, message
     assert "To fix:" in message
+    if damage.startswith("flipped"):
+        assert "does not match its recorded content hash" in message
+
+
+def flip_tensor_bytes(path: Path, count: int = 2000) -> None:
+    """Flip `count` bytes inside the tensor data (not the header: that would fail to parse)."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # u64 header length, then the JSON header
+    middle = start + (len(data) - start) // 2
+    for i in range(middle, min(middle + count, len(data))):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_weights_saved_by_an_older_version_load_with_a_warning(copy: Path, caplog) -> None:
+    (copy / "SHA256SUMS").unlink()
+    with caplog.at_level("WARNING", logger="fastdrive_ros.nn"):
+        _build(copy)
+    assert "model.safetensors not verified" in caplog.text and "SHA256SUMS" in caplog.text
 
 
 def test_cameras_not_matching_the_model(good: Path) -> None:

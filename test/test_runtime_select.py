@@ -52,18 +52,25 @@ def test_auto_without_probe_prefers_onnxruntime_cpu(bundle) -> None:
     assert choice.name == "onnxruntime" and "not probed" in choice.refusals["torch"]
 
 
-def test_auto_falls_back_to_torch_without_an_export(bundle, tmp_path) -> None:
+def test_auto_falls_back_to_torch_without_an_export(bundle, tmp_path, caplog) -> None:
     parts = dataclasses.replace(bundle, folder=tmp_path)  # a folder with no onnx/
-    choice = choose_backend("auto", model=parts)
+    with caplog.at_level(logging.INFO, logger="fastdrive_ros.runtime.backend_select"):
+        choice = choose_backend("auto", model=parts)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # routine: INFO
     assert choice.name == "torch"
     assert "not found" in choice.refusals["onnxruntime-cpu"]
     assert "fastdrive export" in choice.refusals["onnxruntime-cpu"]
 
 
-def test_stale_export_is_refused_by_auto_and_an_error_when_asked_for(bundle) -> None:
+def test_stale_export_is_refused_by_auto_and_an_error_when_asked_for(bundle, caplog) -> None:
     retrained = dataclasses.replace(support.make_parts(cameras=2, seed=5), folder=bundle.folder)
-    choice = choose_backend("auto", model=retrained)
+    with caplog.at_level(logging.INFO, logger="fastdrive_ros.runtime.backend_select"):
+        choice = choose_backend("auto", model=retrained)
     assert choice.name == "torch" and "other weights" in choice.refusals["onnxruntime-cpu"]
+    # issue 11: a mismatched ONNX is news (WARNING naming the file), not routine INFO
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "broken file" in warning.getMessage() and ".onnx" in warning.getMessage()
+    assert "ONNX file is broken" in choice.reason
     with pytest.raises(ModelFileError, match="other weights") as err:
         choose_backend("onnxruntime", model=retrained)
     assert "fastdrive export" in err.value.remedy

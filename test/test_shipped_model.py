@@ -92,3 +92,14 @@ def test_shipped_eval_has_every_method_and_the_reference(parts) -> None:
     for name in ("reconpruner", "fastv", "sparsevlm", "divprune", "vispruner", "random"):
         assert {(name, p) for p in (0.25, 0.5, 0.75)} <= methods
     assert [r["pruner"] for r in results["references"]][:1] == ["constant_velocity"]
+
+
+def test_shipped_weights_match_their_recorded_hashes() -> None:
+    """models/default carries SHA256SUMS (issue 11) and its files match it (no warning path)."""
+    from fastdrive_ros.nn.integrity import read_manifest, sha256_of
+
+    pairs = ((SHIPPED, "model.safetensors"), (SHIPPED / "pruner", "reconpruner.safetensors"))
+    for folder, name in pairs:
+        recorded = read_manifest(folder)
+        assert recorded is not None and set(recorded) == {name}
+        assert sha256_of(folder / name) == recorded[name]

@@ -20,6 +20,7 @@ import torch
 from transformers import Qwen2Config
 from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RotaryEmbedding
 
+from fastdrive_ros.nn.integrity import verify_file, write_manifest
 from fastdrive_ros.nn.selection import Selection, VisualTokens, check_keep, split_keep
 
 WEIGHTS_FILE = "reconpruner.safetensors"
@@ -213,12 +214,14 @@ class ReconPruner(torch.nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+        write_manifest(folder, [WEIGHTS_FILE])  # checked at load: see nn/integrity.py
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict()}
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, folder: str | Path, *, expected_width: int | None = None) -> ReconPruner:
         """Read a pruner written by `save`; expected_width is the encoder's D, checked first."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -229,7 +232,10 @@ class ReconPruner(torch.nn.Module):
                     f"no {path.name} in {folder}: not a saved ReconPruner "
                     f"(expected {CONFIG_FILE} + {WEIGHTS_FILE})"
                 )
-        meta = json.loads(config_path.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{config_path} is not readable JSON: {exc}") from exc
         if meta.get("format") != FORMAT or int(meta.get("version", -1)) > FORMAT_VERSION:
             raise ValueError(
                 f"{config_path} is not a ReconPruner config this version can read "
@@ -243,7 +249,17 @@ class ReconPruner(torch.nn.Module):
                 "the matching pruner"
             )
         pruner = cls(config=config)
-        state = load_file(str(weights_path))
+        verify_file(
+            weights_path,
+            remedy="restore it (`git checkout` for the shipped models/default) or retrain the "
+            "pruner (`fastdrive train-pruner`)",
+        )
+        try:
+            state = load_file(str(weights_path))
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(
+                f"{weights_path} is corrupt or truncated ({exc}): restore or retrain the pruner"
+            ) from exc
         missing, unexpected = pruner.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(

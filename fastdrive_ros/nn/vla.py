@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from fastdrive_ros.core_types import CAMERA_NAMES, DEFAULT_MAX_NEW_TOKENS, EgoState, PlanResult
+from fastdrive_ros.nn.integrity import verify_file, write_manifest
 from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
 from fastdrive_ros.nn.planner import HeadChoice, VLAPlanner, tick, tock
 from fastdrive_ros.nn.prompt import PROMPT_STYLES, PromptStyle
@@ -253,6 +254,7 @@ class VLA(nn.Module):
         )
         state = _bundle_state(self)
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+        write_manifest(folder, [WEIGHTS_FILE])  # checked at load: see nn/integrity.py
         if self.pruner is not None:
             self.pruner.save(folder / PRUNER_DIR)
         (folder / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
@@ -414,6 +416,11 @@ def _load_bundle(cls, folder: Path, raw: dict[str, Any]) -> VLA:
         raise FileNotFoundError(
             f"{path} is missing: rebuild the bundle (`fastdrive build-default`)"
         )
+    verify_file(
+        path,
+        remedy="restore it (`git checkout` for the shipped models/default) or rebuild the bundle "
+        "(`fastdrive build-default`)",
+    )
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:

@@ -47,6 +47,9 @@ class BackendChoice:
     reason: str
     refusals: dict[str, str] = field(default_factory=dict)
     probe_ms: dict[str, float] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+    """Candidates refused because a file exists but is wrong (corrupt, other weights): these
+    are logged as warnings, a missing optional file or library only at INFO."""
 
     @property
     def name(self) -> str:
@@ -169,6 +172,7 @@ def choose_backend(
     gpu = device != "cpu" and torch.cuda.is_available()
     device_id = (torch.device(device).index or 0) if device.startswith("cuda") else 0
     refusals: dict[str, str] = {}
+    broken: set[str] = set()
 
     def torch_backend() -> TorchBackend:
         assert parts is not None
@@ -237,32 +241,47 @@ def choose_backend(
 
     try:
         backend = tensorrt()
-        return _chosen(BackendChoice(backend, "TensorRT engine on the GPU", refusals))
+        return _chosen(
+            BackendChoice(backend, "TensorRT engine on the GPU", refusals, broken=broken)
+        )
     except RuntimeSetupError as exc:
-        refusals["tensorrt"] = str(exc)
+        _refuse(refusals, broken, "tensorrt", exc)
     if gpu:
         for label, providers in _ort_gpu_candidates(ort_providers):
             try:
                 backend = onnxruntime(providers)
-                return _chosen(BackendChoice(backend, f"ONNX Runtime {label} provider", refusals))
+                return _chosen(
+                    BackendChoice(
+                        backend, f"ONNX Runtime {label} provider", refusals, broken=broken
+                    )
+                )
             except RuntimeSetupError as exc:
-                refusals[f"onnxruntime-{label}"] = str(exc)
+                _refuse(refusals, broken, f"onnxruntime-{label}", exc)
     else:
         refusals["onnxruntime-gpu"] = "no CUDA GPU (or device=cpu)"
     reference = torch_backend()
     if reference.device.type == "cuda":
         refusals["onnxruntime-cpu"] = "torch runs on the GPU, faster than any CPU backend"
-        return _chosen(BackendChoice(reference, "torch on the GPU", refusals))
+        return _chosen(BackendChoice(reference, "torch on the GPU", refusals, broken=broken))
     try:
         ort_cpu = onnxruntime(("cpu",))
     except RuntimeSetupError as exc:
-        refusals["onnxruntime-cpu"] = str(exc)
+        _refuse(refusals, broken, "onnxruntime-cpu", exc)
         return _chosen(
-            BackendChoice(reference, "torch (the reference; nothing faster runs)", refusals)
+            BackendChoice(
+                reference,
+                "torch (the reference; the ONNX file is broken, see the warning)"
+                if "onnxruntime-cpu" in broken
+                else "torch (the reference; nothing faster runs)",
+                refusals,
+                broken=broken,
+            )
         )
     if probe_runs <= 0:
         refusals["torch"] = "not probed; ONNX Runtime CPU preferred (FACTS.md: faster for a ViT)"
-        return _chosen(BackendChoice(ort_cpu, "ONNX Runtime CPU (no probe)", refusals))
+        return _chosen(
+            BackendChoice(ort_cpu, "ONNX Runtime CPU (no probe)", refusals, broken=broken)
+        )
     pixels = np.random.default_rng(0).standard_normal(parts.input_shape).astype(np.float32)
     ort_ms = _median_ms(ort_cpu, pixels, probe_runs)
     torch_ms = _median_ms(reference, pixels, probe_runs)
@@ -303,10 +322,20 @@ def _ort_gpu_candidates(
     return candidates
 
 
+def _refuse(refusals: dict[str, str], broken: set[str], name: str, exc: Exception) -> None:
+    """Record why candidate `name` was passed over; a file that exists but is wrong is broken."""
+    refusals[name] = str(exc)
+    if isinstance(exc, ModelFileError) and exc.path.exists():
+        broken.add(name)
+
+
 def _chosen(choice: BackendChoice) -> BackendChoice:
     log.info("encoder+pruner backend: %s (%s)", choice.name, choice.reason)
     for name, why in choice.refusals.items():
-        log.info("  not %s: %s", name, why)
+        if name in choice.broken:  # a corrupt or mismatched ONNX/engine is news, not routine
+            log.warning("backend auto passed over %s because of a broken file: %s", name, why)
+        else:
+            log.info("  not %s: %s", name, why)
     return choice
 
 

@@ -373,7 +373,9 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
         "`config.json` (VLAConfig: Qwen2.5-VL config, image size, cameras, prompt, head, "
         "pruner), `model.safetensors` (vision + planner, float32), `tokenizer.json` (compact "
         "BPE), `pruner/` (ReconPruner), `onnx/` (encoder + pruner graph and its sidecar), "
-        "`eval/` (results.json / results.md / plots of the table above).",
+        "`eval/` (results.json / results.md / plots of the table above). `SHA256SUMS` (here and "
+        "in `pruner/`) records the weights' content hashes; loading checks them "
+        "(`sha256sum -c SHA256SUMS` by hand).",
         "",
     ]
     path = Path(path)
