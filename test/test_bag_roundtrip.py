@@ -181,3 +181,21 @@ def test_bag_errors(tiny, tmp_path):
     )  # fmt: skip
     assert bad_storage.exit_code == 2 and "storage" in bad_storage.output
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("name", ["../../../../../../etc/passwd", "/etc/passwd"])
+def test_bag_refuses_image_names_outside_the_dataroot(tmp_path, name):
+    """Issue 11: a sample_data.json naming ../ or an absolute file put /etc/passwd in a bag."""
+    root = write_tiny_nuscenes(tmp_path / "ds", seconds=1.0)
+    table = root / "v1.0-tiny" / "sample_data.json"
+    records = json.loads(table.read_text())
+    records[3]["filename"] = name
+    table.write_text(json.dumps(records))
+    result = CliRunner().invoke(
+        build_app(),
+        ["bag", "--dataroot", str(root), "--version", "v1.0-tiny", "--out", str(tmp_path / "b")],
+    )
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and name in result.output
+    assert "relative to the dataroot" in result.output
+    assert not (tmp_path / "b").exists()  # refused before anything was written

@@ -124,6 +124,9 @@ def write_bag(
     start_wall = time.perf_counter()
     frames = {n: reader.camera_frames(n) for n in names}  # walks every sample_data chain once
     images = sum(len(f) for f in frames.values())
+    for scene_frames in frames.values():  # every image name checked before a byte is written
+        for frame in scene_frames:
+            image_path(reader.dataroot, frame.relpath)
     bar = tqdm(total=images, desc="bag", unit="img", disable=not progress)
     writer = Writer(out, version=BAG_VERSION, storage_plugin=plugin)
     writer.open()

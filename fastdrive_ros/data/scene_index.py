@@ -164,8 +164,20 @@ def camera_frames(
 
 
 def image_path(dataroot: str | Path, relpath: str) -> Path:
-    """Absolute image path, or DatasetError naming the missing file."""
-    path = Path(dataroot) / relpath
+    """Absolute image path, or DatasetError naming the missing file.
+
+    sample_data.json names files relative to the dataroot; an absolute name or one with `..`
+    would make `fastdrive bag` copy any readable file (/etc/passwd) into a CompressedImage, so
+    both are refused (checked on the name: a dataroot whose samples/ is a symlink still works).
+    """
+    rel = Path(relpath)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise DatasetError(
+            f"sample_data.json names image {relpath!r} in {dataroot}: image file names must be "
+            "relative to the dataroot and stay inside it (no absolute path, no '..'); fix the "
+            "table or regenerate the dataset"
+        )
+    path = Path(dataroot) / rel
     if not path.is_file():
         raise DatasetError(
             f"image file {path} is missing (named by sample_data.json); re-extract the dataset's "
