@@ -20,13 +20,24 @@ if TYPE_CHECKING:
 NETWORK_PANEL = "Network (Cyclone DDS, unicast only; the default stays on this host)"
 
 DomainId = Annotated[
-    int, typer.Option("--domain-id", envvar="ROS_DOMAIN_ID", help="ROS 2 domain id.")
+    int,
+    typer.Option(
+        "--domain-id",
+        envvar="ROS_DOMAIN_ID",
+        min=0,
+        max=232,  # DDS ports 7400 + 250 * id + ... must stay below 65536
+        help="ROS 2 domain id (0..232).",
+    ),
 ]
 Interface = Annotated[
     str,
     typer.Option(
         "--interface",
-        help="Address or interface name Cyclone DDS uses; 127.0.0.1 = this host only.",
+        help="Address or interface name Cyclone DDS sends from, advertises and discovers on "
+        "(127.0.0.1: nothing is sent off this host). Cyclone binds its RECEIVE sockets (UDP "
+        "7400 + 250 * domain + 10 and 11, + 2 per extra participant) to 0.0.0.0 whatever this "
+        "says (it has no option to bind them): firewall those ports or use a network namespace "
+        "to keep other hosts out. The sockets actually bound are logged at start.",
         rich_help_panel=NETWORK_PANEL,
     ),
 ]
@@ -124,6 +135,7 @@ def play(
     from tqdm import tqdm
 
     from fastdrive_ros.transport.dds.peer import RosDdsPeer
+    from fastdrive_ros.transport.dds.sockets import describe, udp_sockets
     from fastdrive_ros.transport.play import BagPlayer
 
     err = Console(stderr=True)
@@ -135,6 +147,7 @@ def play(
             ) as peer,
             BagPlayer(bag=bag, peer=peer, rate=rate, topics=split_list(topics), loop=loop) as bp,
         ):
+            err.print(describe(udp_sockets()), highlight=False)
             if wait_subscribers > 0:
                 err.print(f"waiting for {wait_subscribers} subscriber(s) on every topic...")
                 if not bp.wait_for_subscribers(wait_subscribers, timeout_s=wait_timeout):
@@ -202,7 +215,8 @@ def drive(
     node_name: Annotated[str, typer.Option("--node-name", help="ROS node name.")] = "fastdrive",
     namespace: Annotated[str, typer.Option("--namespace", help="ROS namespace.")] = "/",
     duration: Annotated[
-        float, typer.Option("--duration", help="Stop after this many seconds (0 = run on).")
+        float,
+        typer.Option("--duration", min=0.0, help="Stop after this many seconds (0 = run on)."),
     ] = 0.0,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING...")] = (
         "INFO"

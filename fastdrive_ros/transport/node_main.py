@@ -82,8 +82,21 @@ def params_from_cli(
         raise typer.BadParameter(str(exc), param_hint="--params/--set") from exc
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def setup_logging(level: str = "INFO") -> None:
-    """Log lines on stderr: rich on a terminal, one plain line per record otherwise (files)."""
+    """Log lines on stderr: rich on a terminal, one plain line per record otherwise (files).
+
+    An unknown level is a typer.BadParameter (usage + message, exit 2), not logging's traceback.
+    """
+    if level.upper() not in LOG_LEVELS:
+        import typer
+
+        raise typer.BadParameter(
+            f"{level!r} is not a log level; use one of {', '.join(LOG_LEVELS)}",
+            param_hint="--log-level",
+        )
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 

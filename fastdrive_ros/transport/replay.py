@@ -35,6 +35,36 @@ from fastdrive_ros.transport.node_params import NodeParams
 LOG = logging.getLogger("fastdrive_ros.replay")
 
 
+class BagError(ValueError):
+    """The input is not a readable rosbag2 (garbage or truncated file, bad metadata.yaml)."""
+
+
+def check_bag(bag: Path, store: Any) -> None:
+    """Open the bag once and close it: a damaged one fails here, before the model is loaded.
+
+    rosbags reads the metadata and each MCAP file's summary on open, so a truncated (no end
+    magic), garbage or foreign file and a bad metadata.yaml all surface as one error here.
+    """
+    from rosbags.highlevel import AnyReader
+
+    if not bag.exists():
+        raise FileNotFoundError(f"bag {bag} does not exist")
+    try:
+        with AnyReader([bag], default_typestore=store):
+            pass
+    except Exception as exc:  # rosbags raises AnyReaderError, ReaderError, YAML and OS errors
+        raise BagError(_unreadable(bag, exc)) from exc
+
+
+def _unreadable(bag: Path, exc: Exception) -> str:
+    text = " ".join(str(exc).split())[:200]
+    return (
+        f"{bag} is not a readable rosbag2 ({type(exc).__name__}: {text}); pass a bag folder "
+        "(metadata.yaml with .mcap or .db3 files), e.g. one written by `fastdrive bag`, and "
+        "check that it was copied completely"
+    )
+
+
 @dataclass
 class ReplaySummary:
     """What a replay did (the demo and benchmarks read it).
@@ -133,7 +163,17 @@ def _events(
     With `copy`, every message of the bag (inputs or not) is handed to it as it is read.
     """
     conns = [c for c in reader.connections if copy is not None or c.topic in connections]
-    for conn, log_ns, raw in reader.messages(connections=conns):
+    messages = reader.messages(connections=conns)
+    last_ns = None
+    while True:
+        try:
+            conn, log_ns, raw = next(messages)
+        except StopIteration:
+            return
+        except Exception as exc:  # a damaged chunk past the summary that open() checked
+            where = f"after log time {last_ns}" if last_ns is not None else "at its start"
+            raise BagError(_unreadable(Path(reader.paths[0]), exc) + f" (failed {where})") from exc
+        last_ns = log_ns
         if copy is not None:
             copy(conn, log_ns, raw)
         if conn.topic not in connections:
@@ -181,8 +221,8 @@ def replay_bag(
     if mode not in ("realtime", "every_frame"):
         raise ValueError(f"mode must be realtime or every_frame, got {mode!r}")
     bag, out = Path(bag), Path(out)
-    if not bag.exists():
-        raise FileNotFoundError(f"bag {bag} does not exist")
+    store = typestore()
+    check_bag(bag, store)
     if out.exists():
         raise FileExistsError(f"{out} exists: choose another --out or delete it")
     clock = ReplayClock() if mode == "realtime" else ManualClock()
@@ -190,7 +230,6 @@ def replay_bag(
         pipeline = build_pipeline(params.pipeline_params(), clock=clock)
     else:
         pipeline = make_pipeline(clock)
-    store = typestore()
     core = NodeCore(
         params=params, pipeline=pipeline, factory=RosbagsFactory(), node_name=node_name
     )

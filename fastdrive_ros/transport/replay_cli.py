@@ -60,9 +60,16 @@ def replay(
     from fastdrive_ros.cli import fail
     from fastdrive_ros.runtime.errors import RuntimeSetupError
     from fastdrive_ros.transport.node_main import params_from_cli, setup_logging
-    from fastdrive_ros.transport.replay import replay_bag
+    from fastdrive_ros.transport.replay import BagError, check_bag, replay_bag
+    from fastdrive_ros.transport.ros_types import typestore
 
     setup_logging(log_level)
+    try:  # a damaged bag is one line and exit 2 before the model is loaded (seconds)
+        check_bag(bag, typestore())
+        if out.exists():
+            raise FileExistsError(f"{out} exists: choose another --out or delete it")
+    except (FileNotFoundError, FileExistsError, BagError) as exc:
+        raise fail(exc) from exc
     shortcuts = dict(model_dir=model, backend=backend, pruner=pruner, prune_ratio=prune_ratio)
     node = params_from_cli(params, overrides, shortcuts)
     try:
@@ -74,7 +81,7 @@ def replay(
             copy_inputs=copy_inputs,
             progress=progress,
         )
-    except (FileNotFoundError, FileExistsError, RuntimeSetupError) as exc:
+    except (FileNotFoundError, FileExistsError, RuntimeSetupError, BagError) as exc:
         raise fail(exc) from exc
     Console().print(summary.table())
     typer.echo(f"wrote {out}: " + ", ".join(f"{t} x{n}" for t, n in summary.topics.items()))

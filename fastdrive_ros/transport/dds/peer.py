@@ -39,6 +39,7 @@ from fastdrive_ros.transport.dds.qos import (
     qos_profile,
     typehash_user_data,
 )
+from fastdrive_ros.transport.dds.sockets import describe, udp_sockets
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,8 @@ class RosDdsPeer:
             target=self._dispatch, name=f"dds-peer-{node_name}", daemon=True
         )
         self._thread.start()
+        # What Cyclone really bound, not what the configuration asked (see dds/sockets.py).
+        log.info("%s on interface %s: %s", node_name, config.interface, describe(udp_sockets()))
 
     # -- properties ---------------------------------------------------------------------------
 
