@@ -294,3 +294,49 @@ def rendered(summary) -> str:
     console = Console(width=300, record=True, file=open("/dev/null", "w"))
     console.print(summary.table())
     return console.export_text()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bad_yaml", "not_a_bag"])
+def test_replay_refuses_a_damaged_bag_before_loading_the_model(
+    bag: Path, tmp_path: Path, damage: str
+) -> None:
+    """Issue 11: a traceback (exit 1) after the model load before; now one line, exit 2, and the
+    model is never touched (--model points nowhere: its error would come first otherwise)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from fastdrive_ros.cli import build_app
+
+    broken = Path(shutil.copytree(bag, tmp_path / "broken"))
+    (mcap,) = broken.glob("*.mcap")
+    if damage == "truncated":
+        mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    elif damage == "garbage":
+        mcap.write_bytes(b"\x89MCAP0\r\n" + b"x" * 5000)
+    elif damage == "bad_yaml":
+        (broken / "metadata.yaml").write_text("rosbag2_bagfile_information: [oops")
+    else:
+        (broken / "metadata.yaml").unlink()
+        mcap.unlink()
+    result = CliRunner().invoke(
+        build_app(),
+        ["replay", str(broken), "--out", str(tmp_path / "out"), "--model", str(tmp_path / "nope"),
+         "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "not a readable rosbag2" in lines[0] and str(broken) in lines[0]
+    assert "nope" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_replay_of_a_bag_without_messages_reports_zero_seconds(bag: Path, tmp_path: Path) -> None:
+    empty = rewrite_bag(bag, tmp_path / "empty", lambda topic, t, msg: False)
+    params = validate_params({})
+    summary = replay_bag(
+        empty, out=tmp_path / "out", params=params, make_pipeline=fake_pipeline(params),
+        progress=False,
+    )  # fmt: skip
+    assert summary.frames == 0 and summary.bag_s == 0.0  # not -9223372036.9
+    assert summary.health_last and not summary.health_last.startswith("OK")

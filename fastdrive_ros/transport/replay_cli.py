@@ -84,6 +84,17 @@ def replay(
     except (FileNotFoundError, FileExistsError, RuntimeSetupError, BagError) as exc:
         raise fail(exc) from exc
     Console().print(summary.table())
+    if summary.planned == 0:  # exit 0 (the replay ran), but nobody should miss this
+        why = (
+            "the bag holds no front camera image"
+            if summary.frames == 0
+            else f"all {summary.frames} frames were dropped"
+        )
+        typer.secho(
+            f"warning: nothing was planned ({why}); last /diagnostics: {summary.health_last}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     typer.echo(f"wrote {out}: " + ", ".join(f"{t} x{n}" for t, n in summary.topics.items()))
 
 
