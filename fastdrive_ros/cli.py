@@ -33,6 +33,23 @@ def split_list(values: str | list[str] | None) -> list[str]:
     return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
 
+def parse_image_size(text: str, *, option: str = "--image-size") -> tuple[int, int]:
+    """'640x360' -> (640, 360): WIDTH x HEIGHT, the one convention of every --image-size.
+
+    Images are described as cameras and image tools do (1600x900 for nuScenes); code that needs
+    (H, W), like VLAConfig.image_size, swaps after parsing. A bad value is a BadParameter.
+    """
+    parts = text.lower().replace("*", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise typer.BadParameter(
+            f"expected WIDTHxHEIGHT such as 1600x900 or 504x280, got {text!r}", param_hint=option
+        )
+    width, height = int(parts[0]), int(parts[1])
+    if width <= 0 or height <= 0:
+        raise typer.BadParameter(f"image size must be positive, got {text!r}", param_hint=option)
+    return width, height
+
+
 def fail(error: Exception | str, *, code: int = 2) -> typer.Exit:
     """Print `error: <message>` in red on stderr and return the Exit to raise (bad input: 2)."""
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)

@@ -165,7 +165,8 @@ def demo(
     """Synthetic scene -> rosbag2 -> the driving pipeline with ReconPruner -> trajectories."""
     from rich.console import Console
 
-    from fastdrive_ros.cli import fail
+    from fastdrive_ros.cli import fail, parse_image_size
+    from fastdrive_ros.data.synth.generate import validate as validate_scene
     from fastdrive_ros.runtime.errors import RuntimeSetupError
     from fastdrive_ros.transport.node_main import default_params_file, node_params, setup_logging
     from fastdrive_ros.transport.node_params import ParamError
@@ -173,12 +174,30 @@ def demo(
 
     console = Console()
     setup_logging("WARNING")
+    # Every option is checked before the ~12 s of scene generation, not after it.
+    width, height = parse_image_size(image_size)
     try:
-        width, height = (int(v) for v in image_size.lower().split("x"))
-    except ValueError:
-        raise fail(f"--image-size must look like 640x360, got {image_size!r}") from None
+        validate_scene(
+            scenes=1, seconds=seconds, seed=DEMO_SEED, image_size=(width, height), workers=1,
+            town_grid=5,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--seconds/--image-size") from None
+    if not 0.0 <= prune_ratio < 1.0:
+        raise typer.BadParameter(
+            f"must be in [0, 1), got {prune_ratio}", param_hint="--prune-ratio"
+        )
+    if backend not in ("auto", "onnxruntime", "torch", "tensorrt"):
+        raise typer.BadParameter(
+            f"use auto, onnxruntime, torch or tensorrt, got {backend!r}", param_hint="--backend"
+        )
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file: the demo writes a folder there; pick another path")
     paths = DemoPaths(out)
-    paths.root.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"cannot create --out {out}: {exc}") from exc
     console.rule("1. synthetic scene and bag")
     console.print(
         make_scene_bag(paths, seconds=seconds, image_size=(width, height), progress=progress)

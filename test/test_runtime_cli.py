@@ -75,6 +75,43 @@ def test_export_rejects_bad_options(bundle: Path) -> None:
     assert result.exit_code == 2 and "precision" in result.output
 
 
+def test_export_never_replaces_a_file_without_force(bundle: Path, exported) -> None:
+    """Issue 11: `fastdrive export --model models/default` silently replaced the shipped ONNX."""
+    assert exported.exit_code == 0
+    onnx_path = bundle / "onnx" / "encoder_pruner-reconpruner-p050.onnx"
+    before = onnx_path.read_bytes()
+    result = runner.invoke(build_app(), ["export", "--model", str(bundle), "--threads", "1"])
+    assert result.exit_code == 2 and "--force" in result.output and str(onnx_path) in result.output
+    assert onnx_path.read_bytes() == before
+
+
+def test_export_checks_its_numbers_and_paths(bundle: Path, tmp_path: Path) -> None:
+    base = ["export", "--model", str(bundle)]
+    result = runner.invoke(build_app(), [*base, "--bench", "--runs", "0"])
+    assert result.exit_code == 2 and "--runs" in result.output  # was: bench silently skipped
+    result = runner.invoke(build_app(), [*base, "--out", f"{tmp_path}/"])
+    assert result.exit_code == 2 and "is a folder" in result.output  # was: a traceback
+
+
+def test_export_writes_the_opset_it_says(bundle: Path, tmp_path: Path) -> None:
+    """Issue 11: `--opset 17` wrote opset 18 and labelled it 17."""
+    out = tmp_path / "o17.onnx"
+    result = runner.invoke(
+        build_app(), ["export", "--model", str(bundle), "--opset", "17", "--out", str(out),
+                      "--no-parity", "--threads", "1"],
+    )  # fmt: skip
+    if result.exit_code == 0:  # an exporter that can write 17: then the file must hold 17
+        import onnx
+
+        model = onnx.load(str(out), load_external_data=False)
+        assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+        assert json.loads(out.with_name(out.name + ".json").read_text())["opset"] == 17
+    else:
+        assert result.exit_code == 2, result.output
+        assert "asked for opset 17" in result.output and "wrote opset 18" in result.output
+        assert not out.exists()
+
+
 def test_engine_list_shows_entries_and_damage(tmp_path: Path) -> None:
     cache = EngineCache(root=tmp_path)
     shape = ProfileShape("pixels", (2, 3, 56, 84), (2, 3, 56, 84), (2, 3, 56, 84))

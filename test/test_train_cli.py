@@ -138,7 +138,7 @@ def test_bad_arguments_are_named(world: Path, tmp_path: Path) -> None:
     result = _invoke(
         ["train-pruner", *_common(world, tmp_path, tmp_path), "--image-size", "56by84"]
     )
-    assert result.exit_code != 0 and "image size must look like" in result.output
+    assert result.exit_code == 2 and "WIDTHxHEIGHT" in result.output
 
 
 def _free_port() -> int:
@@ -184,7 +184,7 @@ def test_train_pruner_reads_a_hf_checkpoint_folder(world: Path, bundle: Path, tm
     tower = {f"model.visual.{k}": v.contiguous() for k, v in vla.vision.tower.state_dict().items()}
     save_file(tower, str(checkpoint / "model.safetensors"))
     out = tmp_path / "out"
-    args = ["train-pruner", *_common(world, checkpoint, out), "--image-size", "56x84"]
+    args = ["train-pruner", *_common(world, checkpoint, out), "--image-size", "84x56"]  # WxH
     args += [
         "--epochs",
         "1",

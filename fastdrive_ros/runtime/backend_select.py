@@ -64,7 +64,7 @@ def expected_export(
     folder = parts.folder if parts is not None and parts.folder is not None else Path("DIR")
     remedy = (
         f"re-export: `fastdrive export --model {folder} --selector {selector} "
-        f"--prune-ratio {plan.prune_ratio:g} --out {info.path}`"
+        f"--prune-ratio {plan.prune_ratio:g} --out {info.path} --force`"
     )
     problems = []
     if meta.selector != selector:

@@ -41,19 +41,34 @@ def export(
             help="fp32, or fp16 weights and compute (for TensorRT 11 strongly typed FP16)."
         ),
     ] = "fp32",
-    opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT needs <= 20).")] = 20,
+    opset: Annotated[
+        int,
+        typer.Option(
+            help="ONNX opset written (and recorded). torch's dynamo exporter writes 18..20; "
+            "asking for another is an error, never a mislabelled file. TensorRT needs <= 20."
+        ),
+    ] = 20,
     parity: Annotated[
         bool, typer.Option(help="Check ONNX Runtime against torch (kept indices, token error).")
     ] = True,
     bench: Annotated[
         bool, typer.Option(help="Also time torch vs ONNX Runtime on this CPU.")
     ] = False,
-    runs: Annotated[int, typer.Option(help="Timed runs per backend for --bench.")] = 10,
-    threads: Annotated[int, typer.Option(help="CPU threads for parity and --bench.")] = 2,
+    runs: Annotated[
+        int, typer.Option(min=1, help="Timed runs per backend for --bench (>= 1).")
+    ] = 10,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for parity and --bench.")] = 2,
     legacy_fallback: Annotated[
         bool,
         typer.Option(help="Fall back to the legacy TorchScript exporter if dynamo fails."),
     ] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing ONNX file (e.g. the one shipped in models/default).",
+        ),
+    ] = False,
 ) -> None:
     """Export the vision encoder + pruner + top-K as ONE ONNX graph, lint it, check parity."""
     import torch
@@ -67,11 +82,17 @@ def export(
         raise fail(ValueError(f"--precision must be one of {', '.join(PRECISIONS)}"))
     if not 1 <= opset <= 20:
         raise fail(ValueError("--opset must be in 1..20 (TensorRT parses opset <= 20)"))
+    if out is not None and (out.is_dir() or str(out).endswith(("/", "\\"))):
+        raise fail(f"--out {out} is a folder: give the ONNX file to write, e.g. {out}/model.onnx")
     torch.set_num_threads(threads)
     try:
         parts = load_model_parts(model)
         ratio = parts.default_prune_ratio if prune_ratio is None else prune_ratio
         target = out or default_onnx_path(model, selector, ratio, precision)  # type: ignore[arg-type]
+        if Path(target).exists() and not force:
+            # the shipped models/default/onnx file is what the node loads: never replace it
+            # by accident (the backends would then run whatever this export produced)
+            raise fail(f"{target} exists: pass --force to replace it, or --out to write elsewhere")
         report = export_and_check(
             parts,
             target,

@@ -127,6 +127,12 @@ def _export_legacy(
     )
 
 
+def _default_opset(path: Path) -> int:
+    """The opset of the default ONNX domain that `path` really imports."""
+    model = import_onnx().load(str(path), load_external_data=False)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), -1)
+
+
 def export_encoder_pruner(
     parts: ModelParts,
     out: str | Path,
@@ -191,6 +197,13 @@ def export_encoder_pruner(
                 raise ExportError(
                     f"both exporters failed: dynamo ({first}); legacy ({exc2})"
                 ) from exc2
+        written = _default_opset(dest)
+        if written != opset:  # the label must be what is in the file (metadata, sidecar, engine)
+            raise ExportError(
+                f"asked for opset {opset}, but {metadata.exporter.split(':')[0]} exporter of "
+                f"torch {torch.__version__} wrote opset {written}; ask for --opset {written} "
+                "(torch's dynamo exporter writes 18 and above; TensorRT parses up to 20)"
+            )
         findings = lint_onnx(dest)
         bad = errors(findings)
         if bad:

@@ -23,7 +23,7 @@ METADATA_KEY = "fastdrive.export"
 FORMAT_VERSION = 1
 Precision = Literal["fp32", "fp16"]
 
-REEXPORT = "re-export it with `fastdrive export --model DIR --out {path}`"
+REEXPORT = "re-export it with `fastdrive export --model DIR --out {path} --force`"
 
 
 @dataclass(frozen=True)

@@ -21,17 +21,12 @@ def _fail(message: str) -> typer.Exit:
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """'280x504' (H x W) -> (280, 504)."""
+    """'504x280' (W x H, as every --image-size) -> (280, 504), the model's (H, W)."""
+    from fastdrive_ros.cli import parse_image_size
+
     if text is None:
         return None
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"image size must look like 280x504 (H x W), got {text!r}"
-        ) from None
-    if height <= 0 or width <= 0:
-        raise typer.BadParameter(f"image size must be positive, got {text!r}")
+    width, height = parse_image_size(text)
     return height, width
 
 
@@ -220,7 +215,8 @@ def train_pruner_command(
         Opt(help="Comma-separated cameras (default: the bundle's; CAM_FRONT for checkpoints)."),
     ] = None,
     image_size: Annotated[
-        str | None, Opt(help="HxW input size (default: the bundle's; 1596x1596 checkpoints).")
+        str | None,
+        Opt(help="WxH input size, e.g. 504x280 (default: the bundle's; 1596x1596 checkpoints)."),
     ] = None,
     work_dir: Annotated[
         Path | None, Opt(help="Records and token caches (default OUT/work; share it to reuse).")

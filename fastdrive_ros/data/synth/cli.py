@@ -9,13 +9,10 @@ import typer
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (W, H), e.g. '1600x900'."""
-    parts = text.lower().replace("*", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise typer.BadParameter(
-            f"expected WIDTHxHEIGHT such as 1600x900 or 448x252, got {text!r}"
-        )
-    return int(parts[0]), int(parts[1])
+    """'WxH' -> (W, H), e.g. '1600x900' (fastdrive_ros.cli.parse_image_size)."""
+    from fastdrive_ros.cli import parse_image_size
+
+    return parse_image_size(text)
 
 
 def register(app: typer.Typer) -> None:
