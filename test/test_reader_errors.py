@@ -58,6 +58,26 @@ def test_record_missing_a_field(copy):
         NuScenesReader(dataroot=copy, version=VERSION)
 
 
+@pytest.mark.parametrize(
+    ("table", "field", "value"),
+    [
+        ("ego_pose", "translation", "oops"),
+        ("calibrated_sensor", "rotation", [1, 0, 0]),
+        ("sample_annotation", "size", [1.0, "wide", 2.0]),
+    ],
+)
+def test_a_bad_number_in_a_table_names_the_table(copy, table, field, value):
+    """Issue 11: `"translation": "oops"` gave numpy's message without the file's name."""
+    path = copy / VERSION / f"{table}.json"
+    records = json.loads(path.read_text())
+    for record in records:  # every record: whichever one the reader meets first is bad
+        record[field] = value
+    path.write_text(json.dumps(records))
+    with pytest.raises(DatasetError, match=rf"table {table}\.json: record .* has {field} = "):
+        reader = NuScenesReader(dataroot=copy, version=VERSION, with_map=False)
+        reader[0]
+
+
 def test_missing_image_is_reported_lazily(copy):
     reader = NuScenesReader(dataroot=copy, version=VERSION, with_map=False)
     victim = reader[0].cameras[2].path

@@ -161,9 +161,9 @@ class SceneAgents:
                     instance_token=instance,
                     category=anns[0][1]["category_name"],
                     times_us=[t for t, _ in anns],
-                    centers=np.array([a["translation"] for _, a in anns]),
-                    sizes_wlh=np.array([a["size"] for _, a in anns]),
-                    rotations=np.array([a["rotation"] for _, a in anns]),
+                    centers=np.array([_numbers(a, "translation", 3) for _, a in anns]),
+                    sizes_wlh=np.array([_numbers(a, "size", 3) for _, a in anns]),
+                    rotations=np.array([_numbers(a, "rotation", 4) for _, a in anns]),
                     visibility=[_visibility_level(a) for _, a in anns],
                 )
             )
@@ -173,3 +173,9 @@ class SceneAgents:
         """Every instance present at t (see InstanceTrack.at)."""
         boxes = (track.at(t_us, tolerance_s) for track in self._tracks)
         return [box for box in boxes if box is not None]
+
+
+def _numbers(record: dict, field: str, length: int) -> np.ndarray:
+    from fastdrive_ros.data.errors import record_numbers
+
+    return record_numbers(record, field, length, "sample_annotation")

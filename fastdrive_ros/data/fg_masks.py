@@ -286,7 +286,17 @@ def load_segmenter(spec: str) -> Segmenter:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"segmenter must be 'package.module:factory', got {spec!r}")
-    factory: Callable[[], Any] = getattr(importlib.import_module(module_name), attr)
+    try:
+        factory: Callable[[], Any] = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"segmenter {spec!r} cannot be loaded ({type(exc).__name__}: {exc}); give "
+            "'package.module:factory' of an importable module (on PYTHONPATH) and a factory in it"
+        ) from exc
+    if not callable(factory):
+        raise ValueError(
+            f"segmenter {spec!r}: {attr} is a {type(factory).__name__}, not a factory"
+        )
     segmenter = factory()
     if not callable(segmenter):
         raise TypeError(f"{spec} returned {type(segmenter).__name__}, which is not callable")

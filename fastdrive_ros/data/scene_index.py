@@ -16,7 +16,7 @@ from fastdrive_ros.core_types import CAMERA_NAMES
 from fastdrive_ros.data.agents import SceneAgents
 from fastdrive_ros.data.cameras import CameraCalibration
 from fastdrive_ros.data.ego_status import CanBusTrack
-from fastdrive_ros.data.errors import DatasetError
+from fastdrive_ros.data.errors import DatasetError, record_numbers
 from fastdrive_ros.data.frames import Pose, PoseTrack
 
 
@@ -63,8 +63,8 @@ def calibration_of(nusc: Any, sd: dict) -> CameraCalibration:
     return CameraCalibration(
         channel=sd["channel"],
         intrinsic=intrinsic,
-        rotation=np.asarray(cs["rotation"], dtype=np.float64),
-        translation=np.asarray(cs["translation"], dtype=np.float64),
+        rotation=record_numbers(cs, "rotation", 4, "calibrated_sensor"),
+        translation=record_numbers(cs, "translation", 3, "calibrated_sensor"),
         width=width,
         height=height,
     )
@@ -119,8 +119,10 @@ def build_scene_index(nusc: Any, scene: dict) -> SceneIndex:
     times = np.array(sorted(poses), dtype=np.int64)
     track = PoseTrack(
         timestamps_us=times,
-        translations=np.array([poses[t]["translation"] for t in times]),
-        rotations=np.array([poses[t]["rotation"] for t in times]),
+        translations=np.array(
+            [record_numbers(poses[t], "translation", 3, "ego_pose") for t in times]
+        ),
+        rotations=np.array([record_numbers(poses[t], "rotation", 4, "ego_pose") for t in times]),
     )
     log = nusc.get("log", scene["log_token"])
     return SceneIndex(
@@ -153,8 +155,8 @@ def camera_frames(
                     is_key_frame=bool(sd["is_key_frame"]),
                     calibration=calibration_of(nusc, sd),
                     ego_pose=Pose(
-                        np.asarray(pose["translation"], dtype=np.float64),
-                        np.asarray(pose["rotation"], dtype=np.float64),
+                        record_numbers(pose, "translation", 3, "ego_pose"),
+                        record_numbers(pose, "rotation", 4, "ego_pose"),
                     ),
                 )
             )

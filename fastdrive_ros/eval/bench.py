@@ -97,8 +97,13 @@ def reduced(qwen: Any, layers: int | None) -> Any:
     """A copy with `layers` vision blocks and LLM layers (full attention in the last block)."""
     if layers is None:
         return qwen
-    if layers < 1:
-        raise ValueError(f"--layers must be >= 1, got {layers}")
+    vision, text = qwen.vision_config, qwen.text_config
+    deepest = min(vision.depth, text.num_hidden_layers)
+    if not 1 <= layers <= deepest:  # more than the model has would time a model that is not it
+        raise ValueError(
+            f"--layers must be in 1..{deepest} (this config has {vision.depth} vision blocks and "
+            f"{text.num_hidden_layers} LLM layers), got {layers}"
+        )
     qwen = copy.deepcopy(qwen)
     vision, text = qwen.vision_config, qwen.text_config
     full = [i for i in vision.fullatt_block_indexes if i < layers] or [layers - 1]

@@ -138,11 +138,11 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="float32, bfloat16 or float16 (default: bfloat16 on cuda)."),
         ] = None,
         repeats: Annotated[
-            int, typer.Option(help="Timed repeats per stage (the median is reported).")
+            int, typer.Option(min=1, help="Timed repeats per stage (the median is reported).")
         ] = 5,
-        warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per stage.")] = 1,
+        warmup: Annotated[int, typer.Option(min=0, help="Untimed warm-up runs per stage.")] = 1,
         decode_tokens: Annotated[
-            int, typer.Option(help="Decode steps timed per kept count.")
+            int, typer.Option(min=1, help="Decode steps timed per kept count (>= 1).")
         ] = 16,
         text_tokens: Annotated[
             int | None,

@@ -21,6 +21,7 @@ Policy (also in the README):
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from typing import Literal
 
 from fastdrive_ros.pipeline.config import PipelineConfig
 from fastdrive_ros.pipeline.counters import Counters
+from fastdrive_ros.pipeline.log_throttle import ThrottledLog
 from fastdrive_ros.pipeline.types import ENCODINGS, CameraFrameIn
 
+LOG = logging.getLogger("fastdrive_ros.pipeline")
 PushResult = Literal["ok", "rejected", "out_of_order", "jump_back", "jump_forward"]
 
 
@@ -69,6 +72,7 @@ class FrameSynchronizer:
         self._last_stamp: dict[str, int] = {}
         self._last_reject: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._log = ThrottledLog(LOG)
 
     def push(self, frame: CameraFrameIn) -> PushResult:
         """Store an image (cheap: no decoding). Rejections and drops are counted, never raised."""
@@ -84,6 +88,16 @@ class FrameSynchronizer:
         reason = self._input_problem(frame)
         if reason:
             counters.inc(f"rejected/{reason}")
+            # counted AND said: an empty or oversized payload is as much a fault as a bad JPEG
+            self._log.warning(
+                f"rejected/{name}/{reason}",
+                "camera %s: image at %d rejected before decoding: %s (%d bytes, encoding %r)",
+                name,
+                frame.stamp_ns,
+                reason,
+                frame.nbytes,
+                frame.encoding,
+            )
             with self._lock:
                 self._last_reject[name] = reason
             if is_anchor:

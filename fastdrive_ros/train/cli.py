@@ -30,6 +30,18 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return height, width
 
 
+def _dist_context(device: str):
+    """DistContext.from_env, with a bad or unavailable --device as `error:` and exit 2."""
+    from fastdrive_ros.train.distributed import DistContext
+
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise typer.BadParameter(f"use auto, cpu or cuda, got {device!r}", param_hint="--device")
+    try:
+        return DistContext.from_env(device=device)
+    except RuntimeError as exc:  # --device cuda without a CUDA GPU, a failed process group
+        raise _fail(f"{exc}; use --device cpu (or auto) on this machine") from exc
+
+
 def parse_cameras(text: str | None) -> tuple[str, ...] | None:
     from fastdrive_ros.core_types import CAMERA_NAMES
 
@@ -96,14 +108,15 @@ def train_planner_command(
     import torch
 
     from fastdrive_ros.nn.vla import VLA
-    from fastdrive_ros.train.distributed import DistContext
     from fastdrive_ros.train.loop import TrainConfig
     from fastdrive_ros.train.planner import train_planner
     from fastdrive_ros.train.workspace import DataSpec, Workspace
 
+    if not 0.0 < keep_min <= 1.0:  # a share of the tokens: 2 or -0.5 kept nothing sensible
+        raise typer.BadParameter(f"must be in (0, 1], got {keep_min}", param_hint="--keep-min")
     if threads is not None:
         torch.set_num_threads(threads)
-    dist = DistContext.from_env(device=device)
+    dist = _dist_context(device)
     try:
         vla = VLA.from_pretrained(model)
         if vla.planner.waypoint_head is None:
@@ -262,13 +275,12 @@ def train_pruner_command(
     """Train ReconPruner with adversarial foreground/background reconstruction (AFBR)."""
     import torch
 
-    from fastdrive_ros.train.distributed import DistContext
     from fastdrive_ros.train.loop import TrainConfig
     from fastdrive_ros.train.pruner_job import PrunerJob, run_pruner_job
 
     if threads is not None:
         torch.set_num_threads(threads)
-    dist = DistContext.from_env(device=device)
+    dist = _dist_context(device)
     try:
         job = PrunerJob(
             model=model,
