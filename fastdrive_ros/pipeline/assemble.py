@@ -16,7 +16,7 @@ import numpy as np
 
 from fastdrive_ros.pipeline.config import PipelineConfig
 from fastdrive_ros.pipeline.counters import Counters
-from fastdrive_ros.pipeline.decode import DecodeError, decode_frame
+from fastdrive_ros.pipeline.decode import DecodeError, decode_frame, source_size
 from fastdrive_ros.pipeline.log_throttle import ThrottledLog
 from fastdrive_ros.pipeline.sync import SyncedFrame
 from fastdrive_ros.pipeline.types import CameraFrameIn, CameraSlotReport
@@ -49,8 +49,17 @@ class DroppedFrame:
 class FrameAssembler:
     """Decodes and substitutes; remembers each camera's last good image (bounded: one each)."""
 
-    def __init__(self, *, config: PipelineConfig, counters: Counters) -> None:
+    def __init__(
+        self,
+        *,
+        config: PipelineConfig,
+        counters: Counters,
+        reduce_to: tuple[int, int] | None = None,
+    ) -> None:
+        # reduce_to (W, H): the model's input size; large JPEGs decode at a fraction of their
+        # size but never below it (pipeline/decode.py: DCT-domain scaling)
         self._config = config
+        self._reduce_to = reduce_to
         self._counters = counters
         self._last_good: dict[str, tuple[int, np.ndarray]] = {}
         self._reuse_ns = int(config.reuse_max_age_ms * 1e6)
@@ -64,7 +73,12 @@ class FrameAssembler:
         self, name: str, frame: CameraFrameIn, expected: tuple[int, int] | None
     ) -> np.ndarray | str:
         try:
-            image = decode_frame(frame, max_bytes=self._config.max_image_bytes, expected=expected)
+            image = decode_frame(
+                frame,
+                max_bytes=self._config.max_image_bytes,
+                expected=expected,
+                reduce_to=self._reduce_to,
+            )
         except DecodeError as exc:
             self._counters.inc(f"decode_failed/{exc.reason}")
             self._counters.inc(f"decode_failed/camera/{name}")
@@ -88,7 +102,9 @@ class FrameAssembler:
             report = {anchor.channel: CameraSlotReport("missing", 0.0, decoded)}
             return DroppedFrame("bad_anchor", f"{anchor.channel} {decoded}", report)
         height, width = decoded.shape[:2]
-        size = (width, height)
+        size = (width, height)  # as decoded: what substitutes must match
+        # the other cameras must SEND what the anchor sent (a reduced decode is smaller)
+        sent = source_size(anchor) if self._reduce_to is not None else size
         images: list[np.ndarray] = []
         reports: dict[str, CameraSlotReport] = {}
         for name in config.camera_names:
@@ -98,7 +114,7 @@ class FrameAssembler:
             elif frame is None:
                 image = synced.missing.get(name, "no image")
             else:
-                image = self._decode(name, frame, size)
+                image = self._decode(name, frame, sent)
             if isinstance(image, np.ndarray):
                 self._last_good[name] = (frame.stamp_ns, image)
                 offset = (frame.stamp_ns - anchor.stamp_ns) / 1e6

@@ -105,13 +105,14 @@ class PipelineInfo:
 
 
 def default_preprocess(image_size: tuple[int, int]) -> Preprocess:
-    """THE preprocessing shared with training and evaluation (nn/vision.py), at the model size.
+    """The preprocessing of training and evaluation (nn/vision.py), fused for the node.
 
-    Per frame, so it reuses its full-size float buffer (nn.vision.ImagePreprocessor).
+    uint8 resize + table normalisation into a reused buffer, within half an intensity level of
+    the reference (pipeline/preprocess.py says why and how much faster).
     """
-    from fastdrive_ros.nn.vision import ImagePreprocessor
+    from fastdrive_ros.pipeline.preprocess import FusedPreprocessor
 
-    return ImagePreprocessor(size=image_size)
+    return FusedPreprocessor(size=image_size)
 
 
 class FramePipeline:
@@ -144,7 +145,11 @@ class FramePipeline:
         self.counters = Counters()
         self.latency = RollingLatency(window=config.latency_window)
         self._sync = FrameSynchronizer(config=config, counters=self.counters)
-        self._assembler = FrameAssembler(config=config, counters=self.counters)
+        # a JPEG at least twice the model's size decodes at 1/2, 1/4 or 1/8 scale (DCT domain)
+        reduce_to = (self.image_size[1], self.image_size[0]) if preprocess is None else None
+        self._assembler = FrameAssembler(
+            config=config, counters=self.counters, reduce_to=reduce_to
+        )
         self._ego = EgoHistory(capacity=config.odom_buffer, wheelbase_m=config.wheelbase_m)
         self._command: DrivingCommand = config.default_command
         self._step_lock = threading.Lock()
