@@ -51,7 +51,7 @@ class PipelineParams:
     torch_threads: int = 0
     config: PipelineConfig = field(default_factory=PipelineConfig)
     warm_up: bool = True
-    probe_runs: int = 2
+    probe_runs: int = 7
     keep_images: bool = False
 
 

@@ -10,7 +10,6 @@ back: it either runs or raises with the cause.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,13 @@ import numpy as np
 import torch
 
 from fastdrive_ros.nn.selection import keep_count, per_camera_keep
+from fastdrive_ros.runtime.backend_probe import (
+    CACHE_FILE,
+    DecisionCache,
+    ProbeResult,
+    alternating_medians,
+    decision_key,
+)
 from fastdrive_ros.runtime.base import EncoderPrunerBackend
 from fastdrive_ros.runtime.engine_cache import default_cache_dir
 from fastdrive_ros.runtime.errors import BackendUnavailable, ModelFileError, RuntimeSetupError
@@ -115,14 +121,31 @@ def _keep_for(parts: ModelParts, selector: str, ratio: float) -> tuple[KeepPlan 
     return None, keep_count(sum(counts), ratio)
 
 
-def _median_ms(backend: Any, pixels: np.ndarray, runs: int) -> float:
-    backend.run(pixels)  # warm-up (allocations, lazy init)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        backend.run(pixels)
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+def _probe(
+    ort_cpu: Any,
+    reference: Any,
+    parts: ModelParts,
+    *,
+    runs: int,
+    cache_dir: str | Path | None,
+    ort_threads: int | None,
+) -> ProbeResult:
+    """ORT CPU vs torch figures: cached for this machine and model, else measured and cached."""
+    onnx_hash = getattr(getattr(ort_cpu, "info", None), "content_hash", "") or ""
+    key = decision_key(
+        model_hash=parts.model_hash(),
+        onnx_hash=onnx_hash,
+        input_shape=tuple(parts.input_shape),
+        ort_threads=ort_threads,
+    )
+    cache = DecisionCache(Path(cache_dir or default_cache_dir().parent) / CACHE_FILE)
+    cached = cache.get(key)
+    if cached is not None and cached.runs >= runs:
+        return cached
+    pixels = np.random.default_rng(0).standard_normal(parts.input_shape).astype(np.float32)
+    result = alternating_medians(ort_cpu, reference, pixels, runs)
+    cache.put(key, result)
+    return result
 
 
 def choose_backend(
@@ -138,8 +161,9 @@ def choose_backend(
     ort_threads: int | None = None,
     engine_cache_dir: str | Path | None = None,
     build_engine: bool = True,
-    probe_runs: int = 2,
+    probe_runs: int = 7,
     ort_providers: Sequence[str] | None = None,
+    probe_cache_dir: str | Path | None = None,
 ) -> BackendChoice:
     """Pick and start the encoder+pruner backend.
 
@@ -155,8 +179,10 @@ def choose_backend(
         ort_threads: ONNX Runtime intra-op threads on the CPU.
         engine_cache_dir: TensorRT engine cache (default engine_cache.default_cache_dir()).
         build_engine: build a missing TensorRT engine (False: fail instead).
-        probe_runs: timed runs per backend when auto compares ORT CPU with torch (0: skip the
-            probe and prefer ORT CPU, as FACTS.md measured).
+        probe_runs: timed runs per backend when auto compares ORT CPU with torch, in
+            alternation, medians compared (0: skip the probe and prefer ORT CPU, as FACTS.md
+            measured). The decision is cached per machine and model (runtime/backend_probe.py).
+        probe_cache_dir: folder of that cache (default: beside the engine cache).
         ort_providers: ONNX Runtime providers to use instead of the defaults (e.g.
             ("tensorrt", "cuda", "cpu")); every GPU one must be active or it is an error.
     """
@@ -282,23 +308,25 @@ def choose_backend(
         return _chosen(
             BackendChoice(ort_cpu, "ONNX Runtime CPU (no probe)", refusals, broken=broken)
         )
-    pixels = np.random.default_rng(0).standard_normal(parts.input_shape).astype(np.float32)
-    ort_ms = _median_ms(ort_cpu, pixels, probe_runs)
-    torch_ms = _median_ms(reference, pixels, probe_runs)
-    probe = {"onnxruntime-cpu": ort_ms, "torch": torch_ms}
-    if ort_ms <= torch_ms:
-        refusals["torch"] = f"slower on this CPU ({torch_ms:.1f} ms vs {ort_ms:.1f} ms)"
+    probe = _probe(
+        ort_cpu,
+        reference,
+        parts,
+        runs=probe_runs,
+        cache_dir=probe_cache_dir,
+        ort_threads=ort_threads,
+    )
+    figures = {"onnxruntime-cpu": probe.ort_ms, "torch": probe.torch_ms}
+    if probe.winner == "onnxruntime-cpu":
+        refusals["torch"] = f"slower on this CPU: {probe.describe()}"
         choice = BackendChoice(
-            ort_cpu,
-            f"ONNX Runtime CPU, {torch_ms / ort_ms:.2f}x faster than torch",
-            refusals,
-            probe,
+            ort_cpu, f"ONNX Runtime CPU: {probe.describe()}", refusals, figures, broken=broken
         )
     else:
         ort_cpu.close()
-        refusals["onnxruntime-cpu"] = f"slower on this CPU ({ort_ms:.1f} ms vs {torch_ms:.1f} ms)"
+        refusals["onnxruntime-cpu"] = f"slower on this CPU: {probe.describe()}"
         choice = BackendChoice(
-            reference, "torch, faster than ONNX Runtime CPU here", refusals, probe
+            reference, f"torch: {probe.describe()}", refusals, figures, broken=broken
         )
     return _chosen(choice)
 
