@@ -48,7 +48,7 @@ def _pixels(cameras: int = 2) -> torch.Tensor:
 
 def test_round_trip_gives_the_same_plans(vla, bundle) -> None:
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["config.json", "model.safetensors", "pruner", "tokenizer.json"]
+    assert names == ["SHA256SUMS", "config.json", "model.safetensors", "pruner", "tokenizer.json"]
     assert not list(bundle.rglob("*.bin")) and not list(bundle.rglob("*.pt"))
     loaded = VLA.from_pretrained(bundle)
     assert loaded.config.image_size == (56, 84) and loaded.config.head == "regression"
