@@ -130,13 +130,24 @@ class ReplaySummary:
         table.add_row("frames with a substituted camera", str(self.incomplete), "")
         if self.time_jumps:
             table.add_row("camera time jumps (pipeline reset)", str(self.time_jumps), "")
-        if self.health_worst:
-            table.add_row("worst /diagnostics", self.health_worst, "")
-            table.add_row("last /diagnostics", self.health_last, "")
+        if self.health_worst:  # the level and the first reason; the output bag has the rest
+            table.add_row("worst /diagnostics", _first_reason(self.health_worst), "")
+            table.add_row("last /diagnostics", _first_reason(self.health_last), "")
         for stage, (p50, p95) in self.latency_ms.items():
             table.add_row(f"latency {stage} p50 ms", f"{p50:.1f}", f"{p95:.1f}")
         table.add_row("bag seconds / wall seconds", f"{self.bag_s:.1f} / {self.wall_s:.1f}", "")
         return table
+
+
+def _first_reason(text: str, width: int = 60) -> str:
+    """'LEVEL: reason; reason...' -> 'LEVEL: reason (+N more)', cut to `width` characters."""
+    level, _, reasons = text.partition(": ")
+    parts = [r for r in reasons.split("; ") if r]
+    first = parts[0] if parts else reasons
+    if len(first) > width:
+        first = first[: width - 3] + "..."
+    more = f" (+{len(parts) - 1} more)" if len(parts) > 1 else ""
+    return f"{level}: {first}{more}"
 
 
 def _bag_seconds(reader: Any) -> float:
