@@ -326,8 +326,8 @@ def replay_bag(
             )
         finally:
             bar.close()
-        if pipeline.counters.get("processed") == 0 or not summary.health_last.startswith("OK"):
-            # the bag ended: one last report of the state it left the node in
+        if pipeline.counters.get("processed") == 0:
+            # nothing was planned: one last report at the end, however short the bag was
             idle_diagnostics(pipeline.clock.now_ns(), force=True)
         summary.bag_s = _bag_seconds(reader)
     summary.wall_s = time.perf_counter() - start
