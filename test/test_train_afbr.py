@@ -9,7 +9,16 @@ import torch
 
 from fastdrive_ros.nn.recon_decoder import ReconDecoder, ReconDecoderConfig
 from fastdrive_ros.nn.recon_pruner import ReconPruner, ReconPrunerConfig
-from fastdrive_ros.train.pruner import AFBRModule, foreground_recall, pruner_loss
+from fastdrive_ros.train.loop import TrainConfig, Trainer
+from fastdrive_ros.train.pruner import (
+    AFBRModule,
+    CollapseGuard,
+    PrunerCollapseError,
+    PrunerLoss,
+    collate_pruner,
+    foreground_recall,
+    pruner_loss,
+)
 
 WIDTH, GRID = 32, (2, 3)
 
@@ -99,3 +108,55 @@ def test_module_refuses_mismatched_widths_and_missing_tokens() -> None:
     del batch["tokens"]
     with pytest.raises(ValueError, match="no cached tokens"):
         module(batch)
+
+
+def _items(count: int = 8) -> list[dict[str, torch.Tensor]]:
+    batch = _batch(batch=count)
+    return [{key: value[i] for key, value in batch.items()} for i in range(count)]
+
+
+def _fit(module: AFBRModule, guard: CollapseGuard, out) -> None:
+    config = TrainConfig(epochs=2, batch_size=2, lr=1e-3, ckpt_every=0)
+    Trainer(
+        model=module,
+        loss_fn=PrunerLoss(guard),
+        train_set=_items(),
+        val_set=None,
+        config=config,
+        out_dir=out,
+        collate_fn=collate_pruner,
+        progress=False,
+    ).fit()
+
+
+def test_a_run_whose_kept_fraction_collapses_stops_naming_the_remedy(tmp_path) -> None:
+    module = _module().train()
+    with torch.no_grad():  # every score far below 0: nothing is kept, as in the measured collapse
+        module.pruner.scorer.bias.fill_(-1e3)
+    with pytest.raises(PrunerCollapseError) as caught:
+        _fit(module, CollapseGuard(min_kept=0.01, patience=3), tmp_path / "collapsed")
+    message = str(caught.value)
+    assert "kept fraction" in message and "for 3 training steps" in message
+    assert "--decoder-warmup-steps" in message and "--lr" in message
+    assert isinstance(caught.value, ValueError)  # the CLI turns it into a named error, exit 2
+
+
+def test_a_healthy_run_and_a_disabled_guard_do_not_stop(tmp_path) -> None:
+    module = _module().train()
+    with torch.no_grad():  # about half of the tokens above 0 at the start
+        module.pruner.scorer.bias.fill_(0.0)
+    _fit(module, CollapseGuard(min_kept=0.01, patience=3), tmp_path / "healthy")
+    collapsed = _module().train()
+    with torch.no_grad():
+        collapsed.pruner.scorer.bias.fill_(-1e3)
+    _fit(collapsed, CollapseGuard(min_kept=0.0, patience=1), tmp_path / "off")
+
+
+def test_the_guard_counts_consecutive_low_steps_only() -> None:
+    loss = PrunerLoss(CollapseGuard(min_kept=0.05, patience=3))
+    for kept in (0.0, 0.0, 0.2, 0.0, 0.01):  # a good step resets the count
+        loss.observe(kept)
+    with pytest.raises(PrunerCollapseError, match="stayed below 0.05 for 3"):
+        loss.observe(0.04)
+    with pytest.raises(ValueError, match="min_kept"):
+        CollapseGuard(min_kept=1.0)

@@ -124,12 +124,44 @@ def test_train_pruner_without_a_cache_encodes_on_the_fly(
 ) -> None:
     args = ["train-pruner", *_common(world, bundle, tmp_path), "--no-cache"]
     args += ["--epochs", "1", "--batch-size", "4", "--decoder-layers", "1"]
-    args += ["--decoder-width", "32", "--cameras", "CAM_FRONT,CAM_BACK"]
+    args += ["--cameras", "CAM_FRONT,CAM_BACK"]
     result = _invoke(args)
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     assert not (tmp_path / "work" / "cache").exists()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["cameras"] == [CAMERA_NAMES[0], CAMERA_NAMES[3]]
+    # defaults: the decoder warm-up runs (the working setting), width = the token width D
+    assert (tmp_path / "run" / "decoder_warmup" / "last" / "model.safetensors").is_file()
+    assert summary["decoder"]["width"] == 64
+
+
+def test_train_pruner_defaults_are_the_working_and_the_paper_settings() -> None:
+    import inspect
+
+    from fastdrive_ros.train.cli import train_pruner_command
+    from fastdrive_ros.train.pruner import DEFAULT_DECODER_WARMUP_STEPS
+    from fastdrive_ros.train.pruner_job import PrunerJob, decoder_width
+
+    params = inspect.signature(train_pruner_command).parameters
+    assert params["decoder_warmup_steps"].default == DEFAULT_DECODER_WARMUP_STEPS == 150
+    assert PrunerJob.__dataclass_fields__["decoder_warmup_steps"].default == 150
+    assert params["decoder_layers"].default == 6
+    assert decoder_width(None, 2048) == 2048 and decoder_width(256, 2048) == 256
+    assert params["min_kept_fraction"].default > 0  # the guard is on by default
+
+
+def test_train_pruner_stops_a_collapsed_run_with_a_named_remedy(
+    world: Path, bundle: Path, tmp_path: Path
+) -> None:
+    # a threshold no untrained pruner reaches makes the guard fire on the first step
+    args = ["train-pruner", *_common(world, bundle, tmp_path)]
+    args += ["--epochs", "1", "--batch-size", "4", "--decoder-layers", "1"]
+    args += ["--decoder-width", "32", "--decoder-warmup-steps", "0"]
+    args += ["--min-kept-fraction", "0.999", "--collapse-patience", "1"]
+    result = _invoke(args)
+    assert result.exit_code == 2, result.output
+    assert "collapsed" in result.output and "--decoder-warmup-steps" in result.output
+    assert not (tmp_path / "pruner").exists()
 
 
 def test_bad_arguments_are_named(world: Path, tmp_path: Path) -> None:

@@ -242,14 +242,34 @@ def train_pruner_command(
     lr: Annotated[float, Opt(help="Peak learning rate (the paper: 2e-5 for 3B).")] = 2e-5,
     warmup_steps: Annotated[int, Opt(help="Linear warm-up steps before the cosine decay.")] = 0,
     weight_decay: Annotated[float, Opt(help="AdamW weight decay.")] = 0.0,
-    decoder_layers: Annotated[int, Opt(help="Reconstruction decoder layers (paper: 6).")] = 6,
+    decoder_layers: Annotated[
+        int,
+        Opt(help="Reconstruction decoder layers (the paper's 6; the compact default used 2)."),
+    ] = 6,
     decoder_width: Annotated[
-        int | None, Opt(help="Decoder width (default min(D, 512), MAE's).")
+        int | None,
+        Opt(
+            help="Decoder width (default: the token width D = the LLM width, the paper's size: "
+            "2048 at 3B; the compact default used D = 256)."
+        ),
     ] = None,
     decoder_warmup_steps: Annotated[
         int,
-        Opt(help="Steps that first teach the decoder to paint the whole image from all tokens."),
-    ] = 0,
+        Opt(
+            help="Steps that first teach the decoder to paint the whole image from all tokens "
+            "(150: what the shipped default used; 0 collapsed to dropping every token)."
+        ),
+    ] = 150,
+    min_kept_fraction: Annotated[
+        float,
+        Opt(
+            help="Stop when the share of tokens with S > 0 stays below this for "
+            "--collapse-patience steps (a collapsed pruner; 0 = never)."
+        ),
+    ] = 0.01,
+    collapse_patience: Annotated[
+        int, Opt(help="Training steps of a collapsed kept fraction before stopping.")
+    ] = 50,
     alpha: Annotated[float, Opt(help="Weight of the foreground term (paper: 0.5).")] = 0.5,
     lam: Annotated[float, Opt(help="SSIM weight in each term (paper: 0.2).")] = 0.2,
     max_samples: Annotated[int | None, Opt(help="At most this many training keyframes.")] = None,
@@ -308,6 +328,8 @@ def train_pruner_command(
             decoder_layers=decoder_layers,
             decoder_width=decoder_width,
             decoder_warmup_steps=decoder_warmup_steps,
+            min_kept_fraction=min_kept_fraction,
+            collapse_patience=collapse_patience,
             alpha=alpha,
             lam=lam,
             max_samples=max_samples,

@@ -168,8 +168,9 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
         row(
             "C ReconPruner",
             f"AFBR (alpha 0.5, lambda 0.2), decoder {plan.decoder_layers} layers x width "
-            f"{plan.decoder_width or 'min(D, 512)'} warmed up for {plan.decoder_warmup_steps} "
-            f"steps on whole images, {plan.pruner_images} camera images",
+            f"{plan.decoder_width or 'D'} warmed up for {plan.decoder_warmup_steps} "
+            f"steps on whole images, {plan.pruner_images} camera images (train-pruner's "
+            f"defaults: the paper's 6 layers x D, 150 warm-up steps)",
             plan.pruner,
         )
     )

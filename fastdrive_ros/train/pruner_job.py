@@ -16,6 +16,7 @@ import torch
 from fastdrive_ros.core_types import CAMERA_NAMES
 from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.loop import TrainConfig
+from fastdrive_ros.train.pruner import DEFAULT_DECODER_WARMUP_STEPS
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ class PrunerJob:
     decoder_width: int | None = None
     alpha: float = 0.5
     lam: float = 0.2
-    decoder_warmup_steps: int = 0
+    decoder_warmup_steps: int = DEFAULT_DECODER_WARMUP_STEPS
+    min_kept_fraction: float = 0.01
+    collapse_patience: int = 50
     max_samples: int | None = None
     max_train_images: int | None = None
     max_val_samples: int | None = 64
@@ -104,11 +107,22 @@ def load_frozen_encoder(
     return FrozenEncoder(encoder, (int(size[0]), int(size[1])), tuple(chosen), pruner, bundle)
 
 
+def decoder_width(asked: int | None, token_width: int) -> int:
+    """The reconstruction decoder's width: `asked`, else the paper's, the LLM width D.
+
+    The paper's decoder is 6 layers at the LLM width (2048 at 3B scale: about 0.4B parameters,
+    training only); the merged tokens come out of the vision merger at that width already. The
+    shipped compact default was trained with 2 layers at width 256 (= its D) to fit a 2-core CPU
+    (train/build_plan.py).
+    """
+    return int(asked) if asked is not None else int(token_width)
+
+
 def run_pruner_job(job: PrunerJob, *, dist: DistContext, progress: bool = True) -> Path:
     """Train, save out/pruner (ReconPruner.save) and out/summary.json; returns out/pruner."""
     from fastdrive_ros.nn.recon_decoder import ReconDecoder, ReconDecoderConfig
     from fastdrive_ros.nn.recon_pruner import ReconPruner, ReconPrunerConfig
-    from fastdrive_ros.train.pruner import train_pruner
+    from fastdrive_ros.train.pruner import CollapseGuard, train_pruner
     from fastdrive_ros.train.workspace import DataSpec, Workspace
 
     frozen = load_frozen_encoder(
@@ -150,7 +164,9 @@ def run_pruner_job(job: PrunerJob, *, dist: DistContext, progress: bool = True) 
     pruner = ReconPruner(config=ReconPrunerConfig.from_dict(frozen.pruner_config))
     decoder = ReconDecoder(
         config=ReconDecoderConfig(
-            hidden_size=encoder.out_dim, num_layers=job.decoder_layers, width=job.decoder_width
+            hidden_size=encoder.out_dim,
+            num_layers=job.decoder_layers,
+            width=decoder_width(job.decoder_width, encoder.out_dim),
         )
     )
     summary = train_pruner(
@@ -170,6 +186,7 @@ def run_pruner_job(job: PrunerJob, *, dist: DistContext, progress: bool = True) 
         max_train_images=job.max_train_images,
         max_val_images=job.max_val_images,
         decoder_warmup_steps=job.decoder_warmup_steps,
+        guard=CollapseGuard(job.min_kept_fraction, job.collapse_patience),
         dist=dist,
         progress=progress,
     )
