@@ -63,3 +63,15 @@ def test_missing_rows_are_not_evaluated() -> None:
         records=[row("none", 0.0, 0.5, 0.2, 100.0, stage="none")], references=[], metadata={}
     )
     assert statuses(EvalResults(res.records, [], {}, check_targets(res))) == ["not evaluated"] * 4
+
+
+def test_results_name_the_sparsevlm_deviations() -> None:
+    from fastdrive_ros.nn.baselines.sparsevlm import DEVIATIONS
+
+    res = results(recon50=0.51, recon75=0.55, fastv75_coll=0.4, prefill75=25.0, cv=1.0)
+    assert "SparseVLM follows" not in render_markdown(res)
+    res.records.append(row("sparsevlm", 0.75, 0.6, 0.3, 40.0, stage="llm"))
+    md = render_markdown(res)
+    assert "SparseVLM follows its reference code" in md
+    for item in DEVIATIONS:
+        assert item in md

@@ -147,21 +147,103 @@ def test_fastv_text_path_keeps_full_caches_in_early_layers(planner) -> None:
     assert out.result.timings_ms["decode"] >= 0
 
 
-def test_sparsevlm_schedule_recycling_and_budgets(planner) -> None:
+def test_sparsevlm_schedule_recycling_and_budgets(planner, monkeypatch) -> None:
     sparse = SparseVLM()
-    assert sparse.schedule(32) == (2, 6, 15)
+    assert sparse.schedule(32) == (2, 6, 15)  # the reference's pruning locations
     assert sparse.schedule(36) == (2, 7, 17)
-    assert sparse.schedule(6) == (1, 3)
+    assert sparse.schedule(6) == (0, 1, 3)
+    # layer l's own attention rates, layers from l + 1 on see fewer (the reference's order)
+    assert [j for j, _ in sparse.prune_points(32, 576, 64)] == [3, 7, 16]
     points = sparse.prune_points(6, N, 6)
-    assert [j for j, _ in points] == [1, 3] and points[-1][1] == 6
-    assert points[0][1] > points[1][1]
+    assert [j for j, _ in points] == [1, 2, 4] and [b for _, b in points] == [15, 10, 6]
+    calls: list[int] = []
+    original = planner.text_attention
+
+    def spy(index, state):
+        calls.append(index)
+        return original(index, state)
+
+    monkeypatch.setattr(planner, "text_attention", spy)
     out = _plan(planner, sparse, 6)
-    assert sparse.recycled_total > 0  # dropped tokens came back as aggregates, within K
+    assert calls == [0, 1, 3]  # the attention of the layer being pruned
+    assert sparse.recycled_total == 3  # one DPC-kNN aggregate per step, within K
     assert out.selection.kept_index.numel() == 6
-    plain = _plan(planner, SparseVLM(recycle=0), 6)
+    plain = _plan(planner, SparseVLM(recycle=False), 6)
     assert plain.selection.kept_index.numel() == 6
-    with pytest.raises(ValueError, match="below"):
-        SparseVLM(layers=(2, 9)).schedule(6)
+    with pytest.raises(ValueError, match="below 5"):
+        SparseVLM(layers=(2, 5)).schedule(6)
+
+
+def test_sparsevlm_recycles_30_percent_into_a_tenth_as_many_clusters() -> None:
+    sparse = SparseVLM()
+    # the paper's 75 % setting: 2437 dropped, top int(0.3 * 2437) + 1 = 732 recycled,
+    # int(732 / 10) + 1 = 74 cluster centres, which take 74 of the 812 slots
+    assert sparse.cluster_count(3249, 812) == 74
+    assert sparse.cluster_count(24, 15) == 1  # 9 dropped -> pool 3 -> 1 cluster
+    assert sparse.cluster_count(24, 1) == 0  # at least one kept token stays
+    assert sparse.cluster_count(10, 10) == 0
+
+
+def test_dpc_knn_finds_separated_groups() -> None:
+    from fastdrive_ros.nn.baselines.sparsevlm import dpc_knn
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 8, generator=gen) * 0.01
+    b = torch.randn(4, 8, generator=gen) * 0.01 + 5.0
+    x = torch.cat([a[:3], b[:2], a[3:], b[2:]])  # interleaved, as scores would order them
+    centres, assign = dpc_knn(x, 2)
+    group = torch.tensor([0, 0, 0, 1, 1, 0, 0, 0, 1, 1])
+    assert sorted(group[centres].tolist()) == [0, 1]
+    for g in range(2):  # each cluster is exactly one group, its centre inside it
+        members = group[assign == g]
+        assert members.numel() and bool((members == group[centres[g]]).all())
+    assert assign[centres].tolist() == [0, 1]
+
+
+def _state(hidden: torch.Tensor, visual_index: list[int]) -> PrefillState:
+    count = hidden.shape[0]
+    return PrefillState(
+        hidden=hidden[None],
+        positions=torch.arange(count).repeat(3, 1)[:, None],
+        seq_index=torch.arange(count),
+        visual_index=torch.tensor(visual_index),
+    )
+
+
+def test_sparsevlm_raters_are_the_text_tokens_relevant_to_the_image() -> None:
+    from fastdrive_ros.nn.baselines.sparsevlm import rater_rows
+
+    e = torch.eye(4)
+    # rows: text before the image, 3 visual tokens, then text: relevant, irrelevant, relevant
+    hidden = torch.stack([e[0] * 5, e[1] * 5, e[1] * 5, e[1] * 5, e[1] * 5, -e[1], e[1] * 5])
+    state = _state(hidden, [-1, 0, 1, 2, -1, -1, -1])
+    assert rater_rows(state).tolist() == [4, 6]
+
+
+def test_sparsevlm_scores_with_raters_and_recycles_a_cluster_mean() -> None:
+    e = torch.eye(4)
+    # rows 0..3 visual (0 and 1 alike, 2 and 3 alike), rows 4, 5 text
+    hidden = torch.stack([e[0], e[0] * 1.1, e[2], e[2] * 1.2, e[1], e[3]])
+    state = _state(hidden, [0, 1, 2, 3, -1, -1])
+    sparse = SparseVLM(recycle=False)
+    sparse.rater_seq = torch.tensor([5])  # only the second text row rates
+    attention = torch.zeros(1, 2, 6)
+    attention[0, 0] = torch.tensor([0.0, 0.0, 0.9, 0.1, 0.0, 0.0])  # non-rater: likes token 2
+    attention[0, 1] = torch.tensor([0.1, 0.6, 0.1, 0.2, 0.0, 0.0])  # rater: likes token 1
+    out = sparse.prune(state, attention, 1)
+    assert out.visual_index[out.visual_index >= 0].tolist() == [1]
+    recycling = SparseVLM(recycle_share=1.0)
+    recycling.rater_seq = torch.tensor([5])
+    out = recycling.prune(state, attention, 2)  # 1 kept (token 1) + 1 aggregate of 3 dropped
+    assert recycling.recycled_total == 1
+    visual = out.visual_index >= 0
+    assert out.visual_index[visual].numel() == 2 and 1 in out.visual_index[visual].tolist()
+    leader = [i for i in out.visual_index[visual].tolist() if i != 1][0]
+    row = int(torch.nonzero(out.visual_index == leader)[0])
+    torch.testing.assert_close(out.hidden[0, row], hidden[[0, 2, 3]].mean(dim=0))
+    assert out.positions[0, 0, row] == leader  # the centre's own (dropped) position
+    with pytest.raises(RuntimeError, match="begin"):
+        SparseVLM().prune(state, attention, 1)
 
 
 def test_fastv_layer_must_fit(planner) -> None:

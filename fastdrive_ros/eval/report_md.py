@@ -144,6 +144,7 @@ def render_markdown(results: EvalResults) -> str:
         "(lower is better).",
         "- Failed plans are scored with the constant-velocity plan (what the node falls back to) "
         f"and counted: {failures or 'none'}.",
+        *baseline_notes(results),
         "",
         "## Planning quality (layout of FastDriveVLA Table 1)",
         "",
@@ -163,6 +164,21 @@ def render_markdown(results: EvalResults) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def baseline_notes(results: EvalResults) -> list[str]:
+    """One line per evaluated baseline that deviates from its paper, naming each deviation."""
+    names = {r.pruner for r in results.records}
+    lines = []
+    if "sparsevlm" in names:
+        from fastdrive_ros.nn.baselines.sparsevlm import DEVIATIONS
+
+        lines.append(
+            "- SparseVLM follows its reference code (raters from the input embeddings, the "
+            "pruning layer's own attention, top 30 % of the dropped tokens recycled into "
+            "DPC-kNN cluster means) except: " + "; ".join(DEVIATIONS) + "."
+        )
+    return lines
 
 
 def write_markdown(results: EvalResults, path: str | Path) -> Path:

@@ -134,7 +134,8 @@ class LLMStageSelector(Protocol):
     `prune_points(num_layers, n_visual, keep)` gives (layer j, visual tokens left) pairs: the
     selector sees the attention computed inside layer j - 1 and prunes before layer j; the last
     pair leaves exactly `keep`. `prune` gets that attention as probabilities [H, T, L] from every
-    text row (T = state.text_rows, in order) to every row of the state.
+    text row (T = state.text_rows, in order) to every row of the state. A selector with a
+    `begin(state)` method gets the prompt's input embeddings before the first layer.
     """
 
     name: str

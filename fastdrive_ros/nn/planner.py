@@ -263,6 +263,8 @@ class VLAPlanner(nn.Module):
                 raise ValueError(
                     f"{selector.name}: pruning layers {bad} outside 1..{self.num_layers - 1}"
                 )
+        if points and hasattr(selector, "begin"):
+            selector.begin(state)  # e.g. SparseVLM's raters come from the input embeddings
         hidden, rope = state.hidden, self._rope(state.hidden, state.positions)
         for index in range(self.num_layers):
             attention = None
