@@ -128,12 +128,25 @@ def test_same_weights_as_transformers_own_loader(source, tmp_path) -> None:
     torch.testing.assert_close(ours.planner.lm_head.weight, theirs.lm_head.weight)
 
 
-def test_default_checkpoint_geometry_is_the_papers(source, tmp_path) -> None:
+def test_default_checkpoint_geometry_is_its_own_and_the_paper_is_a_setting(
+    source, tmp_path
+) -> None:
     folder = tmp_path / "ckpt"
     _write(source, folder, "4.x")
-    vla = VLA.from_pretrained(folder)
-    assert vla.config.image_size == (1596, 1596) and vla.config.camera_names == ("CAM_FRONT",)
-    assert vla.config.tokens_per_camera == 3249
+    vla = VLA.from_pretrained(folder)  # Impromptu-VLA's fine-tuning input (nn/resize.py)
+    assert vla.config.image_size == (392, 672) and vla.config.camera_names == ("CAM_FRONT",)
+    assert vla.config.resize == "impromptu" and vla.config.tokens_per_camera == 336
+    paper = VLA.from_pretrained(folder, resolution="paper")
+    assert paper.config.image_size == (1596, 1596) and paper.config.resize == "bicubic"
+    assert paper.config.tokens_per_camera == 3249
+    sized = VLA.from_pretrained(folder, resolution="paper", image_size=(56, 84))
+    assert sized.config.image_size == (56, 84) and sized.config.resize == "bicubic"
+    with pytest.raises(ValueError, match="unknown checkpoint resolution"):
+        VLA.from_pretrained(folder, resolution="square")
+    bundle = tmp_path / "bundle"
+    source.save_pretrained(bundle)
+    with pytest.raises(ValueError, match="for real checkpoints"):
+        VLA.from_pretrained(bundle, resolution="paper")
 
 
 def test_broken_checkpoints_name_the_file(source, tmp_path) -> None:

@@ -83,6 +83,14 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")
         ] = None,
         progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
+        resolution: Annotated[
+            str | None,
+            typer.Option(
+                help="Real checkpoints only: 'checkpoint' (default: Impromptu-VLA's own "
+                "fine-tuning input, 672x392, 336 tokens) or 'paper' (FastDriveVLA's 1596x1596, "
+                "3249 tokens)."
+            ),
+        ] = None,
     ) -> None:
         """Open-loop planning quality and latency of each pruner at each ratio (Table 1)."""
         pruner_names = parse_list(pruners, what="--pruners")
@@ -106,6 +114,7 @@ def register(app: typer.Typer) -> None:
                 overlay_samples=overlay_samples,
                 with_map=with_map,
                 progress=progress,
+                resolution=resolution,
             )
         except (ValueError, OSError, ImportError) as exc:  # DatasetError is a ValueError
             raise fail(exc) from exc

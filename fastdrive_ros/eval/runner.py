@@ -109,13 +109,15 @@ def run_eval(
     with_map: bool = True,
     progress: bool = True,
     model: EvalModel | None = None,
+    resolution: str | None = None,
 ) -> EvalResults:
     """Open-loop evaluation of a model folder on a nuScenes (or synthetic) split.
 
     `max_samples` keeps that many samples spread evenly over the split; overlays are drawn for the
     first `overlay_samples` of them at `overlay_ratio` (default: the largest ratio). Without the
     map expansion (`with_map=False`) intersection and off-road are reported as missing. `model`
-    overrides loading `model_folder` (tests, or an already loaded model).
+    overrides loading `model_folder` (tests, or an already loaded model). `resolution` is a
+    real checkpoint's input setting (None: its own; "paper": 1596x1596, nn/resize.py).
     """
     from fastdrive_ros.data.reader import NuScenesReader
 
@@ -133,7 +135,10 @@ def run_eval(
         from fastdrive_ros.eval.vla_adapter import VLAEvalModel
 
         model = VLAEvalModel.from_folder(
-            model_folder, device=device, attention="vispruner" in pruners
+            model_folder,
+            device=device,
+            attention="vispruner" in pruners,
+            resolution=resolution,
         )
     out = Path(out)
     overlay = None
@@ -162,6 +167,7 @@ def run_eval(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "image_size": list(model.image_size),
+        "resize": getattr(getattr(getattr(model, "vla", None), "config", None), "resize", None),
         "cameras": list(model.camera_names),
         "timing_statistic": "median over samples",
         "encoder_attention_capture": bool(getattr(model, "attention", False)),

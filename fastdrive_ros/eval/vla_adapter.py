@@ -50,12 +50,21 @@ class VLAEvalModel:
 
     @classmethod
     def from_folder(
-        cls, folder: str | Path, *, device: str = "cpu", **kwargs: Any
+        cls,
+        folder: str | Path,
+        *,
+        device: str = "cpu",
+        resolution: str | None = None,
+        **kwargs: Any,
     ) -> VLAEvalModel:
-        """Load a model folder (our bundle or a local Qwen2.5-VL / Impromptu-VLA checkpoint)."""
+        """Load a model folder (our bundle or a local Qwen2.5-VL / Impromptu-VLA checkpoint).
+
+        `resolution` is a real checkpoint's input setting (VLA.from_pretrained).
+        """
         from fastdrive_ros.nn.vla import VLA
 
-        return cls(vla=VLA.from_pretrained(folder, device=device), name=str(folder), **kwargs)
+        vla = VLA.from_pretrained(folder, device=device, resolution=resolution)
+        return cls(vla=vla, name=str(folder), **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -68,7 +77,9 @@ class VLAEvalModel:
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         from fastdrive_ros.nn.vision import preprocess_images
 
-        pixels = preprocess_images(images.to(self.device), size=self.image_size)
+        pixels = preprocess_images(
+            images.to(self.device), size=self.image_size, resize=self.vla.config.resize
+        )
         return pixels.to(self.dtype)
 
     def encode(self, pixels: torch.Tensor) -> VisualTokens:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLVisionConfig,
@@ -24,6 +23,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VisionTransformerPretrainedModel,
 )
 
+from fastdrive_ros.nn.resize import check_mode, resize_pixels
 from fastdrive_ros.nn.selection import VisualTokens
 
 if TYPE_CHECKING:
@@ -66,16 +66,20 @@ def _qwen_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def preprocess_images(images: torch.Tensor, *, size: tuple[int, int]) -> torch.Tensor:
+def preprocess_images(
+    images: torch.Tensor, *, size: tuple[int, int], resize: str = "bilinear"
+) -> torch.Tensor:
     """THE preprocessing of every camera image (training, evaluation and the node share it).
 
-    [C, H0, W0, 3] uint8 RGB on any device -> bilinear antialiased resize to size = (H, W) ->
+    [C, H0, W0, 3] uint8 RGB on any device -> resize to size = (H, W) (`resize`: antialiased
+    "bilinear", Qwen's "bicubic" or Impromptu-VLA's "impromptu" pipeline; nn/resize.py) ->
     Qwen normalisation -> [C, 3, H, W] float32 on the same device. The float image is this
     function's own, so it is scaled and normalised in place (the same values as
     normalize_images, without three more frame-sized allocations per call).
     """
     height, width = _check_preprocess(images, size)
-    return _resize_normalise(images.permute(0, 3, 1, 2).to(torch.float32), (height, width))
+    check_mode(resize)
+    return _resize_normalise(images.permute(0, 3, 1, 2).to(torch.float32), (height, width), resize)
 
 
 class ImagePreprocessor:
@@ -88,10 +92,11 @@ class ImagePreprocessor:
     pipeline: calls must not overlap.
     """
 
-    def __init__(self, *, size: tuple[int, int]) -> None:
+    def __init__(self, *, size: tuple[int, int], resize: str = "bilinear") -> None:
         if len(size) != 2 or min(int(s) for s in size) <= 0:
             raise ValueError(f"size must be positive (H, W), got {size}")
         self.size = (int(size[0]), int(size[1]))
+        self.resize = check_mode(resize)
         self._scratch: torch.Tensor | None = None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -99,7 +104,7 @@ class ImagePreprocessor:
         size = _check_preprocess(images, self.size)
         source = images.permute(0, 3, 1, 2)
         if tuple(source.shape[-2:]) == size:  # no resize: the float image is the output itself
-            return _resize_normalise(source.to(torch.float32), size)
+            return _resize_normalise(source.to(torch.float32), size, self.resize)
         scratch = self._scratch
         if (
             scratch is None
@@ -108,7 +113,7 @@ class ImagePreprocessor:
             or scratch.device != source.device
         ):  # the strides .to(float32) would give, so the resize takes the same kernel
             scratch = self._scratch = torch.empty_like(source, dtype=torch.float32)
-        return _resize_normalise(scratch.copy_(source), size)
+        return _resize_normalise(scratch.copy_(source), size, self.resize)
 
 
 def _check_preprocess(images: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
@@ -122,10 +127,11 @@ def _check_preprocess(images: torch.Tensor, size: tuple[int, int]) -> tuple[int,
     return height, width
 
 
-def _resize_normalise(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _resize_normalise(
+    x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear"
+) -> torch.Tensor:
     """[C, 3, H0, W0] float32 0..255 -> [C, 3, H, W] normalised; x itself when not resized."""
-    if tuple(x.shape[-2:]) != size:
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    x = resize_pixels(x, size, mode)
     mean, std = _qwen_stats(x)
     return x.clamp_(0.0, 255.0).div_(255.0).sub_(mean).div_(std)
 

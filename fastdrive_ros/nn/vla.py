@@ -53,6 +53,8 @@ class VLAConfig:
         default_prune_ratio: p used when none is given (fraction of visual tokens dropped).
         waypoint_scale: metres per unit of the regression head's output.
         tokenizer: {"kind": "compact-bpe" | "checkpoint", ...} plus tokenizer_info() when saved.
+        resize: how cameras are resized to image_size (nn/resize.py): "bilinear" (the compact
+            default), "bicubic" (Qwen's processor) or "impromptu" (Impromptu-VLA's pipeline).
     """
 
     qwen: dict[str, Any]
@@ -64,6 +66,7 @@ class VLAConfig:
     default_prune_ratio: float = 0.5
     waypoint_scale: float = 10.0
     tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "compact-bpe"})
+    resize: str = "bilinear"
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -145,6 +148,9 @@ class VLAConfig:
             )
         if not self.waypoint_scale > 0:
             raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
+        from fastdrive_ros.nn.resize import check_mode
+
+        check_mode(self.resize)
         if self.tokenizer.get("kind") not in TokenizerKind:
             raise ValueError(
                 f"tokenizer kind must be one of {TokenizerKind}, got {self.tokenizer}"
@@ -269,11 +275,15 @@ class VLA(nn.Module):
         dtype: torch.dtype | None = None,
         image_size: tuple[int, int] | None = None,
         camera_names: tuple[str, ...] | None = None,
+        resolution: str | None = None,
     ) -> VLA:
         """Load our bundle, or a Qwen2.5-VL / Impromptu-VLA checkpoint folder.
 
-        image_size / camera_names override a checkpoint's defaults (1596x1596, CAM_FRONT, as in
-        FastDriveVLA); dtype defaults to float32 (bfloat16 for checkpoints on CUDA).
+        For a checkpoint, `resolution` names its input size and resampling (nn/resize.py):
+        None / "checkpoint" = Impromptu-VLA's own (672x392, its fine-tuning pipeline), "paper"
+        = FastDriveVLA's 1596x1596 (3249 tokens); image_size overrides the size alone, and
+        camera_names the default CAM_FRONT. dtype defaults to float32 (bfloat16 for
+        checkpoints on CUDA).
         Missing or broken files raise FileNotFoundError / ValueError naming the file.
         """
         folder = Path(folder)
@@ -289,6 +299,11 @@ class VLA(nn.Module):
             raise ValueError(f"{config_path} is not readable JSON: {exc}") from exc
         device = torch.device(device)
         if raw.get("format") == FORMAT:
+            if resolution is not None:
+                raise ValueError(
+                    f"resolution={resolution!r} is for real checkpoints; {folder} is a bundle "
+                    "with its own image_size"
+                )
             vla = _load_bundle(cls, folder, raw)
             dtype = dtype or torch.float32
         elif raw.get("model_type") == "qwen2_5_vl":
@@ -297,7 +312,13 @@ class VLA(nn.Module):
             if dtype is None:
                 dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
             vla = load_checkpoint(
-                cls, folder, raw, dtype=dtype, image_size=image_size, camera_names=camera_names
+                cls,
+                folder,
+                raw,
+                dtype=dtype,
+                image_size=image_size,
+                camera_names=camera_names,
+                resolution=resolution,
             )
         else:
             raise ValueError(

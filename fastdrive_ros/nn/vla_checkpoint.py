@@ -16,9 +16,12 @@ from typing import Any
 import torch
 
 from fastdrive_ros.core_types import CAMERA_NAMES
+from fastdrive_ros.nn.resize import checkpoint_resolution
 
-# Impromptu-VLA as FastDriveVLA ran it: the front camera at 1596x1596 (3249 tokens).
-CHECKPOINT_IMAGE_SIZE = (1596, 1596)
+# The front camera at the checkpoint's own resolution by default (nn/resize.py: Impromptu-VLA's
+# fine-tuning input, 672x392); resolution="paper" gives FastDriveVLA's 1596x1596 (3249 tokens).
+CHECKPOINT_IMAGE_SIZE = checkpoint_resolution(None).image_size
+PAPER_IMAGE_SIZE = checkpoint_resolution("paper").image_size
 CHECKPOINT_CAMERAS = CAMERA_NAMES[:1]
 _LLM_PREFIXES = (
     ("model.language_model.", "model."),
@@ -78,8 +81,13 @@ def load_checkpoint(
     dtype: torch.dtype,
     image_size: tuple[int, int] | None,
     camera_names: tuple[str, ...] | None,
+    resolution: str | None = None,
 ):
-    """VLA (class `cls`) from a checkpoint folder whose config.json was parsed into `raw`."""
+    """VLA (class `cls`) from a checkpoint folder whose config.json was parsed into `raw`.
+
+    `resolution` (nn/resize.py) sets size and resampling; `image_size` overrides the size.
+    """
+    chosen = checkpoint_resolution(resolution)
     from transformers import Qwen2_5_VLConfig
 
     from fastdrive_ros.nn.planner import VLAPlanner
@@ -102,7 +110,8 @@ def load_checkpoint(
         pruner = ReconPruner.load(folder / PRUNER_DIR, expected_width=width)
     config = VLAConfig(
         qwen=dict(raw),  # the checkpoint's own config.json: any transformers version reads it
-        image_size=image_size or CHECKPOINT_IMAGE_SIZE,
+        image_size=image_size or chosen.image_size,
+        resize=chosen.resize,
         camera_names=camera_names or CHECKPOINT_CAMERAS,
         prompt_style="impromptu",
         head="text",

@@ -19,7 +19,7 @@ import torch
 from fastdrive_ros.core_types import EgoState, PlanResult
 from fastdrive_ros.pipeline.clock import Clock
 from fastdrive_ros.pipeline.config import PipelineConfig
-from fastdrive_ros.pipeline.frame_pipeline import FramePipeline, PipelineInfo
+from fastdrive_ros.pipeline.frame_pipeline import FramePipeline, PipelineInfo, default_preprocess
 from fastdrive_ros.runtime.errors import ModelFileError
 
 LOG = logging.getLogger("fastdrive_ros.pipeline")
@@ -175,6 +175,11 @@ def build_pipeline(params: PipelineParams, *, clock: Clock | None = None) -> Fra
         planner=VLAPlannerAdapter(vla=vla, llm_selector=llm_selector, keep=llm_keep),
         clock=clock,
         image_size=tuple(vla.config.image_size),
+        # bilinear: the fused default (and the reduced JPEG decode it allows); a checkpoint's
+        # own resampling needs the full decoded image
+        preprocess=None
+        if vla.config.resize == "bilinear"
+        else default_preprocess(tuple(vla.config.image_size), vla.config.resize),
         device=device,
         info=info,
         keep_images=params.keep_images,

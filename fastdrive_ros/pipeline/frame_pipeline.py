@@ -104,12 +104,18 @@ class PipelineInfo:
         return values
 
 
-def default_preprocess(image_size: tuple[int, int]) -> Preprocess:
+def default_preprocess(image_size: tuple[int, int], resize: str = "bilinear") -> Preprocess:
     """The preprocessing of training and evaluation (nn/vision.py), fused for the node.
 
     uint8 resize + table normalisation into a reused buffer, within half an intensity level of
-    the reference (pipeline/preprocess.py says why and how much faster).
+    the reference (pipeline/preprocess.py says why and how much faster). Another `resize` (a
+    real checkpoint's resampling, VLAConfig.resize) runs the reference ImagePreprocessor: its
+    nearest and 8-bit bicubic steps are what the checkpoint saw in training.
     """
+    if resize != "bilinear":
+        from fastdrive_ros.nn.vision import ImagePreprocessor
+
+        return ImagePreprocessor(size=image_size, resize=resize)
     from fastdrive_ros.pipeline.preprocess import FusedPreprocessor
 
     return FusedPreprocessor(size=image_size)

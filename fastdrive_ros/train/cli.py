@@ -229,7 +229,10 @@ def train_pruner_command(
     ] = None,
     image_size: Annotated[
         str | None,
-        Opt(help="WxH input size, e.g. 504x280 (default: the bundle's; 1596x1596 checkpoints)."),
+        Opt(
+            help="WxH input size, e.g. 504x280 (default: the bundle's; for checkpoints their "
+            "own 672x392; 1596x1596 is the paper's)."
+        ),
     ] = None,
     work_dir: Annotated[
         Path | None, Opt(help="Records and token caches (default OUT/work; share it to reuse).")

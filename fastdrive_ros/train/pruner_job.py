@@ -94,7 +94,7 @@ def load_frozen_encoder(
     else:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         encoder = VisionEncoder.from_pretrained(model, dtype=dtype)
-        size = image_size or CHECKPOINT_IMAGE_SIZE
+        size = image_size or CHECKPOINT_IMAGE_SIZE  # the checkpoint's own (nn/resize.py)
         chosen = cameras or CAMERA_NAMES[:1]
         pruner = ReconPrunerConfig.for_width(encoder.out_dim).to_dict()
         bundle = False
