@@ -25,6 +25,10 @@ CAMERA_NAMES: tuple[str, ...] = (
 PLAN_STEPS = 6
 PLAN_DT_S = 0.5
 HISTORY_STEPS = 7
+# Steering-wheel to front-wheel angle ratio of nuScenes' Renault Zoe (approximate; the value
+# NeuroNCAP uses). EgoState.steering is the front-wheel angle; CAN's steeranglefeedback and
+# Impromptu-VLA's prompt carry the steering-wheel angle = front-wheel angle x STEERING_RATIO.
+STEERING_RATIO = 16.0
 
 # Greedy-decoding budget for a text answer. Impromptu-VLA's full `<PLANNING>` answer is about 130
 # pre-tokens under Qwen2's rules (every digit its own token) and 152 at the largest coordinates;
@@ -54,6 +58,9 @@ class EgoState:
         command: high-level driving command (derived from the route).
         inputs: which of these the planner may read ("minimal": command and speed only; the
             other fields then hold the constant-velocity values of `restrict_ego`).
+        history_steps: how many of the last history rows were observed (1..7); the rows
+            before them were extrapolated (the first 3 s of a scene). Impromptu-VLA's prompt
+            lists only the observed ones, as its data had no keyframe before a scene's start.
     """
 
     history_xy: np.ndarray
@@ -63,10 +70,15 @@ class EgoState:
     steering: float
     command: DrivingCommand = "straight"
     inputs: EgoInputs = "full"
+    history_steps: int = HISTORY_STEPS
 
     def __post_init__(self) -> None:
         if self.inputs not in EGO_INPUTS:
             raise ValueError(f"inputs must be one of {EGO_INPUTS}, got {self.inputs!r}")
+        if not 1 <= int(self.history_steps) <= HISTORY_STEPS:
+            raise ValueError(
+                f"history_steps must be in 1..{HISTORY_STEPS}, got {self.history_steps}"
+            )
         history = np.asarray(self.history_xy, dtype=np.float64)
         if history.shape != (HISTORY_STEPS, 2):
             raise ValueError(f"history_xy must be ({HISTORY_STEPS}, 2), got {history.shape}")

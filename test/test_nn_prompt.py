@@ -147,6 +147,76 @@ def test_compact_prompt() -> None:
 def test_ego_status_rows_estimate_the_past() -> None:
     rows = ego_status_rows(_ego())
     assert rows.shape == (7, 4)
-    np.testing.assert_allclose(rows[-1], [-0.31, 0.1, 5.0, 0.05])
+    np.testing.assert_allclose(rows[-1], [-0.31, 0.1, 5.0, 0.05 * 16])  # steering-wheel angle
     assert rows[1:-1, 2] == pytest.approx([5.0, 5.0, 5.0, 5.0, 5.0], abs=0.05)  # speeds
     assert np.all(rows[2:-1, 3] > 0)  # a left curve gives left steering
+
+
+def test_impromptu_prompt_carries_the_raw_can_steering_wheel_angle() -> None:
+    """Upstream writes CAN's steeranglefeedback (steering-wheel angle, rad) as it is."""
+    from fastdrive_ros.core_types import STEERING_RATIO
+    from fastdrive_ros.data.ego_status import CanBusTrack
+
+    raw = -0.44  # rad at the steering wheel, as the CAN log has it (2 digits: the prompt's)
+    can = CanBusTrack(
+        pose_utime=np.array([0.0, 1e6]),
+        velocity=np.array([[5.0, 0, 0], [5.0, 0, 0]]),
+        acceleration=np.zeros((2, 3)),
+        rotation_rate=np.zeros((2, 3)),
+        steer_utime=np.array([0.0, 1e6]),
+        steer_value=np.array([raw, raw]),
+    )
+    status = can.status(0.5e6)
+    assert status.steering == pytest.approx(raw / STEERING_RATIO)  # EgoState: front wheels
+    t = np.arange(-6, 1) * 0.5
+    ego = EgoState(
+        history_xy=np.stack([5.0 * t, 0 * t], axis=1),
+        speed=status.speed,
+        acceleration=status.acceleration,
+        yaw_rate=status.yaw_rate,
+        steering=status.steering,
+    )
+    text = "".join(build_prompt(ego, num_cameras=1, style="impromptu").texts)
+    assert "(t-0.0s) [0.0, 0.0], Acceleration: X 0.0, Y 0.0 m/s^2, Velocity: X 5.0, " in text
+    assert f"Steering angle: {raw} (positive: left turn" in text.split("(t-0.0s)")[1]
+    # the past rows are in the same unit: a bicycle-model estimate x STEERING_RATIO
+    curve = EgoState(
+        history_xy=np.stack([5.0 * t, 0.02 * (5.0 * t) ** 2], axis=1),
+        speed=5.0,
+        acceleration=0.0,
+        yaw_rate=0.2,  # y = 0.02 x^2: curvature 0.04, yaw rate 5 x 0.04
+        steering=float(np.arctan(2.588 * 0.2 / 5.0)),
+    )
+    rows = ego_status_rows(curve)
+    assert rows[-1, 3] == pytest.approx(16 * np.arctan(2.588 * 0.2 / 5.0))
+    assert 0.5 < rows[-2, 3] / rows[-1, 3] < 2.0  # past rows estimated at the same scale
+
+
+@pytest.mark.parametrize("observed", [1, 3, 7])
+def test_impromptu_history_is_shortened_at_a_scenes_start(observed: int) -> None:
+    t = np.arange(-6, 1) * 0.5
+    ego = EgoState(
+        history_xy=np.stack([5.0 * t, 0 * t], axis=1),
+        speed=5.0,
+        acceleration=0.0,
+        yaw_rate=0.0,
+        steering=0.0,
+        history_steps=observed,
+    )
+    text = "".join(build_prompt(ego, num_cameras=1, style="impromptu").texts)
+    seconds = 0.5 * (observed - 1)
+    assert f"over the last {seconds} seconds (at 0.5-second intervals)" in text
+    assert text.count("Acceleration: X") == observed
+    assert f"(t-{seconds}s) [{-5.0 * seconds if seconds else 0.0}, 0.0]" in text
+    assert f"(t-{seconds + 0.5}s)" not in text  # the extrapolated rows are left out
+    compact = "".join(build_prompt(ego, num_cameras=1, style="compact").texts)
+    assert "h-5.0,0.0" in compact  # the compact prompt keeps its fixed shape
+    with pytest.raises(ValueError, match="history_steps"):
+        EgoState(
+            history_xy=ego.history_xy,
+            speed=0,
+            acceleration=0,
+            yaw_rate=0,
+            steering=0,
+            history_steps=0,
+        )

@@ -40,6 +40,17 @@ def test_future_and_history_follow_the_straight_drive(tiny_can):
         assert sample.ego.command == "straight"
 
 
+def test_history_rows_observed_count_keyframes_since_the_scene_start(tiny_can):
+    """As upstream's keyframe history: k + 1 rows at the k-th keyframe, at most 7."""
+    reader = NuScenesReader(dataroot=tiny_can, version="v1.0-tiny", with_map=False)
+    samples = sorted(reader, key=lambda s: s.timestamp_us)
+    first = samples[0].timestamp_us
+    for sample in samples:
+        k = round((sample.timestamp_us - first) / 0.5e6)
+        assert sample.ego.history_steps == min(k + 1, 7), k
+    assert samples[0].ego.history_steps == 1
+
+
 def test_can_bus_status_and_steering_ratio(tiny_can):
     reader = NuScenesReader(dataroot=tiny_can, version="v1.0-tiny", with_map=False)
     assert reader.has_can_bus

@@ -3,8 +3,13 @@
 Status comes from the nuScenes CAN bus expansion when the dataroot has `can_bus/` (pose message:
 vel / accel / rotation_rate in the ego frame at 50 Hz; steeranglefeedback: steering-wheel angle in
 rad, left positive, at 100 Hz), else from the ego poses by finite differences (real nuScenes
-without the expansion). The steering-wheel angle becomes a front-wheel angle by STEERING_RATIO;
+without the expansion). The steering-wheel angle becomes a front-wheel angle by STEERING_RATIO
+(EgoState.steering; Impromptu's prompt multiplies it back, so a CAN value reaches the model raw);
 without CAN, steering comes from a kinematic bicycle model: atan(WHEELBASE * yaw_rate / speed).
+
+The history is 7 poses at -3.0 .. 0 s; at a scene's start the poses before its first one are
+extrapolated, and `observed_history_steps` says how many rows were not (the prompt of a real
+checkpoint lists only those, as Impromptu's data had no keyframe before the scene).
 """
 
 from __future__ import annotations
@@ -14,12 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from fastdrive_ros.core_types import HISTORY_STEPS, PLAN_DT_S, DrivingCommand
+from fastdrive_ros.core_types import HISTORY_STEPS, PLAN_DT_S, STEERING_RATIO, DrivingCommand
 from fastdrive_ros.data.frames import Pose, PoseTrack
 
-# Steering-wheel to front-wheel ratio of nuScenes' Renault Zoe (approximate; the value NeuroNCAP
-# uses for nuScenes). Front-wheel angle = steering-wheel angle / STEERING_RATIO.
-STEERING_RATIO = 16.0
 # Renault Zoe wheelbase, metres (kinematic bicycle model when no CAN steering exists).
 WHEELBASE_M = 2.588
 # Below this speed the bicycle model is ill-conditioned: steering from poses is reported as 0.
@@ -28,6 +30,9 @@ MIN_SPEED_FOR_STEERING = 1.0
 COMMAND_LATERAL_THRESHOLD_M = 2.0
 # CAN samples farther than this from the asked time are not used (fall back to poses).
 CAN_MAX_GAP_S = 0.1
+# A history time this close before the scene's first pose still counts as observed (nuScenes
+# ego poses come with every sample_data, the first keyframe's within tens of ms of the first).
+HISTORY_START_TOLERANCE_S = 0.05
 
 HISTORY_OFFSETS_S: tuple[float, ...] = tuple(
     -PLAN_DT_S * (HISTORY_STEPS - 1 - i) for i in range(HISTORY_STEPS)
@@ -156,6 +161,16 @@ def ego_history(track: PoseTrack, t_us: float, current: Pose) -> np.ndarray:
     local = current.to_local(points)[:, :2]
     local[-1] = 0.0
     return local
+
+
+def observed_history_steps(track: PoseTrack, t_us: float) -> int:
+    """How many of the 7 history times (the last ones) lie within the scene's poses (>= 1).
+
+    At the k-th keyframe of a scene (k = 0, 1, ...) this is min(k + 1, 7): the keyframes the
+    upstream prompt could read a status at.
+    """
+    start = track.start_us - HISTORY_START_TOLERANCE_S * 1e6
+    return max(1, sum(1 for dt in HISTORY_OFFSETS_S if t_us + dt * 1e6 >= start))
 
 
 def driving_command(future_xy: np.ndarray, future_valid: np.ndarray) -> DrivingCommand:

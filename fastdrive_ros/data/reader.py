@@ -26,6 +26,7 @@ from fastdrive_ros.data.ego_status import (
     EgoStatus,
     driving_command,
     ego_history,
+    observed_history_steps,
     status_from_poses,
 )
 from fastdrive_ros.data.errors import DatasetError
@@ -307,6 +308,7 @@ class NuScenesReader:
         status = self.ego_status(index.name, t0)
         ego = EgoState(
             history_xy=ego_history(track, t0, current),
+            history_steps=observed_history_steps(track, t0),
             speed=status.speed,
             acceleration=status.acceleration,
             yaw_rate=status.yaw_rate,

@@ -18,9 +18,9 @@ from typing import Literal
 import numpy as np
 
 from fastdrive_ros.core_types import (
-    HISTORY_STEPS,
     PLAN_DT_S,
     PLAN_STEPS,
+    STEERING_RATIO,
     EgoState,
     PlanFailure,
     PlanOk,
@@ -95,12 +95,14 @@ def _num(value: float, digits: int = 2) -> str:
 
 
 def ego_status_rows(ego: EgoState) -> np.ndarray:
-    """(7, 4) per history step [acc_x, acc_y, vel_x, steering], oldest first.
+    """(7, 4) per history step [acc_x, acc_y, vel_x, steering-wheel angle rad], oldest first.
 
-    Impromptu reads these from nuScenes' CAN bus at every past step; EgoState holds them only
-    for now, so past steps are estimated from the history (finite differences: speed, heading
-    rate, centripetal acceleration, a bicycle-model front-wheel angle) and the last row is the
-    measured status.
+    Steering is the STEERING-WHEEL angle, as Impromptu's prompt carries CAN's raw
+    `steeranglefeedback`: EgoState's front-wheel angle x STEERING_RATIO (a CAN value, divided by
+    the ratio in the reader, comes back exactly). Impromptu reads every row from nuScenes' CAN
+    bus at its keyframe; EgoState holds the status only for now, so past steps are estimated from
+    the history (finite differences: speed, heading rate, centripetal acceleration, a
+    bicycle-model front-wheel angle x STEERING_RATIO) and the last row is the measured status.
     """
     step = np.diff(ego.history_xy, axis=0)  # (6, 2) motion over each 0.5 s
     speed = np.linalg.norm(step, axis=1) / PLAN_DT_S
@@ -112,16 +114,27 @@ def ego_status_rows(ego: EgoState) -> np.ndarray:
     acc_x = np.concatenate([[0.0], np.diff(vel) / PLAN_DT_S])
     acc_y = vel * yaw_rate
     steer = np.where(vel > 0.5, np.arctan(WHEELBASE_M * yaw_rate / np.maximum(vel, 0.5)), 0.0)
-    rows = np.stack([acc_x, acc_y, vel, steer], axis=1)
-    rows[-1] = [ego.acceleration, ego.speed * ego.yaw_rate, ego.speed, ego.steering]
+    rows = np.stack([acc_x, acc_y, vel, steer * STEERING_RATIO], axis=1)
+    rows[-1] = [
+        ego.acceleration,
+        ego.speed * ego.yaw_rate,
+        ego.speed,
+        ego.steering * STEERING_RATIO,
+    ]
     return rows
 
 
 def _impromptu_history(ego: EgoState) -> str:
-    seconds = PLAN_DT_S * (HISTORY_STEPS - 1)
-    rows = ego_status_rows(ego)
+    """The history sentence with the observed rows only (fewer at a scene's start, as upstream).
+
+    `ego.history_steps` rows (the last ones) were observed; the extrapolated ones before them
+    are left out and the sentence says "over the last (n - 1) x 0.5 seconds".
+    """
+    count = int(ego.history_steps)
+    seconds = PLAN_DT_S * (count - 1)
+    rows = ego_status_rows(ego)[-count:]
     items = []
-    for i, ((x, y), (ax, ay, vx, steer)) in enumerate(zip(ego.history_xy, rows)):
+    for i, ((x, y), (ax, ay, vx, steer)) in enumerate(zip(ego.history_xy[-count:], rows)):
         items.append(
             f"(t-{seconds - i * PLAN_DT_S}s) [{_num(x)}, {_num(y)}], Acceleration: X {_num(ax)}, "
             f"Y {_num(ay)} m/s^2, Velocity: X {_num(vx)}, Steering angle: {_num(steer)} "
