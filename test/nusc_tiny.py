@@ -46,7 +46,9 @@ def write_tiny_nuscenes(
     can_bus: bool = False,
     masks: bool = True,
     scene_names: tuple[str, ...] = ("scene-0001",),
+    lidar_mount: tuple[list[float], list[float]] | None = None,
 ) -> Path:
+    """`lidar_mount` = (translation, rotation wxyz): a LIDAR_TOP keyframe record per sample."""
     root.mkdir(parents=True, exist_ok=True)
     tables = root / version
     tables.mkdir(exist_ok=True)
@@ -64,6 +66,17 @@ def write_tiny_nuscenes(
                 "translation": cam.translation.tolist(),
                 "rotation": cam.rotation.tolist(),
                 "camera_intrinsic": cam.intrinsic.tolist(),
+            }
+        )
+    if lidar_mount is not None:
+        sensors.append({"token": "sensor-lidar", "channel": "LIDAR_TOP", "modality": "lidar"})
+        calibs.append(
+            {
+                "token": "calib-lidar",
+                "sensor_token": "sensor-lidar",
+                "translation": list(lidar_mount[0]),
+                "rotation": list(lidar_mount[1]),
+                "camera_intrinsic": [],
             }
         )
     category = [{"token": "cat-car", "name": "vehicle.car", "description": ""}]
@@ -133,6 +146,35 @@ def write_tiny_nuscenes(
                     "num_radar_pts": 0,
                 }
             )
+        if lidar_mount is not None:
+            for k, sample in enumerate(samples[-len(key_frames) :]):
+                t = sample["timestamp"]
+                xy = ego_position(t - s_i * 100_000_000, speed=speed, heading=heading)
+                token = f"s{s_i}-sd-lidar-{k}"
+                ego_poses.append(
+                    {
+                        "token": f"pose-{token}",
+                        "timestamp": t,
+                        "translation": [float(xy[0]), float(xy[1]), 0.0],
+                        "rotation": rotation,
+                    }
+                )
+                sample_data.append(
+                    {
+                        "token": token,
+                        "sample_token": sample["token"],
+                        "ego_pose_token": f"pose-{token}",
+                        "calibrated_sensor_token": "calib-lidar",
+                        "timestamp": t,
+                        "fileformat": "pcd",
+                        "is_key_frame": True,
+                        "height": 0,
+                        "width": 0,
+                        "filename": f"samples/LIDAR_TOP/{token}.pcd.bin",
+                        "prev": f"s{s_i}-sd-lidar-{k - 1}" if k > 0 else "",
+                        "next": f"s{s_i}-sd-lidar-{k + 1}" if k + 1 < len(key_frames) else "",
+                    }
+                )
         for c_i, channel in enumerate(CAMERA_NAMES):
             folder_k = root / "samples" / channel
             folder_s = root / "sweeps" / channel

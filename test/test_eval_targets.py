@@ -75,3 +75,12 @@ def test_results_name_the_sparsevlm_deviations() -> None:
     assert "SparseVLM follows its reference code" in md
     for item in DEVIATIONS:
         assert item in md
+
+
+def test_results_name_the_reference_point() -> None:
+    res = results(recon50=0.51, recon75=0.55, fastv75_coll=0.4, prefill75=25.0, cv=1.0)
+    assert "Reference point of trajectories, boxes and map: not recorded" in render_markdown(res)
+    res.metadata["reference"] = "lidar"
+    assert "the LiDAR sensor in the current LiDAR frame" in render_markdown(res)
+    res.metadata["reference"] = "rear_axle"
+    assert "0.94 m further back than upstream" in render_markdown(res)

@@ -8,6 +8,10 @@ a step is valid when its time is at most FUTURE_END_TOLERANCE_S past the scene's
 yielded (`full_future_only=True`), so the last ~3 s of keyframes of each scene are skipped; with
 False they are yielded with `future_valid` False and NaN waypoints at the missing steps. Future
 boxes: every annotated instance present at each step (all categories; see agents.py).
+
+Reference point (`reference`): "rear_axle" (default) puts history, future, boxes and map in the
+nuScenes ego frame (rear axle); "lidar" in the LiDAR-sensor frame Impromptu-VLA / SparseDrive were
+trained in (reference.py: LIDAR_TOP calibrated_sensor; the synthetic world's nominal mount).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from fastdrive_ros.core_types import CAMERA_NAMES, PLAN_DT_S, PLAN_STEPS, EgoState
 from fastdrive_ros.data.agents import SceneAgents
 from fastdrive_ros.data.ego_status import (
+    HISTORY_OFFSETS_S,
     CanBusTrack,
     EgoStatus,
     driving_command,
@@ -30,8 +35,19 @@ from fastdrive_ros.data.ego_status import (
     status_from_poses,
 )
 from fastdrive_ros.data.errors import DatasetError
+from fastdrive_ros.data.frames import Pose
 from fastdrive_ros.data.layout import fg_mask_path
 from fastdrive_ros.data.nusc_map import LocationMap, MapCache, require_map_file
+from fastdrive_ros.data.reference import (
+    IDENTITY,
+    LIDAR_CHANNEL,
+    NOMINAL_LIDAR_MOUNT,
+    ReferencePoint,
+    check_reference,
+    lidar_mount,
+    reference_history,
+    reference_pose,
+)
 from fastdrive_ros.data.scene_index import (
     CameraFrame,
     SceneIndex,
@@ -77,6 +93,7 @@ class NuScenesReader:
         mask_root: str | Path | None = None,
         require_masks: bool = False,
         verbose: bool = False,
+        reference: ReferencePoint = "rear_axle",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -87,6 +104,8 @@ class NuScenesReader:
         self._full_future_only = full_future_only
         self._mask_root = Path(mask_root) if mask_root is not None else self._dataroot
         self._require_masks = require_masks
+        self._reference = check_reference(reference)
+        self._mounts: dict[str, Pose] = {}
         self._nusc = open_nuscenes(self._dataroot, version, verbose=verbose)
 
         records = sorted(self._nusc.scene, key=lambda s: s["name"])
@@ -123,6 +142,38 @@ class NuScenesReader:
     def version(self) -> str:
         """The table folder's name, e.g. v1.0-synth."""
         return self._version
+
+    @property
+    def reference(self) -> ReferencePoint:
+        """The reference point of every position: 'rear_axle' or 'lidar' (reference.py)."""
+        return self._reference
+
+    def set_reference(self, reference: ReferencePoint) -> None:
+        """Change the reference point of the samples read from now on (the index stays)."""
+        self._reference = check_reference(reference)
+        self._mounts.clear()
+
+    def reference_mount(self, name: str) -> Pose:
+        """The reference frame in the ego frame for scene `name` (identity for the rear axle).
+
+        "lidar": the LIDAR_TOP calibrated_sensor of the scene's first sample, else (the
+        synthetic world has no LiDAR records) NOMINAL_LIDAR_TOP.
+        """
+        if self._reference == "rear_axle":
+            return IDENTITY
+        if name not in self._mounts:
+            index = self.scene_index(name)
+            sample = self._nusc.get("sample", index.sample_tokens[0])
+            token = sample["data"].get(LIDAR_CHANNEL)
+            if token is None:
+                mount = NOMINAL_LIDAR_MOUNT
+                LOG.info("%s has no %s: nominal LiDAR mount", name, LIDAR_CHANNEL)
+            else:
+                sd = self._nusc.get("sample_data", token)
+                cs = self._nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+                mount = lidar_mount(cs["translation"], cs["rotation"])
+            self._mounts[name] = mount
+        return self._mounts[name]
 
     @property
     def split(self) -> str:
@@ -288,16 +339,27 @@ class NuScenesReader:
         sample = self._nusc.get("sample", token)
         t0 = int(sample["timestamp"])
         track = index.poses
-        current = track.at(t0)
+        ego_pose = track.at(t0)
         cameras = tuple(self._camera_image(sample, ch) for ch in CAMERA_NAMES)
 
         times = self._future_times(t0)
         valid = self._future_valid(index, t0)
         future_xy = np.full((PLAN_STEPS, 2), np.nan)
         future_yaw = np.full(PLAN_STEPS, np.nan)
-        for k in np.flatnonzero(valid):
-            future_xy[k] = current.to_local(track.position(float(times[k]))[None])[0, :2]
-            future_yaw[k] = current.yaw_to_local(track.at(float(times[k])).yaw)
+        if self._reference == "rear_axle":
+            current = ego_pose
+            for k in np.flatnonzero(valid):
+                future_xy[k] = current.to_local(track.position(float(times[k]))[None])[0, :2]
+                future_yaw[k] = current.yaw_to_local(track.at(float(times[k])).yaw)
+            history = ego_history(track, t0, current)
+        else:
+            mount = self.reference_mount(index.name)
+            current = reference_pose(track, t0, mount)
+            for k in np.flatnonzero(valid):
+                frame = reference_pose(track, float(times[k]), mount)
+                future_xy[k] = current.to_local(frame.translation[None])[0, :2]
+                future_yaw[k] = current.yaw_to_local(frame.yaw)
+            history = reference_history(track, t0, mount, HISTORY_OFFSETS_S)
 
         agents = self.agents(index.name)
         future_boxes: list[tuple[AgentBox, ...]] = []
@@ -307,7 +369,7 @@ class NuScenesReader:
 
         status = self.ego_status(index.name, t0)
         ego = EgoState(
-            history_xy=ego_history(track, t0, current),
+            history_xy=history,
             history_steps=observed_history_steps(track, t0),
             speed=status.speed,
             acceleration=status.acceleration,
@@ -330,6 +392,6 @@ class NuScenesReader:
             future_valid=valid,
             future_boxes=tuple(future_boxes),
             map=geometry,
-            ego_translation=current.translation,
-            ego_rotation=current.rotation,
+            ego_translation=ego_pose.translation,
+            ego_rotation=ego_pose.rotation,
         )

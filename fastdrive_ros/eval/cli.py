@@ -91,6 +91,14 @@ def register(app: typer.Typer) -> None:
                 "3249 tokens)."
             ),
         ] = None,
+        reference: Annotated[
+            str,
+            typer.Option(
+                help="Reference point of trajectories, boxes and map: auto (the model's own: "
+                "the LiDAR sensor for real checkpoints, as Impromptu-VLA / SparseDrive were "
+                "trained; the rear axle for our bundles), rear_axle or lidar."
+            ),
+        ] = "auto",
     ) -> None:
         """Open-loop planning quality and latency of each pruner at each ratio (Table 1)."""
         pruner_names = parse_list(pruners, what="--pruners")
@@ -115,6 +123,7 @@ def register(app: typer.Typer) -> None:
                 with_map=with_map,
                 progress=progress,
                 resolution=resolution,
+                reference=reference,
             )
         except (ValueError, OSError, ImportError) as exc:  # DatasetError is a ValueError
             raise fail(exc) from exc

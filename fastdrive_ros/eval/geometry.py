@@ -4,8 +4,9 @@ All in the ego frame of the planning time (x forward, y left, metres). The ego f
 the Impromptu-VLA / SparseDrive / BEV-Planner convention: a 4.084 m x 1.85 m box whose centre sits
 0.5 m ahead of the trajectory point along the heading, the heading taken from the trajectory itself
 (central differences, see headings_from_trajectory), so a predicted and a ground-truth trajectory
-are treated alike. (Upstream the trajectory point is the LiDAR sensor; here it is the ego origin of
-the dataset reader: see the model card for the frame.)
+are treated alike. The trajectory point is the reader's reference point (data/reference.py): the
+LiDAR sensor, as upstream, for real checkpoints (`fastdrive eval --reference auto`); the rear axle
+for the compact default, whose box therefore sits 0.94 m further back than upstream's.
 """
 
 from __future__ import annotations

@@ -141,7 +141,8 @@ def render_markdown(results: EvalResults) -> str:
         "/ BEV-Planner boxes and headings; steps where the logged ego collides count 0); "
         "intersection in % of samples touching the road boundary at any step up to the horizon "
         "(BEV-Planner); see fastdrive_ros/eval/metrics.py. Relative = % of the unpruned value "
-        "(lower is better).",
+        "(lower is better). Reference point of trajectories, boxes and map: "
+        f"{_reference_text(meta.get('reference'))}.",
         "- Failed plans are scored with the constant-velocity plan (what the node falls back to) "
         f"and counted: {failures or 'none'}.",
         *baseline_notes(results),
@@ -164,6 +165,20 @@ def render_markdown(results: EvalResults) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _reference_text(reference: str | None) -> str:
+    if reference == "lidar":
+        return (
+            "the LiDAR sensor in the current LiDAR frame (x forward, y left), as Impromptu-VLA / "
+            "SparseDrive were trained and evaluated; the ego box sits 0.5 m ahead of it"
+        )
+    if reference == "rear_axle":
+        return (
+            "the rear axle (nuScenes ego_pose), what the compact model was trained on; the ego "
+            "box sits 0.5 m ahead of it, 0.94 m further back than upstream's"
+        )
+    return "not recorded"
 
 
 def baseline_notes(results: EvalResults) -> list[str]:

@@ -110,6 +110,7 @@ def run_eval(
     progress: bool = True,
     model: EvalModel | None = None,
     resolution: str | None = None,
+    reference: str = "auto",
 ) -> EvalResults:
     """Open-loop evaluation of a model folder on a nuScenes (or synthetic) split.
 
@@ -118,6 +119,8 @@ def run_eval(
     map expansion (`with_map=False`) intersection and off-road are reported as missing. `model`
     overrides loading `model_folder` (tests, or an already loaded model). `resolution` is a
     real checkpoint's input setting (None: its own; "paper": 1596x1596, nn/resize.py).
+    `reference` is the trajectories' reference point: "auto" = the model's own (LiDAR for real
+    checkpoints, rear axle for our bundles), or "rear_axle" / "lidar" (data/reference.py).
     """
     from fastdrive_ros.data.reader import NuScenesReader
 
@@ -140,6 +143,9 @@ def run_eval(
             attention="vispruner" in pruners,
             resolution=resolution,
         )
+    if reference == "auto":
+        reference = getattr(model, "reference_point", "rear_axle")
+    reader.set_reference(reference)  # ValueError naming the choices for a bad one
     out = Path(out)
     overlay = None
     if overlay_samples > 0 and any(r > 0 for r in ratios):
@@ -166,6 +172,7 @@ def run_eval(
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "reference": reference,
         "image_size": list(model.image_size),
         "resize": getattr(getattr(getattr(model, "vla", None), "config", None), "resize", None),
         "cameras": list(model.camera_names),

@@ -67,6 +67,15 @@ class VLAEvalModel:
         return cls(vla=vla, name=str(folder), **kwargs)
 
     @property
+    def reference_point(self) -> str:
+        """The trajectory reference point the model was trained in (data/reference.py).
+
+        Real checkpoints (Impromptu-VLA, trained on SparseDrive's data): the LiDAR sensor; our
+        bundles: the rear axle (the reader's default, what the compact model was trained on).
+        """
+        return "lidar" if self.vla.config.tokenizer.get("kind") == "checkpoint" else "rear_axle"
+
+    @property
     def device(self) -> torch.device:
         return self.vla.device
 
