@@ -299,6 +299,37 @@ def _export(state: dict) -> list[str]:
     ]
 
 
+def _conventions() -> list[str]:
+    """Which conventions this model and real checkpoints use (issue 12), one line each."""
+    return [
+        "- Frame: x forward, y left, metres, 0.5 s steps. This model plans the rear axle "
+        "(nuScenes ego_pose), the frame it was trained in. Real Qwen2.5-VL / Impromptu-VLA "
+        "checkpoints plan the LiDAR sensor in the current LiDAR frame (SparseDrive's data): "
+        "`fastdrive eval --reference auto` reads ground truth, history, boxes and map there "
+        "(LIDAR_TOP calibrated_sensor; the synthetic world's nominal mount).",
+        "- Metrics (the paper's, Impromptu-VLA's evaluator): L2 Avg = mean of the cumulative "
+        "means at 1/2/3 s (ST-P3 / VAD); collision: a 4.084 x 1.85 m box 0.5 m ahead of the "
+        "trajectory point, headings by central differences with the 0.5 m straight fallback, "
+        "steps where the logged ego collides count 0 and stay in the denominator; intersection: "
+        "a sample counts at horizon t if any step up to t touches the road boundary.",
+        "- Images: this model resizes each camera to 280x504 (antialiased bilinear). Real "
+        "checkpoints default to their own input, Impromptu-VLA's fine-tuning pipeline "
+        "(1600x900 -> nearest to 682x384 -> Qwen bicubic 672x392, 336 tokens); "
+        "`--resolution paper` gives FastDriveVLA's 1596x1596 (3249 tokens).",
+        "- Prompt of real checkpoints: Impromptu's wording; steering is the steering-wheel "
+        "angle in rad (CAN steeranglefeedback as it is; this project stores the front-wheel "
+        "angle = wheel / 16); at a scene's start only the observed history rows are listed. "
+        "Past rows' acceleration, speed and steering are estimated from the pose history "
+        "(upstream reads CAN at each past keyframe). Greedy decoding, budget 256 new tokens.",
+        "- ReconPruner training: this model's decoder was 2 layers x width 256 (= D) with 150 "
+        "decoder warm-up steps; `fastdrive train-pruner` defaults to the paper's 6 layers at "
+        "the LLM width D, 150 warm-up steps, and stops a run whose kept fraction collapses.",
+        "- Baselines at the same K: SparseVLM follows its reference code (raters, the pruning "
+        "layer's own attention, 30 % of the dropped tokens recycled into DPC-kNN clusters); "
+        "its remaining deviations are listed in every results.md.",
+    ]
+
+
 def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
     """Write MODEL_CARD.md for the built bundle at `path`."""
     plan, vla, state = inputs.plan, inputs.vla, inputs.state
@@ -368,6 +399,10 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
         "## Export",
         "",
         *_export(state),
+        "",
+        "## Conventions",
+        "",
+        *_conventions(),
         "",
         "## Files",
         "",
