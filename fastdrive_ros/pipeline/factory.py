@@ -94,13 +94,30 @@ def resolve_model_dir(model_dir: str | Path) -> Path:
     )
 
 
+def sensor_lever(vla: Any) -> float | None:
+    """The lever arm (m) of the point a model plans: the LiDAR for real checkpoints, else None.
+
+    Real Qwen2.5-VL / Impromptu-VLA checkpoints were trained on LiDAR-sensor trajectories
+    (data/reference.py); our bundles on the rear axle, the odometry's own point.
+    """
+    from fastdrive_ros.pipeline.sensor_point import NOMINAL_LIDAR_LEVER_M
+
+    kind = getattr(vla.config, "tokenizer", {}).get("kind")
+    return NOMINAL_LIDAR_LEVER_M if kind == "checkpoint" else None
+
+
 class VLAPlannerAdapter:
-    """The pipeline's Planner over nn.vla's planner, with an LLM-stage selector when asked."""
+    """The pipeline's Planner over nn.vla's planner, with an LLM-stage selector when asked.
+
+    For a model that plans a sensor point (sensor_lever), the odometry history goes in moved to
+    that point and the waypoints come back moved to the rear axle (pipeline/sensor_point.py).
+    """
 
     def __init__(self, *, vla: Any, llm_selector: Any = None, keep: int | None = None) -> None:
         self._planner = vla.planner
         self._selector = llm_selector
         self._keep = keep
+        self.lever = sensor_lever(vla)
 
     @torch.inference_mode()
     def plan(
@@ -112,7 +129,11 @@ class VLAPlannerAdapter:
         ego: EgoState,
         max_new_tokens: int,
     ) -> PlanResult:
-        return self._planner.plan(
+        from fastdrive_ros.pipeline.sensor_point import ego_for_sensor, plan_to_rear_axle
+
+        if self.lever is not None:
+            ego = ego_for_sensor(ego, self.lever)
+        result = self._planner.plan(
             kept_tokens=kept_tokens,
             kept_index=kept_index,
             grid_thw=grid_thw,
@@ -121,6 +142,7 @@ class VLAPlannerAdapter:
             keep=self._keep,
             max_new_tokens=max_new_tokens,
         )
+        return result if self.lever is None else plan_to_rear_axle(result, self.lever)
 
 
 def build_pipeline(params: PipelineParams, *, clock: Clock | None = None) -> FramePipeline:
