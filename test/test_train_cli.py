@@ -235,3 +235,19 @@ def test_train_pruner_reads_a_hf_checkpoint_folder(world: Path, bundle: Path, tm
     assert pruner.config.hidden_size == 64
     result = _invoke(["train-pruner", *_common(world, checkpoint, out), "--install"])
     assert result.exit_code == 2 and "our bundles only" in result.output
+
+
+def test_train_pruner_on_a_checkpoint_uses_its_own_resolution(world: Path, tmp_path: Path) -> None:
+    from hf_tiny import tiny_hf_checkpoint
+
+    checkpoint = tiny_hf_checkpoint(tmp_path / "ckpt")
+    args = ["train-pruner", *_common(world, checkpoint, tmp_path / "out")]
+    args += ["--epochs", "1", "--batch-size", "4", "--decoder-layers", "1"]
+    args += ["--decoder-warmup-steps", "1", "--max-train-images", "8", "--max-val-images", "4"]
+    result = _invoke(args)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["image_size"] == [392, 672] and summary["resize"] == "impromptu"
+    assert summary["cameras"] == ["CAM_FRONT"]
+    manifests = list((tmp_path / "out" / "work" / "cache").rglob("cache.json"))
+    assert manifests and all(json.loads(m.read_text())["resize"] == "impromptu" for m in manifests)

@@ -44,16 +44,23 @@ def read_label(path: str | None, size: tuple[int, int], *, what: str) -> np.ndar
     return label
 
 
-def load_pixels(paths: Sequence[str], size: tuple[int, int]) -> torch.Tensor:
-    """[C, 3, H, W] normalised float32 pixels of the images at `paths` (shared preprocessing)."""
+def load_pixels(
+    paths: Sequence[str], size: tuple[int, int], resize: str = "bilinear"
+) -> torch.Tensor:
+    """[C, 3, H, W] normalised float32 pixels of the images at `paths` (shared preprocessing).
+
+    `resize` is the model's resampling (VLAConfig.resize; nn/resize.py).
+    """
     from fastdrive_ros.nn.vision import preprocess_images
 
     images = [read_rgb(p) for p in paths]
     shapes = {im.shape for im in images}
     if len(shapes) == 1:
         batch = torch.from_numpy(np.stack(images))
-        return preprocess_images(batch, size=size)
-    return torch.cat([preprocess_images(torch.from_numpy(im)[None], size=size) for im in images])
+        return preprocess_images(batch, size=size, resize=resize)
+    return torch.cat(
+        [preprocess_images(torch.from_numpy(im)[None], size=size, resize=resize) for im in images]
+    )
 
 
 def denormalize(pixels: torch.Tensor) -> torch.Tensor:

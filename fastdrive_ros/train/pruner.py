@@ -199,6 +199,7 @@ class PrunerDataset(Dataset):
         unit: int,
         cache: TokenCache | None = None,
         limit: int | None = None,
+        resize: str = "bilinear",
     ) -> None:
         if cache is not None and len(cache) != len(records):
             raise ValueError(
@@ -215,6 +216,7 @@ class PrunerDataset(Dataset):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.unit = int(unit)
         self.cache = cache
+        self.resize = resize
         self.per_camera = (self.image_size[0] // unit) * (self.image_size[1] // unit)
 
     def __len__(self) -> int:
@@ -223,7 +225,7 @@ class PrunerDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         i, c = self.items[index]
         record = self.records[i]
-        pixels = load_pixels([record.images[c]], self.image_size)[0]
+        pixels = load_pixels([record.images[c]], self.image_size, self.resize)[0]
         mask = read_label(record.fg_masks[c], self.image_size, what="foreground mask")
         item = {
             "image": denormalize(pixels),
@@ -296,6 +298,7 @@ def train_pruner(
     guard: CollapseGuard | None = None,
     dist: DistContext | None = None,
     progress: bool = True,
+    resize: str = "bilinear",
 ) -> TrainSummary:
     """AFBR-train `pruner` (in place; ends with the best-validation weights).
 
@@ -324,6 +327,7 @@ def train_pruner(
         unit=unit,
         cache=train_cache,
         limit=max_train_images,
+        resize=resize,
     )
     val_set = None
     if val_records:
@@ -333,6 +337,7 @@ def train_pruner(
             unit=unit,
             cache=val_cache if train_cache is not None else None,
             limit=max_val_images,
+            resize=resize,
         )
     if decoder_warmup_steps > 0:
         count = min(len(train_set), decoder_warmup_steps * config.batch_size)

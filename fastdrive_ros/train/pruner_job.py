@@ -62,6 +62,7 @@ class FrozenEncoder:
     cameras: tuple[str, ...]
     pruner_config: dict
     is_bundle: bool
+    resize: str = "bilinear"
 
 
 def load_frozen_encoder(
@@ -91,10 +92,13 @@ def load_frozen_encoder(
         chosen = cameras or vla.config.camera_names
         pruner = vla.config.pruner or ReconPrunerConfig.for_width(encoder.out_dim).to_dict()
         bundle = True
+        resize = vla.config.resize
     else:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         encoder = VisionEncoder.from_pretrained(model, dtype=dtype)
-        size = image_size or CHECKPOINT_IMAGE_SIZE  # the checkpoint's own (nn/resize.py)
+        # the checkpoint's own input (nn/resize.py); an asked size keeps Qwen's bicubic
+        size = image_size or CHECKPOINT_IMAGE_SIZE
+        resize = "impromptu" if tuple(size) == tuple(CHECKPOINT_IMAGE_SIZE) else "bicubic"
         chosen = cameras or CAMERA_NAMES[:1]
         pruner = ReconPrunerConfig.for_width(encoder.out_dim).to_dict()
         bundle = False
@@ -104,7 +108,9 @@ def load_frozen_encoder(
     encoder = encoder.to(device).eval()
     for parameter in encoder.parameters():
         parameter.requires_grad_(False)
-    return FrozenEncoder(encoder, (int(size[0]), int(size[1])), tuple(chosen), pruner, bundle)
+    return FrozenEncoder(
+        encoder, (int(size[0]), int(size[1])), tuple(chosen), pruner, bundle, resize
+    )
 
 
 def decoder_width(asked: int | None, token_width: int) -> int:
@@ -157,6 +163,7 @@ def run_pruner_job(job: PrunerJob, *, dist: DistContext, progress: bool = True) 
                 workers=job.cache_workers,
                 threads=job.threads,
                 progress=progress,
+                resize=frozen.resize,
             )
             for data, records in ((train_data, train_records), (val_data, val_records))
         ]
@@ -189,6 +196,7 @@ def run_pruner_job(job: PrunerJob, *, dist: DistContext, progress: bool = True) 
         guard=CollapseGuard(job.min_kept_fraction, job.collapse_patience),
         dist=dist,
         progress=progress,
+        resize=frozen.resize,
     )
     target = job.out / "pruner"
     if dist.is_main:
@@ -203,6 +211,7 @@ def run_pruner_job(job: PrunerJob, *, dist: DistContext, progress: bool = True) 
             "keyframes": {"train": len(train_records), "val": len(val_records)},
             "decoder": decoder.config.to_dict(),
             "image_size": list(frozen.image_size),
+            "resize": frozen.resize,
             "cameras": list(frozen.cameras),
         }
         (job.out / "summary.json").write_text(json.dumps(report, indent=1))

@@ -61,6 +61,7 @@ class CacheSpec:
     width: int
     grid_thw: tuple[tuple[int, int, int], ...]
     shard_size: int
+    resize: str = "bilinear"
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +76,7 @@ class CacheSpec:
             "width": self.width,
             "grid_thw": [list(g) for g in self.grid_thw],
             "shard_size": self.shard_size,
+            "resize": self.resize,
         }
 
     @classmethod
@@ -91,6 +93,7 @@ class CacheSpec:
             width=int(data["width"]),
             grid_thw=tuple(tuple(g) for g in data["grid_thw"]),  # type: ignore[arg-type]
             shard_size=int(data["shard_size"]),
+            resize=str(data.get("resize", "bilinear")),  # caches before it: bilinear
         )
 
     @property
@@ -131,8 +134,11 @@ def build_token_cache(
     workers: int = 1,
     threads: int = 1,
     progress: bool = True,
+    resize: str = "bilinear",
 ) -> TokenCache:
     """Encode every record's cameras once (frozen `encoder`, a VisionEncoder) and cache tokens.
+
+    `resize` is the resampling of the camera images (the model's; part of the cache's spec).
 
     Resumes a half-written cache made by the same encoder for the same records; rebuilds one
     made by another. Under torchrun each rank writes shards rank, rank + world, ...; on a CPU
@@ -166,6 +172,7 @@ def build_token_cache(
         width=encoder.out_dim,
         grid_thw=tuple((1, gh, gw) for _ in cameras),
         shard_size=int(shard_size),
+        resize=resize,
     )
     old, complete = _read_manifest(folder)
     if old == spec and complete:
@@ -220,7 +227,8 @@ def _encode_shard(
     tokens, fractions = [], []
     with torch.no_grad():
         for record in chunk:
-            pixels = load_pixels(record.images, spec.image_size).to(device=device, dtype=dtype)
+            pixels = load_pixels(record.images, spec.image_size, spec.resize)
+            pixels = pixels.to(device=device, dtype=dtype)
             out = twin(pixels)  # [C, n, D]
             tokens.append(out.reshape(-1, out.shape[-1]).to(torch.float16).cpu())
             fractions.append(torch.from_numpy(_fractions(record, spec.image_size, unit)))

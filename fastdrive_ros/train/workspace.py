@@ -84,14 +84,16 @@ class Workspace:
         workers: int = 1,
         threads: int = 1,
         progress: bool = True,
+        resize: str = "bilinear",
     ) -> TokenCache:
-        """Build (or reuse) the frozen encoder's tokens of `records`."""
+        """Build (or reuse) the frozen encoder's tokens of `records` (`resize`: resampling)."""
         cameras = records[0].cameras if records else CAMERA_NAMES
+        suffix = "" if resize == "bilinear" else f"_{resize}"  # bilinear caches keep their names
         folder = (
             self.folder
             / "cache"
             / module_hash(encoder)
-            / f"{data.key(cameras)}_{image_size[0]}x{image_size[1]}"
+            / f"{data.key(cameras)}_{image_size[0]}x{image_size[1]}{suffix}"
         )
         return build_token_cache(
             encoder=encoder,
@@ -102,6 +104,7 @@ class Workspace:
             workers=workers,
             threads=threads,
             progress=progress,
+            resize=resize,
         )
 
 
