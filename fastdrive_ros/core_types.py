@@ -61,6 +61,9 @@ class EgoState:
         history_steps: how many of the last history rows were observed (1..7); the rows
             before them were extrapolated (the first 3 s of a scene). Impromptu-VLA's prompt
             lists only the observed ones, as its data had no keyframe before a scene's start.
+        status_rows: (7, 4) measured [acc_x, acc_y, vel_x, front-wheel steering] at each
+            history time (CAN bus, as Impromptu's prompt reads them at every past keyframe), or
+            None: the prompt then estimates the past rows from the history.
     """
 
     history_xy: np.ndarray
@@ -71,6 +74,7 @@ class EgoState:
     command: DrivingCommand = "straight"
     inputs: EgoInputs = "full"
     history_steps: int = HISTORY_STEPS
+    status_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.inputs not in EGO_INPUTS:
@@ -83,6 +87,13 @@ class EgoState:
         if history.shape != (HISTORY_STEPS, 2):
             raise ValueError(f"history_xy must be ({HISTORY_STEPS}, 2), got {history.shape}")
         object.__setattr__(self, "history_xy", history)
+        if self.status_rows is not None:
+            rows = np.asarray(self.status_rows, dtype=np.float64)
+            if rows.shape != (HISTORY_STEPS, 4) or not np.all(np.isfinite(rows)):
+                raise ValueError(
+                    f"status_rows must be finite ({HISTORY_STEPS}, 4), got {rows.shape}"
+                )
+            object.__setattr__(self, "status_rows", rows)
         values = (self.speed, self.acceleration, self.yaw_rate, self.steering)
         if not np.all(np.isfinite(history)) or not np.all(np.isfinite(values)):
             raise ValueError("EgoState holds a non-finite value")

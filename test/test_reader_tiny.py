@@ -138,3 +138,19 @@ def test_steering_from_poses_uses_the_bicycle_model():
     assert status.speed == pytest.approx(10.0, rel=1e-3)
     assert status.yaw_rate == pytest.approx(0.5, rel=1e-6)
     assert status.steering == pytest.approx(np.arctan(WHEELBASE_M / 20.0), rel=1e-3)
+
+
+def test_can_rows_at_every_observed_history_time_reach_the_prompt(tiny_can, tiny_poses):
+    """Upstream reads CAN at each past keyframe: acceleration, velocity, raw steering."""
+    from fastdrive_ros.nn.prompt import build_prompt
+
+    reader = NuScenesReader(dataroot=tiny_can, version="v1.0-tiny", with_map=False)
+    sample = sorted(reader, key=lambda s: s.timestamp_us)[2]  # 3 observed rows
+    rows = sample.ego.status_rows
+    assert rows is not None and sample.ego.history_steps == 3
+    np.testing.assert_allclose(rows[-3:], [[0.25, 0.0, SPEED, 0.32 / STEERING_RATIO]] * 3)
+    text = "".join(build_prompt(sample.ego, num_cameras=1, style="impromptu").texts)
+    row = "Acceleration: X 0.25, Y 0.0 m/s^2, Velocity: X 5.0, Steering angle: 0.32 "
+    assert text.count(row) == 3
+    without = NuScenesReader(dataroot=tiny_poses, version="v1.0-tiny", with_map=False)
+    assert without[1].ego.status_rows is None  # no CAN: estimated from the poses

@@ -121,6 +121,10 @@ class CanBusTrack:
         ang = np.array([np.interp(t_us, self._t, self._rot[:, i]) for i in range(3)])
         return lin, ang
 
+    def lateral_acceleration(self, t_us: float) -> float:
+        """CAN acceleration along y (left) at t, m/s^2."""
+        return float(np.interp(t_us, self._t, self._acc[:, 1]))
+
     def status(self, t_us: float) -> EgoStatus | None:
         """Status at t, or None when the CAN log does not cover t."""
         if not self.covers(t_us):
@@ -131,6 +135,25 @@ class CanBusTrack:
         if self._near(self._st, t_us):
             steering = float(np.interp(t_us, self._st, self._sv)) / STEERING_RATIO
         return EgoStatus(float(lin[0]), accel, float(ang[2]), steering, "can_bus")
+
+
+def can_status_rows(can: CanBusTrack | None, t_us: float, observed: int) -> np.ndarray | None:
+    """(7, 4) CAN [acc_x, acc_y, vel_x, front-wheel steering] at the history times, or None.
+
+    Impromptu's prompt reads the CAN status at every past keyframe. Rows before the `observed`
+    ones (never listed) are zero; None when the CAN log misses an observed time (the prompt
+    then estimates the past rows from the poses).
+    """
+    if can is None:
+        return None
+    rows = np.zeros((HISTORY_STEPS, 4))
+    for i in range(HISTORY_STEPS - observed, HISTORY_STEPS):
+        t = t_us + HISTORY_OFFSETS_S[i] * 1e6
+        status = can.status(t)
+        if status is None:
+            return None
+        rows[i] = [status.acceleration, can.lateral_acceleration(t), status.speed, status.steering]
+    return rows
 
 
 def status_from_poses(track: PoseTrack, t_us: float) -> EgoStatus:

@@ -29,6 +29,7 @@ from fastdrive_ros.data.ego_status import (
     HISTORY_OFFSETS_S,
     CanBusTrack,
     EgoStatus,
+    can_status_rows,
     driving_command,
     ego_history,
     observed_history_steps,
@@ -371,6 +372,9 @@ class NuScenesReader:
         ego = EgoState(
             history_xy=history,
             history_steps=observed_history_steps(track, t0),
+            status_rows=can_status_rows(
+                self.can_track(index.name), t0, observed_history_steps(track, t0)
+            ),
             speed=status.speed,
             acceleration=status.acceleration,
             yaw_rate=status.yaw_rate,

@@ -103,7 +103,12 @@ def ego_status_rows(ego: EgoState) -> np.ndarray:
     bus at its keyframe; EgoState holds the status only for now, so past steps are estimated from
     the history (finite differences: speed, heading rate, centripetal acceleration, a
     bicycle-model front-wheel angle x STEERING_RATIO) and the last row is the measured status.
+    With `ego.status_rows` (the reader's CAN rows) every row is the measured one, as upstream.
     """
+    if ego.status_rows is not None:
+        rows = np.array(ego.status_rows, dtype=np.float64)
+        rows[:, 3] *= STEERING_RATIO
+        return rows
     step = np.diff(ego.history_xy, axis=0)  # (6, 2) motion over each 0.5 s
     speed = np.linalg.norm(step, axis=1) / PLAN_DT_S
     heading = np.unwrap(np.arctan2(step[:, 1], step[:, 0]))

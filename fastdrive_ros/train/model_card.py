@@ -319,8 +319,9 @@ def _conventions() -> list[str]:
         "- Prompt of real checkpoints: Impromptu's wording; steering is the steering-wheel "
         "angle in rad (CAN steeranglefeedback as it is; this project stores the front-wheel "
         "angle = wheel / 16); at a scene's start only the observed history rows are listed. "
-        "Past rows' acceleration, speed and steering are estimated from the pose history "
-        "(upstream reads CAN at each past keyframe). Greedy decoding, budget 256 new tokens.",
+        "Every listed row's acceleration, speed and steering come from the CAN bus at its "
+        "time, as upstream (estimated from the poses without the CAN expansion). Greedy "
+        "decoding, budget 256 new tokens.",
         "- ReconPruner training: this model's decoder was 2 layers x width 256 (= D) with 150 "
         "decoder warm-up steps; `fastdrive train-pruner` defaults to the paper's 6 layers at "
         "the LLM width D, 150 warm-up steps, and stops a run whose kept fraction collapses.",
