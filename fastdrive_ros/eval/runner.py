@@ -174,7 +174,7 @@ def run_eval(
         "threads": torch.get_num_threads(),
         "reference": reference,
         "image_size": list(model.image_size),
-        "resize": getattr(getattr(getattr(model, "vla", None), "config", None), "resize", None),
+        "resize": getattr(model, "resize", None),
         "cameras": list(model.camera_names),
         "timing_statistic": "median over samples",
         "encoder_attention_capture": bool(getattr(model, "attention", False)),

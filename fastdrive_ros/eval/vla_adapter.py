@@ -67,6 +67,11 @@ class VLAEvalModel:
         return cls(vla=vla, name=str(folder), **kwargs)
 
     @property
+    def resize(self) -> str:
+        """How camera images are resampled to image_size (VLAConfig.resize, nn/resize.py)."""
+        return self.vla.config.resize
+
+    @property
     def reference_point(self) -> str:
         """The trajectory reference point the model was trained in (data/reference.py).
 
@@ -87,7 +92,7 @@ class VLAEvalModel:
         from fastdrive_ros.nn.vision import preprocess_images
 
         pixels = preprocess_images(
-            images.to(self.device), size=self.image_size, resize=self.vla.config.resize
+            images.to(self.device), size=self.image_size, resize=self.resize
         )
         return pixels.to(self.dtype)
 
