@@ -79,3 +79,18 @@ def test_bad_samples_are_refused_and_the_ring_is_bounded() -> None:
         assert ego.add(OdometryIn(k * S, float(k), 0.0, 0.0, vx=1.0, yaw_rate=0.0))
     assert not ego.add(OdometryIn(5 * S, 0.0, 0.0, 0.0, vx=1.0, yaw_rate=0.0))  # not after last
     assert len(ego) == 8
+
+
+def test_history_steps_count_the_observed_times_since_the_first_sample() -> None:
+    ego = EgoHistory(capacity=8, wheelbase_m=2.5)  # a ring shorter than the 3 s history
+    for k in range(0, 21):  # 1 s of odometry at 20 Hz
+        t = k * 0.05
+        ego.add(OdometryIn(int(t * S), 5 * t, 0.0, 0.0, vx=5.0, yaw_rate=0.0))
+    assert ego.estimate(1 * S, "straight").state.history_steps == 3  # -1.0, -0.5, 0 s
+    for k in range(21, 81):  # 4 s in all: the ring dropped the first samples long ago
+        t = k * 0.05
+        ego.add(OdometryIn(int(t * S), 5 * t, 0.0, 0.0, vx=5.0, yaw_rate=0.0))
+    assert ego.estimate(4 * S, "straight").state.history_steps == 7
+    ego.reset()  # a time jump starts a new history
+    ego.add(OdometryIn(10 * S, 0.0, 0.0, 0.0, vx=5.0, yaw_rate=0.0))
+    assert ego.estimate(10 * S, "straight").state.history_steps == 1

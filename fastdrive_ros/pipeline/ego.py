@@ -7,7 +7,9 @@ already moving when the node started), times after the last one forwards at the 
 velocity, at most `max_extrapolation_s`, beyond which the pose is held. Speed and yaw rate are
 interpolated from the twist; acceleration is the speed change over the last 0.5 s; steering is
 the kinematic bicycle estimate atan(wheelbase * yaw_rate / speed), 0 below 1 m/s where it is
-ill-conditioned.
+ill-conditioned. `history_steps` counts the history times at or after the first sample since
+the last reset (the ring may have dropped it since): Impromptu's prompt lists only those, as its
+training data had no keyframe before a scene's start; the extrapolated ones stay in history_xy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from fastdrive_ros.core_types import HISTORY_STEPS, PLAN_DT_S, DrivingCommand, E
 from fastdrive_ros.pipeline.types import OdometryIn
 
 _MIN_STEER_SPEED = 1.0
+# A history time this close before the first sample still counts as observed (odometry and
+# camera stamps of the first frame differ by tens of ms).
+_HISTORY_START_TOLERANCE_NS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class EgoHistory:
         self._wheelbase = wheelbase_m
         self._max_extra_ns = int(max_extrapolation_s * 1e9)
         self._stale_ns = int(stale_after_s * 1e9)
+        self._first_ns: int | None = None  # first sample since the last reset
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -76,6 +82,8 @@ class EgoHistory:
             if self._samples and odom.stamp_ns <= self._samples[-1].stamp_ns:
                 return False
             self._samples.append(odom)
+            if self._first_ns is None:
+                self._first_ns = odom.stamp_ns
             return True
 
     def last_stamp_ns(self) -> int | None:
@@ -85,11 +93,13 @@ class EgoHistory:
     def reset(self) -> None:
         with self._lock:
             self._samples.clear()
+            self._first_ns = None
 
     def estimate(self, stamp_ns: int, command: DrivingCommand) -> EgoEstimate:
         """The EgoState at `stamp_ns` (see the module docstring for the rules)."""
         with self._lock:
             samples = list(self._samples)
+            first_ns = self._first_ns
         if not samples:
             still = EgoState(
                 history_xy=np.zeros((HISTORY_STEPS, 2)),
@@ -123,6 +133,9 @@ class EgoHistory:
             yaw_rate=yaw_rate,
             steering=steering,
             command=command,
+            history_steps=max(
+                1, int(np.sum(times >= (first_ns or 0) - _HISTORY_START_TOLERANCE_NS))
+            ),
         )
         age_ns = stamp_ns - int(stamps[-1])
         status = "stale_odometry" if abs(age_ns) > self._stale_ns else "ok"
