@@ -22,6 +22,10 @@ SELECTOR_NAMES: tuple[str, ...] = (
     "random",
     "none",
 )
+# Evaluation probes (nn/probes.py): accepted by `fastdrive eval --pruners`, never by the node (they
+# need ground truth or replace the frame), so they are kept out of SELECTOR_NAMES.
+PROBE_NAMES: tuple[str, ...] = ("oracle_fg", "anti_oracle", "shuffled", "no_images")
+EVAL_SELECTOR_NAMES: tuple[str, ...] = SELECTOR_NAMES + PROBE_NAMES
 
 _TABLE: dict[str, tuple[str, SelectorStage]] = {
     "reconpruner": ("fastdrive_ros.nn.recon_pruner:ReconPruner", "encoder"),
@@ -31,12 +35,18 @@ _TABLE: dict[str, tuple[str, SelectorStage]] = {
     "vispruner": ("fastdrive_ros.nn.baselines.vispruner:VisPruner", "encoder"),
     "random": ("fastdrive_ros.nn.baselines.simple:RandomSelector", "encoder"),
     "none": ("fastdrive_ros.nn.baselines.simple:KeepAll", "encoder"),
+    "oracle_fg": ("fastdrive_ros.nn.probes:OracleForeground", "encoder"),
+    "anti_oracle": ("fastdrive_ros.nn.probes:AntiOracle", "encoder"),
+    "shuffled": ("fastdrive_ros.nn.probes:ShuffledScene", "encoder"),
+    "no_images": ("fastdrive_ros.nn.probes:NoImages", "encoder"),
 }
 
 
 def _check_name(name: str) -> None:
     if name not in _TABLE:
-        raise ValueError(f"unknown selector {name!r}: choose one of {', '.join(SELECTOR_NAMES)}")
+        raise ValueError(
+            f"unknown selector {name!r}: choose one of {', '.join(EVAL_SELECTOR_NAMES)}"
+        )
 
 
 def selector_stage(name: str) -> Literal["encoder", "llm"]:

@@ -113,10 +113,14 @@ class Selection:
     Attributes:
         kept_index: [K] int64, strictly ascending indices into the N visual tokens.
         scores: [N] the score the selector ranked by, if it has one (for overlays and debugging).
+        tokens: [K, D] values to plan from in place of `visual.tokens[kept_index]`; only the
+            evaluation probe "shuffled" sets it (another scene's tokens at this frame's positions),
+            every pruner leaves it None.
     """
 
     kept_index: torch.Tensor
     scores: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         idx = self.kept_index
@@ -124,6 +128,12 @@ class Selection:
             raise ValueError(f"kept_index must be 1-D int64, got {idx.dtype} {tuple(idx.shape)}")
         if idx.numel() > 1 and not bool((idx[1:] > idx[:-1]).all()):
             raise ValueError("kept_index must be strictly ascending (original order)")
+        if self.tokens is not None and (
+            self.tokens.ndim != 2 or self.tokens.shape[0] != idx.numel()
+        ):
+            raise ValueError(
+                f"replacement tokens must be [{idx.numel()}, D], got {tuple(self.tokens.shape)}"
+            )
 
 
 @runtime_checkable
