@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "fastdrive_ros.data.synth.cli",  # synth
     "fastdrive_ros.data.cli",  # masks, bag
     "fastdrive_ros.train.cli",  # train-pruner, train-planner, build-default
+    "fastdrive_ros.train.ego_mlp_cli",  # train-ego-mlp
     "fastdrive_ros.eval.cli",  # eval, bench
     "fastdrive_ros.runtime.cli",  # export, engine
     "fastdrive_ros.transport.cli",  # drive, play
