@@ -11,6 +11,12 @@ from fastdrive_ros.cli import fail, split_list
 from fastdrive_ros.data.cli import DATAROOT_HELP, VERSION_HELP
 
 DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,random,none"
+PRUNERS_HELP = (
+    "Comma-separated selectors to compare ('none' = unpruned): reconpruner, fastv, sparsevlm, "
+    "divprune, vispruner, random, none; probes: oracle_fg (K tokens of highest ground-truth "
+    "foreground share), anti_oracle (K lowest), shuffled (another scene's tokens, ratio 0 only), "
+    "no_images (no visual token, ratio 0 only)."
+)
 DEFAULT_RATIOS = "0,0.25,0.5,0.75"
 PROGRESS_HELP = "Show a progress bar."
 
@@ -52,9 +58,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Model folder (our bundle or a Qwen2.5-VL / Impromptu checkpoint)."),
         ],
         out: Annotated[Path, typer.Option(help="Output folder for results.json/md and plots.")],
-        pruners: Annotated[
-            str, typer.Option(help="Comma-separated selectors to compare ('none' = unpruned).")
-        ] = DEFAULT_PRUNERS,
+        pruners: Annotated[str, typer.Option(help=PRUNERS_HELP)] = DEFAULT_PRUNERS,
         ratios: Annotated[
             str, typer.Option(help="Comma-separated prune ratios p (K = floor(N (1 - p))).")
         ] = DEFAULT_RATIOS,
@@ -82,6 +86,20 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int | None, typer.Option(help="Torch CPU threads (default: torch's choice).")
         ] = None,
+        ego_inputs: Annotated[
+            str,
+            typer.Option(
+                help="What every planner reads of the ego state: full (history, speed, "
+                "acceleration, yaw rate, steering, command) or minimal (command and speed)."
+            ),
+        ] = "full",
+        mask_root: Annotated[
+            Path | None,
+            typer.Option(help="Where fg_masks/ lives for the oracle probes (default: dataroot)."),
+        ] = None,
+        bootstrap_draws: Annotated[
+            int, typer.Option(help="Scene-bootstrap resamples for the 95 % intervals.")
+        ] = 2000,
         progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
         resolution: Annotated[
             str | None,
@@ -100,7 +118,18 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "auto",
     ) -> None:
-        """Open-loop planning quality and latency of each pruner at each ratio (Table 1)."""
+        """Open-loop planning quality and latency of each pruner at each ratio (Table 1).
+
+        Also: camera-free references (constant velocity, CTRA, the bundle's ego MLP), the probes
+        that show whether token sets can be told apart (content effect, oracle gap, with
+        scene-bootstrap intervals), and every row by what the ego does in the next 3 s.
+        """
+        from fastdrive_ros.core_types import EGO_INPUTS
+
+        if ego_inputs not in EGO_INPUTS:
+            raise typer.BadParameter(f"--ego-inputs must be one of {', '.join(EGO_INPUTS)}")
+        if bootstrap_draws < 10:
+            raise typer.BadParameter("--bootstrap-draws must be >= 10")
         pruner_names = parse_list(pruners, what="--pruners")
         ratio_values = parse_ratios(ratios)
         _set_threads(threads)
@@ -124,10 +153,15 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 resolution=resolution,
                 reference=reference,
+                ego_inputs=ego_inputs,  # type: ignore[arg-type]
+                mask_root=mask_root,
+                bootstrap_draws=bootstrap_draws,
             )
         except (ValueError, OSError, ImportError) as exc:  # DatasetError is a ValueError
             raise fail(exc) from exc
         typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots")
+        if results.discrimination.get("verdict"):
+            typer.echo(results.discrimination["verdict"])
         for target in results.targets:
             typer.echo(f"[{target['status']}] {target['target']}: {target['detail']}")
 

@@ -9,6 +9,13 @@ flatter any method: every row reports the encoder time it would pay in the node.
 
 Failed plans (PlanFailure) are scored with the constant-velocity plan, which is what a node can
 fall back to, and counted per reason, so every method is scored on the same samples.
+
+Every plan, references included, reads the ego state as the `ego_inputs` setting allows
+(`restrict_ego`: "full" or "minimal"). Probes (nn/probes.py) run behind the same selection
+interface and K: the harness fills what they read (ground-truth foreground share per token from
+the sample's nuScenes-FG masks; the paired scene's tokens, eval/pairing.py). Per-sample step
+errors of every row are kept for the scene bootstrap (eval/discrimination.py) and the breakdown
+by what the ego does next (eval/events.py).
 """
 
 from __future__ import annotations
@@ -18,28 +25,38 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from fastdrive_ros.core_types import PlanOk
+from fastdrive_ros.core_types import EGO_INPUTS, EgoInputs, EgoState, PlanOk, restrict_ego
 from fastdrive_ros.data.types import KeyframeSample
 from fastdrive_ros.eval.constant_velocity import constant_velocity_plan
+from fastdrive_ros.eval.ctra import ctra_plan
+from fastdrive_ros.eval.discrimination import by_event, discrimination
+from fastdrive_ros.eval.events import WorldRecords, label_event
 from fastdrive_ros.eval.flops import TFLOP, llm_prefill_flops, reconpruner_flops, vision_flops
 from fastdrive_ros.eval.images import load_camera_images, resize_for_display
 from fastdrive_ros.eval.metrics import GroundTruth, MetricAccumulator
 from fastdrive_ros.eval.model_api import EvalModel, ModelShapes, PlanOutput
 from fastdrive_ros.eval.overlays import render_overlay
 from fastdrive_ros.eval.records import EvalRecord, EvalResults, relative
-from fastdrive_ros.nn.selection import Selection, SelectorName, VisualTokens, keep_count
+from fastdrive_ros.nn.probes import FG_SHARE, PARTNER_TOKENS, WHOLE_FRAME_PROBES
+from fastdrive_ros.nn.registry import EVAL_SELECTOR_NAMES
+from fastdrive_ros.nn.selection import Selection, VisualTokens, keep_count
 
-PRUNER_NAMES: tuple[str, ...] = get_args(SelectorName)
+PRUNER_NAMES: tuple[str, ...] = EVAL_SELECTOR_NAMES
 UNPRUNED = "none"
+ORACLE_PROBES: tuple[str, ...] = ("oracle_fg", "anti_oracle")
 
 
 def check_methods(pruners: Sequence[str], ratios: Sequence[float]) -> tuple[list, list]:
-    """Validate names and ratios once; returns them de-duplicated, in the given order."""
+    """Validate names and ratios once; returns them de-duplicated, in the given order.
+
+    The whole-frame probes (shuffled, no_images) exist at ratio 0 only: asking for them without
+    ratio 0 is an error; at the other ratios they are simply not run.
+    """
     unknown = [p for p in pruners if p not in PRUNER_NAMES]
     if unknown or not pruners:
         raise ValueError(
@@ -48,6 +65,12 @@ def check_methods(pruners: Sequence[str], ratios: Sequence[float]) -> tuple[list
     bad = [r for r in ratios if not 0.0 <= float(r) < 1.0]
     if bad or not ratios:
         raise ValueError(f"prune ratios must be in [0, 1), got {list(ratios)}")
+    whole = [p for p in pruners if p in WHOLE_FRAME_PROBES]
+    if whole and not any(float(r) == 0.0 for r in ratios):
+        raise ValueError(
+            f"{', '.join(whole)} replace or remove the whole frame and are defined at prune ratio "
+            "0 only: add 0 to --ratios"
+        )
     return list(dict.fromkeys(pruners)), sorted({float(r) for r in ratios})
 
 
@@ -66,6 +89,7 @@ class _Run:
     prefill_flops: list[float] = field(default_factory=list)
     pruner_flops: list[float] = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)
+    l2_steps: list[np.ndarray] = field(default_factory=list)  # per sample (6,), NaN = not counted
 
     def time(self, stage: str, ms: float | None) -> None:
         if ms is not None:
@@ -93,14 +117,66 @@ def _timed(model: EvalModel, fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, 1000.0 * (time.perf_counter() - start)
 
 
+def _score(run: _Run, truth: GroundTruth, planned: np.ndarray) -> None:
+    outcome = truth.score(planned)
+    run.metrics.add(outcome)
+    run.l2_steps.append(outcome.l2)
+
+
+def token_fg_share(
+    sample: KeyframeSample,
+    camera_names: Sequence[str],
+    visual: VisualTokens,
+    image_size: tuple[int, int],
+) -> np.ndarray:
+    """[N] ground-truth foreground share of each merged token's cell, cameras in model order.
+
+    Each camera's nuScenes-FG mask is resized (nearest) to the model's input size and averaged
+    over the token cells of its grid, exactly as the ReconPruner's training targets are.
+    """
+    from fastdrive_ros.train.images import cell_fraction, read_label
+
+    by_name = {c.channel: c for c in sample.cameras}
+    height, width = image_size
+    parts = []
+    for name, (_, h, w) in zip(camera_names, visual.grid_thw.tolist()):
+        camera = by_name.get(name)
+        if camera is None or camera.fg_mask is None:
+            raise ValueError(
+                f"oracle_fg / anti_oracle need a nuScenes-FG mask for every camera; {name} of "
+                f"sample {sample.token} has none: use the synthetic world (it writes exact masks) "
+                "or build them with `fastdrive masks` (pass --mask-root if they are elsewhere)"
+            )
+        unit = height // (int(h) // 2)
+        if unit * (int(h) // 2) != height or unit * (int(w) // 2) != width:
+            raise ValueError(f"image size {image_size} does not tile the token grid {h}x{w}")
+        mask = read_label(str(camera.fg_mask), (height, width), what="foreground mask")
+        parts.append(cell_fraction(mask, unit))
+    return np.concatenate(parts).astype(np.float32)
+
+
 def _gt_trajectory(sample: KeyframeSample) -> np.ndarray:
     xy = np.asarray(sample.future_xy, dtype=np.float64).copy()
     xy[~np.isfinite(xy).all(axis=1)] = 0.0  # invalid tail steps never count
     return xy
 
 
+class EgoPlanner(Protocol):
+    """A camera-free reference planner (train/ego_mlp.py's EgoMLP): ego state -> (6, 2)."""
+
+    inputs: str
+
+    def plan(self, ego: EgoState) -> np.ndarray: ...
+
+
 class Evaluator:
-    """Runs methods over samples; `add(sample)` per sample, then `results(metadata)`."""
+    """Runs methods over samples; `add(sample, partner)` per sample, then `results(metadata)`.
+
+    `ego_inputs`: what every planner may read of the ego state ("full" or "minimal").
+    `ego_mlp`: the ego-only reference trained for that setting (None: no such row, and the
+    results say why through `ego_mlp_missing`). `world`: the dataset's own event records, for
+    the event labels. `bootstrap_draws`: scene resamples for the intervals.
+    """
 
     def __init__(
         self,
@@ -110,52 +186,128 @@ class Evaluator:
         ratios: Sequence[float],
         seed: int = 0,
         overlay: OverlaySpec | None = None,
+        ego_inputs: EgoInputs = "full",
+        ego_mlp: EgoPlanner | None = None,
+        ego_mlp_missing: str | None = None,
+        world: WorldRecords | None = None,
+        bootstrap_draws: int = 2000,
     ) -> None:
         pruners, ratios = check_methods(pruners, ratios)
+        if ego_inputs not in EGO_INPUTS:
+            raise ValueError(f"ego inputs must be one of {EGO_INPUTS}, got {ego_inputs!r}")
+        if ego_mlp is not None and ego_mlp.inputs != ego_inputs:
+            raise ValueError(
+                f"the ego MLP was trained for ego inputs {ego_mlp.inputs!r}, this evaluation "
+                f"uses {ego_inputs!r}"
+            )
         self.model = model
         self.overlay = overlay
+        self.seed = seed
+        self.ego_inputs: EgoInputs = ego_inputs
+        self.ego_mlp = ego_mlp
+        self.ego_mlp_missing = ego_mlp_missing
+        self.world = world
+        self.bootstrap_draws = bootstrap_draws
         self._selectors = {p: model.selector(p, seed=seed) for p in pruners if p != UNPRUNED}
         self._runs: dict[tuple[str, float], _Run] = {(UNPRUNED, 0.0): _Run(UNPRUNED, "none", 0.0)}
         for pruner in self._selectors:
             for ratio in ratios:
-                if ratio > 0:
+                whole_frame = pruner in WHOLE_FRAME_PROBES
+                if (ratio > 0) != whole_frame:  # whole-frame probes: ratio 0 only, own run
                     stage = model.selector_stage(pruner)
                     self._runs[(pruner, ratio)] = _Run(pruner, stage, ratio)
         self._ratios = ratios
-        # the constant-velocity plan and the logged trajectory itself, scored like the methods
+        self.needs_partner = "shuffled" in self._selectors
+        self._needs_fg = any(p in self._selectors for p in ORACLE_PROBES)
+        # camera-free plans and the logged trajectory itself, scored like the methods
+        names = ["constant_velocity", "ctra"] + (["ego_mlp"] if ego_mlp is not None else [])
         self._references = {
-            "constant_velocity": MetricAccumulator(),
-            "ground_truth": MetricAccumulator(),
+            name: _Run(name, "reference", 0.0) for name in names + ["ground_truth"]
         }
+        self._scenes: list[str] = []
+        self._events: list[str] = []
         self.samples = 0
+
+    def _reference_plans(self, sample: KeyframeSample, ego: EgoState) -> dict[str, np.ndarray]:
+        plans = {
+            "constant_velocity": constant_velocity_plan(ego),
+            "ctra": ctra_plan(ego),
+            "ground_truth": _gt_trajectory(sample),
+        }
+        if self.ego_mlp is not None:
+            plans["ego_mlp"] = self.ego_mlp.plan(ego)
+        return plans
+
+    def _event(self, sample: KeyframeSample) -> str:
+        leads = None if self.world is None else self.world.leads(sample.token)
+        return label_event(
+            speed=sample.ego.speed,  # what the ego did, not what the setting lets planners read
+            future_xy=sample.future_xy,
+            future_yaw=sample.future_yaw,
+            future_valid=sample.future_valid,
+            leads=leads,
+        )
+
+    def _probe_aux(
+        self, sample: KeyframeSample, visual: VisualTokens, partner: KeyframeSample | None
+    ) -> VisualTokens:
+        """`visual` with what the requested probes read (fg_share, partner_tokens) in aux."""
+        if not (self._needs_fg or self.needs_partner):
+            return visual
+        aux = dict(visual.aux)
+        if self._needs_fg:
+            aux[FG_SHARE] = torch.from_numpy(
+                token_fg_share(sample, self.model.camera_names, visual, self.model.image_size)
+            ).to(visual.tokens.device)
+        if self.needs_partner:
+            if partner is None:
+                raise ValueError("the shuffled probe needs a partner sample from another scene")
+            if partner.scene_name == sample.scene_name:
+                raise ValueError(
+                    f"shuffled paired {sample.token} with a keyframe of its own scene "
+                    f"{sample.scene_name}: the pairing must cross scenes"
+                )
+            images = load_camera_images(partner, self.model.camera_names)
+            with torch.inference_mode():
+                other = self.model.encode(self.model.preprocess(torch.from_numpy(images)))
+            aux[PARTNER_TOKENS] = other.tokens
+        return VisualTokens(tokens=visual.tokens, grid_thw=visual.grid_thw, aux=aux)
 
     @property
     def plans_per_sample(self) -> int:
         return len(self._runs)
 
-    def add(self, sample: KeyframeSample) -> None:
-        """Evaluate every method on one sample."""
+    def add(self, sample: KeyframeSample, partner: KeyframeSample | None = None) -> None:
+        """Evaluate every method on one sample.
+
+        `partner`: the keyframe (another scene) lending `shuffled` its tokens; needed only when
+        shuffled is evaluated.
+        """
         model = self.model
+        ego = restrict_ego(sample.ego, self.ego_inputs)
         truth = GroundTruth.from_sample(sample)
-        cv_plan = constant_velocity_plan(sample.ego)
-        self._references["constant_velocity"].add(truth.score(cv_plan))
-        self._references["ground_truth"].add(truth.score(_gt_trajectory(sample)))
+        self._scenes.append(sample.scene_name)
+        self._events.append(self._event(sample))
+        for name, plan in self._reference_plans(sample, ego).items():
+            _score(self._references[name], truth, plan)
+        cv_plan = constant_velocity_plan(ego)
         images = load_camera_images(sample, model.camera_names)
         with torch.inference_mode():
             pixels = model.preprocess(torch.from_numpy(images))
             visual, encoder_ms = _timed(model, lambda: model.encode(pixels))
+        visual = self._probe_aux(sample, visual, partner)
         n_tokens = int(visual.tokens.shape[0])
         everything = Selection(kept_index=torch.arange(n_tokens, device=visual.tokens.device))
         overlays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for (pruner, ratio), run in self._runs.items():
             with torch.inference_mode():
                 output, planned, kept, n_kept, select_ms = self._plan_one(
-                    run, visual, everything, sample, cv_plan
+                    run, visual, everything, ego, cv_plan
                 )
-            run.metrics.add(truth.score(planned))
+            _score(run, truth, planned)
             run.kept.append(n_kept)
             run.totals.append(n_tokens)
-            self._account(run, output, visual, sample, encoder_ms, select_ms)
+            self._account(run, output, visual, ego, encoder_ms, select_ms)
             if self._wants_overlay(pruner, ratio) and kept is not None:
                 overlays[pruner] = (kept.cpu().numpy(), planned)
         if overlays and self.overlay is not None:
@@ -167,26 +319,26 @@ class Evaluator:
         run: _Run,
         visual: VisualTokens,
         everything: Selection,
-        sample: KeyframeSample,
+        ego: EgoState,
         cv_plan: np.ndarray,
     ) -> tuple[PlanOutput, np.ndarray, torch.Tensor | None, int, float | None]:
         """(output, planned (6, 2), kept index if known, kept count, selection ms)."""
         model, n_tokens = self.model, int(visual.tokens.shape[0])
         select_ms: float | None = None
         if run.pruner == UNPRUNED:
-            output = model.plan(visual, everything, sample.ego)
+            output = model.plan(visual, everything, ego)
             kept, n_kept = everything.kept_index, n_tokens
         elif run.stage == "encoder":
             keep = keep_count(n_tokens, run.ratio)
             selection, select_ms = _timed(
                 model, lambda: self._selectors[run.pruner].select(visual, keep)
             )
-            output = model.plan(visual, selection, sample.ego)
+            output = model.plan(visual, selection, ego)
             kept, n_kept = selection.kept_index, int(selection.kept_index.numel())
         else:  # LLM-stage: the planner selects inside its prefill
             keep = keep_count(n_tokens, run.ratio)
             output = model.plan(
-                visual, everything, sample.ego, llm_selector=self._selectors[run.pruner], keep=keep
+                visual, everything, ego, llm_selector=self._selectors[run.pruner], keep=keep
             )
             kept = output.kept_index
             n_kept = keep if kept is None else int(kept.numel())
@@ -204,7 +356,7 @@ class Evaluator:
         run: _Run,
         output: PlanOutput,
         visual: VisualTokens,
-        sample: KeyframeSample,
+        ego: EgoState,
         encoder_ms: float,
         select_ms: float | None,
     ) -> None:
@@ -220,7 +372,7 @@ class Evaluator:
             run.time("decode_per_token", decode / generated)
         run.time("total", encoder_ms + (select_ms or 0.0) + (prefill or 0.0) + (decode or 0.0))
         shapes: ModelShapes = self.model.shapes
-        text = self.model.text_tokens(sample.ego)
+        text = self.model.text_tokens(ego)
         visual_tokens = run.kept[-1] if output.tokens_per_layer is None else None
         lengths = (
             [visual_tokens + text] * shapes.text.num_hidden_layers
@@ -295,13 +447,13 @@ class Evaluator:
         records = [unpruned]
         for pruner in self._selectors:
             for ratio in self._ratios:
-                if ratio == 0:
+                if (pruner, ratio) in built:
+                    records.append(built[(pruner, ratio)])
+                elif ratio == 0:
                     shared = EvalRecord.from_json(unpruned.to_json())
                     shared.pruner, shared.stage = pruner, self.model.selector_stage(pruner)
                     shared.shared_with = unpruned.key
                     records.append(shared)
-                else:
-                    records.append(built[(pruner, ratio)])
         for record in records:
             record.rel_l2 = relative(record.metric("l2"), unpruned.metric("l2"))
             record.rel_collision = relative(
@@ -311,19 +463,53 @@ class Evaluator:
                 record.metric("intersection"), unpruned.metric("intersection")
             )
         references = []
-        for name, acc in self._references.items():
+        for name, run in self._references.items():
             ref = EvalRecord(
                 pruner=name,
                 stage="reference",
                 prune_ratio=0.0,
                 kept_tokens=None,
                 total_tokens=None,
-                samples=acc.samples,
+                samples=run.metrics.samples,
             )
-            ref.set_metrics(acc.summary())
+            ref.set_metrics(run.metrics.summary())
             ref.rel_l2 = relative(ref.metric("l2"), unpruned.metric("l2"))
+            ref.by_event = by_event(np.array(run.l2_steps).reshape(-1, 6), self._events)
             references.append(ref)
-        return EvalResults(records=records, references=references, metadata=metadata)
+        steps = {key: run.l2_steps for key, run in self._runs.items()}
+        for record in records:  # shared ratio-0 rows get the unpruned run's breakdown
+            source = (
+                (record.pruner, record.prune_ratio)
+                if record.shared_with is None
+                else (
+                    UNPRUNED,
+                    0.0,
+                )
+            )
+            record.by_event = by_event(np.array(steps[source]).reshape(-1, 6), self._events)
+        meta = {
+            **metadata,
+            "ego_inputs": self.ego_inputs,
+            "event_counts": {e: self._events.count(e) for e in sorted(set(self._events))},
+            "event_labels": "eval/events.py: "
+            + ("the world's own constraint records + " if self.world and len(self.world) else "")
+            + "the logged future kinematics",
+        }
+        if self.ego_mlp is None:
+            meta["ego_mlp_missing"] = self.ego_mlp_missing or "no ego MLP was given"
+        if self.samples:
+            scores = {
+                f"{p}@{r:g}": np.array(run.l2_steps).reshape(-1, 6)
+                for (p, r), run in self._runs.items()
+            }
+            disc = discrimination(
+                scores, self._scenes, self._events, draws=self.bootstrap_draws, seed=self.seed
+            )
+        else:
+            disc = {}
+        return EvalResults(
+            records=records, references=references, metadata=meta, discrimination=disc
+        )
 
     def _record(self, run: _Run, encoder_tflops: float) -> EvalRecord:
         record = EvalRecord(

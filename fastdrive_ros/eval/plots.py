@@ -96,3 +96,47 @@ def plot_latency(results: EvalResults, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_events(results: EvalResults, path: str | Path) -> Path:
+    """l2_by_event.png: L2 Avg (cm) per group of what the ego does next, one bar per row.
+
+    Rows: the camera-free references, the unpruned model, the ratio-0 probes and every method at
+    the largest prune ratio; groups with no keyframe are left out. Where the bars of own,
+    shuffled and no-images tokens stand level, the planner does not read the images there.
+    """
+    plt = pyplot()
+    largest = max((r.prune_ratio for r in results.records), default=0.0)
+    rows = [r for r in results.references if r.pruner != "ground_truth"]
+    rows += [r for r in results.records if r.prune_ratio == 0 and r.shared_with is None]
+    rows += [r for r in results.records if largest > 0 and r.prune_ratio == largest]
+    groups = []
+    for record in rows:
+        for group, cell in record.by_event.items():
+            if cell.get("samples") and group not in groups:
+                groups.append(group)
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.3 * len(groups) * max(1, len(rows)) / 4), 4.8))
+    width = 0.8 / max(1, len(rows))
+    for i, record in enumerate(rows):
+        ys = [100.0 * (record.by_event.get(g, {}).get("l2_avg") or float("nan")) for g in groups]
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(groups))]
+        label = DISPLAY.get(record.pruner, record.pruner)
+        if record.prune_ratio > 0:
+            label += f" @{100 * record.prune_ratio:.0f} %"
+        ax.bar(xs, ys, width=width, label=label)
+    counts = {
+        g: next((r.by_event[g]["samples"] for r in rows if g in r.by_event), 0) for g in groups
+    }
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{g}\n(n={counts[g]})" for g in groups], fontsize=8)
+    ax.set_ylabel("L2 Avg (cm)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    meta = results.metadata
+    fig.suptitle(
+        f"L2 Avg by what the ego does in the next 3 s (ego inputs: {meta.get('ego_inputs')})"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -65,6 +65,8 @@ class EvalRecord:
     pruner_tflops: float | None = None
     prefill_tflops: float | None = None
     shared_with: str | None = None
+    # L2 Avg per group of what the ego does next (eval/events.py): {group: {samples, l2_avg}}
+    by_event: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -117,6 +119,8 @@ class EvalResults:
     references: list[EvalRecord]
     metadata: dict[str, Any]
     targets: list[dict[str, Any]] = field(default_factory=list)
+    # content effect and oracle gap with scene-bootstrap intervals (eval/discrimination.py)
+    discrimination: dict[str, Any] = field(default_factory=dict)
 
     def find(self, pruner: str, prune_ratio: float) -> EvalRecord | None:
         for record in self.records + self.references:
@@ -141,6 +145,7 @@ class EvalResults:
             "records": [r.to_json() for r in self.records],
             "references": [r.to_json() for r in self.references],
             "targets": self.targets,
+            "discrimination": self.discrimination,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -161,4 +166,5 @@ class EvalResults:
             references=[EvalRecord.from_json(r) for r in data["references"]],
             metadata=data["metadata"],
             targets=data.get("targets", []),
+            discrimination=data.get("discrimination", {}),
         )

@@ -21,7 +21,13 @@ DISPLAY = {
     "random": "Random",
     "none": "Unpruned",
     "constant_velocity": "Constant velocity (no images)",
+    "ctra": "CTRA from ego status (no images)",
+    "ego_mlp": "Ego-status MLP (no images)",
     "ground_truth": "Logged trajectory (GT)",
+    "oracle_fg": "Probe: oracle FG (highest GT foreground share)",
+    "anti_oracle": "Probe: anti-oracle (lowest GT foreground share)",
+    "shuffled": "Probe: another scene's tokens",
+    "no_images": "Probe: no visual tokens",
 }
 
 
@@ -67,6 +73,9 @@ def quality_table(results: EvalResults) -> list[str]:
     unpruned = results.unpruned
     if unpruned is not None:
         lines.append(_quality_row(unpruned, "0 %"))
+    for record in results.records:  # whole-frame probes: ratio 0, computed on their own
+        if record.prune_ratio == 0 and record.shared_with is None and record is not unpruned:
+            lines.append(_quality_row(record, "0 %"))
     ratios = sorted({r.prune_ratio for r in results.records if r.prune_ratio > 0})
     for ratio in ratios:
         keep = f"**Retain {100 * (1 - ratio):.0f} % tokens (↓{100 * ratio:.0f} %)**"
@@ -114,6 +123,73 @@ def efficiency_table(results: EvalResults) -> list[str]:
     return lines
 
 
+def _interval_cell(data: dict | None) -> str:
+    if data is None:
+        return "– (no keyframe)"
+    cell = (
+        f"{100 * data['estimate']:+.1f} cm [{100 * data['low']:+.1f}, {100 * data['high']:+.1f}]"
+    )
+    if data.get("relative") is not None and data.get("relative_low") is not None:
+        cell += (
+            f" / {data['relative']:+.1f} % [{data['relative_low']:+.1f}, "
+            f"{data['relative_high']:+.1f}]"
+        )
+    return cell + f" (n={data['samples']}, {data['scenes']} scenes)"
+
+
+def discrimination_section(results: EvalResults) -> list[str]:
+    disc = results.discrimination
+    if not disc:
+        return ["Not computed (no sample evaluated)."]
+    lines = [
+        f"**{disc.get('verdict', '')}**",
+        "",
+        "Differences of L2 Avg (worse minus better, cm and % of the better row) with 95 % "
+        f"intervals from a bootstrap that resamples scenes ({disc.get('draws')} draws, paired: "
+        "both rows see the same resampled scenes). Visible events: braking for a vehicle, red "
+        "light, pedestrian or cyclist, and starting (see the breakdown below).",
+        "",
+        "| Comparison | Worse − better | All keyframes | Visible events |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in disc.items():
+        if not isinstance(entry, dict) or "worse" not in entry:
+            continue
+        lines.append(
+            f"| {name} | `{entry['worse']}` − `{entry['better']}` | "
+            f"{_interval_cell(entry.get('all'))} | {_interval_cell(entry.get('visible_events'))} |"
+        )
+    return lines
+
+
+def events_table(results: EvalResults) -> list[str]:
+    rows = list(results.references) + [r for r in results.records if r.shared_with is None]
+    groups: list[str] = []
+    for record in rows:
+        for group, cell in record.by_event.items():
+            if cell.get("samples") and group not in groups:
+                groups.append(group)
+    if not groups:
+        return ["No breakdown (no sample evaluated)."]
+    counts = {g: next(r.by_event[g]["samples"] for r in rows if g in r.by_event) for g in groups}
+    lines = [
+        "| Method | Pruned | " + " | ".join(f"{g} (n={counts[g]})" for g in groups) + " |",
+        "|" + "---|" * (len(groups) + 2),
+    ]
+    for record in rows:
+        cells = [
+            _num(
+                None
+                if record.by_event.get(g, {}).get("l2_avg") is None
+                else 100.0 * record.by_event[g]["l2_avg"]
+            )
+            for g in groups
+        ]
+        ratio = "–" if record.stage == "reference" else f"{100 * record.prune_ratio:.0f} %"
+        lines.append(f"| {_name(record)} | {ratio} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def targets_section(results: EvalResults) -> list[str]:
     lines = ["| Target | Status | Figures |", "|---|---|---|"]
     for t in results.targets:
@@ -146,10 +222,35 @@ def render_markdown(results: EvalResults) -> str:
         "- Failed plans are scored with the constant-velocity plan (what the node falls back to) "
         f"and counted: {failures or 'none'}.",
         *baseline_notes(results),
+        f"- Ego inputs: `{meta.get('ego_inputs', 'full')}` (every row, references included; "
+        "`minimal` = driving command and current speed only, the rest held at constant-velocity "
+        "values, so CTRA equals constant velocity there by construction).",
+        "- Ego-status MLP reference: "
+        + (
+            f"`{meta['ego_mlp']}`."
+            if meta.get("ego_mlp")
+            else f"**not evaluated**: {meta.get('ego_mlp_missing', 'none given')}."
+        ),
+        "",
+        "## Can this benchmark tell token sets apart?",
+        "",
+        *discrimination_section(results),
         "",
         "## Planning quality (layout of FastDriveVLA Table 1)",
         "",
         *quality_table(results),
+        "",
+        "## L2 Avg (cm) by what the ego does in the next 3 s",
+        "",
+        "Labels (fastdrive_ros/eval/events.py), first that applies: `stopped` (< 0.5 m/s now and "
+        "throughout), `starting` (< 2 m/s now, >= 1.5 m/s faster at 3 s), `braking_<cause>` "
+        "(slowest future speed >= 1.5 m/s below now; the cause is the constraint the synthetic "
+        "world recorded for its driver (synth/scenes/*.json `lead`) where the ego decelerates "
+        "hardest in the next 3 s, `other` without a record), `turning` (heading change > 20 "
+        "degrees by 3 s), else `steady`. Speeds come from the logged future positions. "
+        f"Counts: {meta.get('event_counts', {})}.",
+        "",
+        *events_table(results),
         "",
         "## Efficiency",
         "",

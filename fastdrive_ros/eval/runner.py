@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from fastdrive_ros.core_types import EGO_INPUTS, EgoInputs
 from fastdrive_ros.data.types import KeyframeSample
-from fastdrive_ros.eval.harness import Evaluator, OverlaySpec, check_methods
+from fastdrive_ros.eval.events import WorldRecords
+from fastdrive_ros.eval.harness import EgoPlanner, Evaluator, OverlaySpec, check_methods
 from fastdrive_ros.eval.model_api import EvalModel
-from fastdrive_ros.eval.plots import plot_latency, plot_quality
+from fastdrive_ros.eval.pairing import partner_indices
+from fastdrive_ros.eval.plots import plot_events, plot_latency, plot_quality
 from fastdrive_ros.eval.records import EvalResults
 from fastdrive_ros.eval.report_md import write_markdown
 from fastdrive_ros.eval.targets import check_targets
@@ -55,6 +58,19 @@ def machine_description(device: str) -> str:
     return text
 
 
+def load_ego_mlp(model_folder: str | Path, inputs: EgoInputs) -> tuple[EgoPlanner | None, str]:
+    """(the bundle's ego MLP for `inputs` or None, a sentence saying which file or why none)."""
+    from fastdrive_ros.train.ego_mlp import EgoMLP, ego_mlp_path
+
+    path = ego_mlp_path(model_folder, inputs)
+    if not path.is_file():
+        return None, (
+            f"the model bundle has no ego MLP for ego inputs {inputs!r} ({path} is missing): "
+            "train one with `fastdrive train-ego-mlp` on the planner's training keyframes"
+        )
+    return EgoMLP.load(path, inputs=inputs), str(path)
+
+
 def evaluate(
     samples: Sequence[KeyframeSample],
     model: EvalModel,
@@ -65,14 +81,38 @@ def evaluate(
     overlay: OverlaySpec | None = None,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    ego_inputs: EgoInputs = "full",
+    ego_mlp: EgoPlanner | None = None,
+    ego_mlp_missing: str | None = None,
+    world: WorldRecords | None = None,
+    partners: Sequence[int] | None = None,
+    bootstrap_draws: int = 2000,
 ) -> EvalResults:
-    """Evaluate `model` on `samples` (any sequence of KeyframeSample) and check the targets."""
+    """Evaluate `model` on `samples` (any sequence of KeyframeSample) and check the targets.
+
+    `partners[i]`: index into `samples` of the keyframe (another scene) that lends sample i its
+    tokens for the shuffled probe; default: eval/pairing.py's scene pairing by `seed`.
+    """
     from tqdm.auto import tqdm
 
-    evaluator = Evaluator(model=model, pruners=pruners, ratios=ratios, seed=seed, overlay=overlay)
+    evaluator = Evaluator(
+        model=model,
+        pruners=pruners,
+        ratios=ratios,
+        seed=seed,
+        overlay=overlay,
+        ego_inputs=ego_inputs,
+        ego_mlp=ego_mlp,
+        ego_mlp_missing=ego_mlp_missing,
+        world=world,
+        bootstrap_draws=bootstrap_draws,
+    )
+    if evaluator.needs_partner and partners is None:
+        partners = partner_indices([s.scene_name for s in samples], seed)
     desc = f"eval ({evaluator.plans_per_sample} plans/sample)"
-    for sample in tqdm(samples, desc=desc, unit="sample", disable=not progress):
-        evaluator.add(sample)
+    for i, sample in enumerate(tqdm(samples, desc=desc, unit="sample", disable=not progress)):
+        partner = samples[partners[i]] if evaluator.needs_partner and partners else None
+        evaluator.add(sample, partner)
     meta = dict(metadata or {})
     meta.setdefault("samples", evaluator.samples)
     results = evaluator.results(meta)
@@ -89,6 +129,7 @@ def write_outputs(results: EvalResults, out: str | Path) -> dict[str, Path]:
         "markdown": write_markdown(results, out / "results.md"),
         "quality_plot": plot_quality(results, out / "quality_vs_keep.png"),
         "latency_plot": plot_latency(results, out / "latency_vs_keep.png"),
+        "events_plot": plot_events(results, out / "l2_by_event.png"),
     }
 
 
@@ -111,6 +152,9 @@ def run_eval(
     model: EvalModel | None = None,
     resolution: str | None = None,
     reference: str = "auto",
+    ego_inputs: EgoInputs = "full",
+    mask_root: str | Path | None = None,
+    bootstrap_draws: int = 2000,
 ) -> EvalResults:
     """Open-loop evaluation of a model folder on a nuScenes (or synthetic) split.
 
@@ -121,19 +165,33 @@ def run_eval(
     real checkpoint's input setting (None: its own; "paper": 1596x1596, nn/resize.py).
     `reference` is the trajectories' reference point: "auto" = the model's own (LiDAR for real
     checkpoints, rear axle for our bundles), or "rear_axle" / "lidar" (data/reference.py).
+    `ego_inputs` restricts what every planner (references included) reads of the ego state;
+    the bundle's ego MLP of that setting is the `ego_mlp` reference (the results say so when
+    the bundle has none).
     """
     from fastdrive_ros.data.reader import NuScenesReader
 
     pruners, ratios = check_methods(pruners, ratios)
+    if ego_inputs not in EGO_INPUTS:
+        raise ValueError(
+            f"--ego-inputs must be one of {', '.join(EGO_INPUTS)}, got {ego_inputs!r}"
+        )
     checked_device(device)  # before minutes of reading and loading
     torch.manual_seed(seed)
-    reader = NuScenesReader(dataroot=dataroot, version=version, split=split, with_map=with_map)
+    reader = NuScenesReader(
+        dataroot=dataroot, version=version, split=split, with_map=with_map, mask_root=mask_root
+    )
     if len(reader) == 0:
         raise ValueError(
             f"split {split!r} of {dataroot} ({version}) has no keyframe with a 3 s future: "
             "use a larger dataset or --split all"
         )
     indices = spread_indices(len(reader), max_samples)
+    scene_of = [name for name in reader.scenes() for _ in reader.sample_tokens(name)]
+    scenes = [scene_of[i] for i in indices]
+    partners = partner_indices(scenes, seed) if "shuffled" in pruners else None
+    ego_mlp, ego_mlp_note = load_ego_mlp(model_folder, ego_inputs)
+    world = WorldRecords.load(dataroot)
     if model is None:
         from fastdrive_ros.eval.vla_adapter import VLAEvalModel
 
@@ -179,6 +237,9 @@ def run_eval(
         "timing_statistic": "median over samples",
         "encoder_attention_capture": bool(getattr(model, "attention", False)),
         "failure_policy": "failed plans are scored with the constant-velocity plan and counted",
+        "ego_mlp": ego_mlp_note if ego_mlp is not None else None,
+        "world_event_records": len(world),
+        "shuffled_pairing": "eval/pairing.py: scenes deranged by seed, same rank in the partner",
     }
     samples = _LazySamples(reader, indices)
     results = evaluate(
@@ -190,6 +251,12 @@ def run_eval(
         overlay=overlay,
         metadata=metadata,
         progress=progress,
+        ego_inputs=ego_inputs,
+        ego_mlp=ego_mlp,
+        ego_mlp_missing=None if ego_mlp is not None else ego_mlp_note,
+        world=world,
+        partners=partners,
+        bootstrap_draws=bootstrap_draws,
     )
     write_outputs(results, out)
     return results

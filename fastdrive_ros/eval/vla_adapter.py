@@ -119,8 +119,12 @@ class VLAEvalModel:
     ) -> PlanOutput:
         planner = self.vla.planner
         index = selection.kept_index
+        # probes (shuffled) may hand other tokens for the kept positions
+        tokens = selection.tokens
+        if tokens is None:
+            tokens = visual.tokens[index.to(visual.tokens.device)]
         out = planner.plan_detailed(
-            kept_tokens=visual.tokens[index.to(visual.tokens.device)],
+            kept_tokens=tokens,
             kept_index=index.cpu(),
             grid_thw=visual.grid_thw,
             ego=ego,
