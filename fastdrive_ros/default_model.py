@@ -9,6 +9,8 @@ its checkpoints):
               processes side by side (they share the frozen tower and the cache)
   5. bundle   vision + planner + ReconPruner saved as one bundle (safetensors + JSON + tokenizer),
               then how much the planner's validation L2 depends on the images
+     ego_mlp  the camera-free ego-status MLP references (full and minimal ego inputs) trained on
+              the planner's training keyframes, saved as bundle/ego_mlp/<inputs>.safetensors
   6. export   encoder + ReconPruner ONNX at the default prune ratio, with the parity check
   7. eval     `fastdrive eval` on the held-out scenes, every pruner at 0/25/50/75 %
   8. card     MODEL_CARD.md (architecture, data, commands, timings, evaluation, targets)
@@ -366,6 +368,46 @@ class DefaultModelBuilder:
         self.state["bundle_hash"] = digest
         return True
 
+    def train_ego_mlps(self) -> bool:
+        """The ego-status-only reference MLPs (one per ego-input setting) inside the bundle.
+
+        Trained on the planner's training keyframes, so `fastdrive eval`'s `ego_mlp` row is
+        the same data and the same ego inputs without the cameras (issue 8, AD-MLP style).
+        """
+        import torch
+
+        from fastdrive_ros.core_types import EGO_INPUTS
+        from fastdrive_ros.train.ego_mlp import (
+            EgoExample,
+            EgoMLPConfig,
+            ego_mlp_path,
+            train_bundle_ego_mlps,
+        )
+
+        digest = self.state.get("bundle_hash")
+        done = self.state.get("ego_mlp", {})
+        files = [ego_mlp_path(self.out, inputs) for inputs in EGO_INPUTS]
+        if done.get("bundle_hash") == digest and all(f.is_file() for f in files):
+            return False
+        torch.set_num_threads(self.threads)
+        records = self.records(self.plan.train)
+        examples = [EgoExample(r.ego, r.future_xy, r.future_valid) for r in records]
+        ref = self.plan.train
+        summaries = train_bundle_ego_mlps(
+            examples,
+            self.out,
+            config=EgoMLPConfig(seed=self.plan.planner.seed),
+            source={"dataset": ref.dataset, "split": ref.split, "version": VERSION},
+        )
+        self.state["ego_mlp"] = {
+            "bundle_hash": digest,
+            **{
+                inputs: {k: v for k, v in summary.items() if k != "config"}
+                for inputs, summary in summaries.items()
+            },
+        }
+        return True
+
     def diagnose(self) -> bool:
         """Image dependence of the final planner on the validation keyframes (for the card)."""
         from fastdrive_ros.nn.vla import VLA
@@ -507,6 +549,7 @@ class DefaultModelBuilder:
         self._stage("cache", self.make_caches)
         self._stage("heads", self.train_heads)
         self._stage("bundle", self.assemble)
+        self._stage("ego_mlp", self.train_ego_mlps)
         self._stage("diagnose", self.diagnose)
         if export:
             self._stage("export", self.export)

@@ -16,7 +16,7 @@ from fastdrive_ros.default_model import register
 from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.build_plan import default_plan, tiny_plan
 
-STAGES = ("data", "vision", "cache", "heads", "bundle", "diagnose", "export", "eval")
+STAGES = ("data", "vision", "cache", "heads", "bundle", "ego_mlp", "diagnose", "export", "eval")
 
 
 def _build(out: Path, work: Path):
@@ -57,6 +57,14 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     state = json.loads((work / "state.json").read_text())
     assert state["export"]["parity_ok"] and set(state["seconds"]) >= set(STAGES)
     assert (out / "eval" / "results.md").is_file()
+    # the camera-free ego MLP references live in the bundle and reach the evaluation
+    assert {p.name for p in (out / "ego_mlp").glob("*.safetensors")} == {
+        "full.safetensors",
+        "minimal.safetensors",
+    }
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert {"ctra", "ego_mlp"} <= {r["pruner"] for r in results["references"]}
+    assert state["ego_mlp"]["minimal"]["samples"] > 0
     figures = state["image_dependence"]
     for key in ("l2_avg_own", "l2_avg_none", "l2_avg_other", "l2_avg_constant_velocity"):
         assert figures[key] >= 0, key

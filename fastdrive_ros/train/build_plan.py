@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fastdrive_ros.nn.registry import SELECTOR_NAMES
+from fastdrive_ros.nn.registry import EVAL_SELECTOR_NAMES
 from fastdrive_ros.train.loop import TrainConfig
 
 
@@ -58,7 +58,8 @@ class BuildPlan:
     decoder_width: int | None
     decoder_warmup_steps: int
     eval_samples: int | None
-    eval_pruners: tuple[str, ...] = SELECTOR_NAMES
+    # every selector plus the probes that show whether the benchmark can tell them apart
+    eval_pruners: tuple[str, ...] = EVAL_SELECTOR_NAMES
     eval_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     notes: dict[str, str] = field(default_factory=dict)
 
