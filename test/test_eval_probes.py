@@ -106,3 +106,15 @@ def test_partner_indices_cross_scenes_with_unequal_scene_sizes() -> None:
         assert all(scenes[i] != scenes[j] for i, j in enumerate(partners))
     with pytest.raises(ValueError, match="at least two scenes"):
         partner_indices(["a", "a"], 0)
+
+
+def test_eval_help_lists_every_selector_and_probe() -> None:
+    from typer.testing import CliRunner
+
+    from fastdrive_ros.cli import build_app
+
+    result = CliRunner().invoke(build_app(), ["eval", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    for name in EVAL_SELECTOR_NAMES:
+        assert name in result.output, name
+    assert "--ego-inputs" in result.output

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastdrive_ros.eval.records import EvalRecord, EvalResults
+from fastdrive_ros.nn.registry import PROBE_NAMES
 
 CLEAR_MARGIN = 0.10
 MAX_REL_L2_AT_HALF = 103.0
@@ -62,7 +63,9 @@ def _best_at_75(results: EvalResults) -> dict[str, Any]:
     others = [
         r
         for r in results.records
-        if r.prune_ratio == 0.75 and r.pruner not in (MAIN, "none") and r.shared_with is None
+        if r.prune_ratio == 0.75
+        and r.pruner not in (MAIN, "none", *PROBE_NAMES)  # probes are yardsticks, not rivals
+        and r.shared_with is None
     ]
     if row is None or not others:
         return _target(name, "not evaluated", "needs reconpruner and a baseline at ratio 0.75")
@@ -87,7 +90,11 @@ def _best_at_75(results: EvalResults) -> dict[str, Any]:
 
 def _prefill_target(results: EvalResults, unpruned: EvalRecord | None) -> dict[str, Any]:
     name = "prefill at 25 % of tokens >= 3.5x faster than at 100 %"
-    candidates = [r for r in results.records if r.prune_ratio == 0.75 and r.stage == "encoder"]
+    candidates = [
+        r
+        for r in results.records
+        if r.prune_ratio == 0.75 and r.stage == "encoder" and r.pruner not in PROBE_NAMES
+    ]
     row = next((r for r in candidates if r.pruner == MAIN), candidates[0] if candidates else None)
     if row is None or unpruned is None or not row.prefill_ms or not unpruned.prefill_ms:
         return _target(name, "not evaluated", "needs an encoder-stage pruner at ratio 0.75")
