@@ -156,6 +156,10 @@ def test_discrimination_and_breakdown() -> None:
     assert out["image_effect"]["all"]["relative"] == pytest.approx(10.0)
     assert out["oracle_gap@0.75"]["all"]["estimate"] == pytest.approx(0.0)
     assert "does NOT discriminate" in out["verdict"] and "oracle gap" in out["verdict"]
+    scores["anti_oracle@0.75"] = _rows([0.8] * 18)  # background-only plans better
+    assert (
+        "background-only tokens plan better" in discrimination(scores, scenes, events)["verdict"]
+    )
     scores["anti_oracle@0.75"] = _rows([1.3] * 18)
     assert "discriminates on this dataset" in discrimination(scores, scenes, events)["verdict"]
     assert "Not established" in discrimination({"none@0": own}, scenes, events)["verdict"]

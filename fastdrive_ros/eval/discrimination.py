@@ -121,12 +121,27 @@ def verdict(result: dict[str, Any]) -> str:
     if content_ok and gap_ok:
         return f"The benchmark discriminates on this dataset: {figures} both exclude 0."
     missing = [n for n, ok in (("content effect", content_ok), ("oracle gap", gap_ok)) if not ok]
+    # an interval entirely below 0 is not "no effect": the probe ranks the wrong way round
+    reversed_ = [
+        text
+        for data, text in (
+            (content["all"], "another scene's tokens plan better than the frame's own"),
+            (gap["all"], "background-only tokens plan better than foreground-only"),
+        )
+        if below_zero(data)
+    ]
+    note = f" ({'; '.join(reversed_)})" if reversed_ else ""
     return (
         f"The benchmark does NOT discriminate on this dataset ({' and '.join(missing)} not above "
-        f"0): {figures}; pruning rankings on it are not evidence."
+        f"0{note}): {figures}; pruning rankings on it are not evidence."
     )
 
 
 def above_zero(data: dict[str, Any] | None) -> bool:
     """True when a difference's 95 % interval lies entirely above 0."""
     return data is not None and data["low"] > 0
+
+
+def below_zero(data: dict[str, Any] | None) -> bool:
+    """True when a difference's 95 % interval lies entirely below 0 (the wrong way round)."""
+    return data is not None and data["high"] < 0

@@ -163,7 +163,8 @@ def discrimination_section(results: EvalResults) -> list[str]:
 
 
 def events_table(results: EvalResults) -> list[str]:
-    rows = list(results.references) + [r for r in results.records if r.shared_with is None]
+    computed = [r for r in results.records if r.shared_with is None]
+    rows = list(results.references) + sorted(computed, key=lambda r: r.prune_ratio)
     groups: list[str] = []
     for record in rows:
         for group, cell in record.by_event.items():
