@@ -115,7 +115,7 @@ def plot_events(results: EvalResults, path: str | Path) -> Path:
         for group, cell in record.by_event.items():
             if cell.get("samples") and group not in groups:
                 groups.append(group)
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.3 * len(groups) * max(1, len(rows)) / 4), 4.8))
+    fig, ax = plt.subplots(figsize=(min(18.0, 2.0 + 1.4 * len(groups)), 5.0))
     width = 0.8 / max(1, len(rows))
     for i, record in enumerate(rows):
         ys = [100.0 * (record.by_event.get(g, {}).get("l2_avg") or float("nan")) for g in groups]
