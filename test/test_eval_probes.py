@@ -12,6 +12,7 @@ from fastdrive_ros.nn.registry import (
     PROBE_NAMES,
     SELECTOR_NAMES,
     make_selector,
+    selector_stage,
 )
 from fastdrive_ros.nn.selection import VisualTokens, per_camera_keep
 
@@ -84,6 +85,11 @@ def test_registry_lists_probes_for_eval_but_not_for_the_node() -> None:
     assert EVAL_SELECTOR_NAMES == SELECTOR_NAMES + PROBE_NAMES
     assert isinstance(make_selector("oracle_fg"), OracleForeground)
     assert isinstance(make_selector("no_images"), NoImages)
+    # the node and the export ask for a stage without probes: a probe fails there at start-up
+    with pytest.raises(ValueError, match="evaluation probe.*fastdrive eval"):
+        selector_stage("oracle_fg")
+    assert selector_stage("shuffled", probes=True) == "encoder"
+    assert selector_stage("reconpruner") == "encoder"
 
 
 def test_pairing_never_pairs_a_scene_with_itself_and_is_deterministic() -> None:
@@ -118,3 +124,6 @@ def test_eval_help_lists_every_selector_and_probe() -> None:
     for name in EVAL_SELECTOR_NAMES:
         assert name in result.output, name
     assert "--ego-inputs" in result.output
+    args = ["eval", "--dataroot", "x", "--version", "v", "--model", "m", "--out", "o"]
+    bad = CliRunner().invoke(build_app(), [*args, "--ego-inputs", "some"])
+    assert bad.exit_code == 2 and "full, minimal" in bad.output

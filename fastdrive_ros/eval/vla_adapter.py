@@ -106,7 +106,7 @@ class VLAEvalModel:
     def selector_stage(self, name: str) -> str:
         from fastdrive_ros.nn.registry import selector_stage
 
-        return selector_stage(name)
+        return selector_stage(name, probes=True)
 
     def plan(
         self,

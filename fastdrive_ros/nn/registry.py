@@ -49,9 +49,19 @@ def _check_name(name: str) -> None:
         )
 
 
-def selector_stage(name: str) -> Literal["encoder", "llm"]:
-    """Stage of a selector: "encoder" (uses encoder output) or "llm" (prunes in the planner)."""
+def selector_stage(name: str, *, probes: bool = False) -> Literal["encoder", "llm"]:
+    """Stage of a selector: "encoder" (uses encoder output) or "llm" (prunes in the planner).
+
+    The node and the export ask without `probes`, so a probe name fails there at start-up with
+    a clear message instead of at the first frame; the evaluation passes probes=True.
+    """
     _check_name(name)
+    if name in PROBE_NAMES and not probes:
+        raise ValueError(
+            f"{name!r} is an evaluation probe (it needs ground truth or replaces the frame): "
+            "use it with `fastdrive eval --pruners`; the node takes one of "
+            + ", ".join(SELECTOR_NAMES)
+        )
     return _TABLE[name][1]
 
 
