@@ -12,6 +12,7 @@ import torch
 from fastdrive_ros.core_types import EgoState, restrict_ego
 from fastdrive_ros.eval.constant_velocity import constant_velocity_plan
 from fastdrive_ros.eval.ctra import ctra_plan, ctra_positions
+from fastdrive_ros.nn.integrity import WeightsIntegrityError
 from fastdrive_ros.train.ego_mlp import (
     EgoExample,
     EgoMLP,
@@ -150,5 +151,14 @@ def test_bundle_gets_one_ego_mlp_per_setting(tmp_path: Path) -> None:
     assert EgoMLP.metadata(ego_mlp_path(tmp_path, "full"))["source"] == {"dataroot": "x"}
     with pytest.raises(FileNotFoundError, match="train-ego-mlp"):
         EgoMLP.load(tmp_path / "nope.safetensors")
+    # both files are in the folder's SHA256SUMS and a changed byte is refused at load
+    sums = (tmp_path / "ego_mlp" / "SHA256SUMS").read_text()
+    assert "full.safetensors" in sums and "minimal.safetensors" in sums
+    path = ego_mlp_path(tmp_path, "full")
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsIntegrityError, match="train-ego-mlp"):
+        EgoMLP.load(path)
     with pytest.raises(ValueError, match="at least two"):
         train_ego_mlp(examples[:1], "full")

@@ -28,6 +28,7 @@ from torch import nn
 
 from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, EgoInputs, EgoState, restrict_ego
 from fastdrive_ros.eval.ctra import ctra_plan
+from fastdrive_ros.nn.integrity import verify_file, write_manifest
 
 FORMAT = "fastdrive_ros.ego_mlp"
 FORMAT_VERSION = "1"
@@ -111,6 +112,9 @@ class EgoMLP(nn.Module):
             "meta": json.dumps(meta),
         }
         save_file(tensors, str(path), metadata=header)
+        # the folder's SHA256SUMS (nn/integrity.py) lists every ego MLP in it, as for the bundle
+        names = sorted(f.name for f in path.parent.glob("*.safetensors"))
+        write_manifest(path.parent, names)
         return path
 
     @classmethod
@@ -123,6 +127,7 @@ class EgoMLP(nn.Module):
             raise FileNotFoundError(
                 f"no ego MLP at {path}: train one with `fastdrive train-ego-mlp`"
             )
+        verify_file(path, remedy="retrain it with `fastdrive train-ego-mlp`")
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}
