@@ -162,3 +162,15 @@ def test_bundle_gets_one_ego_mlp_per_setting(tmp_path: Path) -> None:
         EgoMLP.load(path)
     with pytest.raises(ValueError, match="at least two"):
         train_ego_mlp(examples[:1], "full")
+
+
+def test_train_ego_mlp_command_refuses_bad_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fastdrive_ros.cli import build_app
+
+    args = ["train-ego-mlp", "--model", str(tmp_path), "--dataroot", "x", "--version", "v"]
+    bad = CliRunner().invoke(build_app(), [*args, "--ego-inputs", "everything"])
+    assert bad.exit_code == 2 and "full, minimal" in bad.output
+    no_bundle = CliRunner().invoke(build_app(), args)
+    assert no_bundle.exit_code == 2 and "not a model bundle" in no_bundle.output
