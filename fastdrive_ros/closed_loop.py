@@ -60,6 +60,8 @@ def closed_loop(
     from rich.progress import Progress
 
     from fastdrive_ros.cli import fail, split_list
+    from fastdrive_ros.data.synth.sim import DT
+    from fastdrive_ros.eval.closed_loop.episode import RouteRun
     from fastdrive_ros.eval.closed_loop.gif import write_gif
     from fastdrive_ros.eval.closed_loop.report import write_results
     from fastdrive_ros.eval.closed_loop.runner import (
@@ -117,8 +119,17 @@ def closed_loop(
         def on_route(label: str, index: int) -> None:
             bar.update(task, advance=1, description=f"{label} route {index}")
 
+        def on_run(row: Row, run: RouteRun) -> None:
+            if gif:
+                name = f"{row.label.replace('@', '_')}_route{run.score.route}.gif"
+                write_gif(run, out / "gifs" / name, dt=DT)
+            for rec in run.plans:
+                rec.images = None
+
         try:
-            expert, results = run_rows(settings, row_list, cached, on_route=on_route)
+            expert, results = run_rows(
+                settings, row_list, cached, on_route=on_route, on_run=on_run
+            )
         except (ModelFileError, RuntimeSetupError) as exc:
             raise fail(exc) from exc
     meta = {
@@ -128,11 +139,6 @@ def closed_loop(
         "wall_s": round(time.perf_counter() - start, 1),
     }
     doc = write_results(out, settings, expert, results, meta)
-    if gif:
-        for result in results:
-            for run in result.runs:
-                name = f"{result.row.label.replace('@', '_')}_route{run.score.route}.gif"
-                write_gif(run, out / "gifs" / name, dt=0.05)
     typer.echo((out / "results.md").read_text(encoding="utf-8").split("## Per route")[0])
     for target in doc["targets"]:
         typer.echo(f"[{target['status']}] {target['target']}: {target['detail']}")

@@ -6,8 +6,9 @@ The car is the world's own ego model (kinematic bicycle, nuScenes' Zoe wheelbase
 limits: acceleration in [-MAX_DECEL, MAX_ACCEL], steering angle and steering rate bounded.
 
 Speed tracking: the plan gives a position along its path for every time (linear between the
-waypoints); the command is a feed-forward of the planned speed ahead plus feedback on the speed
-and position errors, so a plan that stops short makes the car stop where it says.
+waypoints) and so a speed; the command is the acceleration that reaches the planned speed of
+SPEED_HORIZON_S later within that time (feed-forward of the planned deceleration, so a plan that
+stops makes the car stop where it says), plus feedback on the position error along the plan.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from fastdrive_ros.data.synth.geometry import wrap_angle
 from fastdrive_ros.data.synth.sim import DT, MAX_DECEL, MAX_STEER, MAX_STEER_RATE, WHEELBASE
 
 MAX_ACCEL = 3.0  # m/s^2, a brisk small car
-K_SPEED = 1.2  # 1/s: speed error -> acceleration
+SPEED_HORIZON_S = 1.0  # reach the plan's speed of this much later within this time
 K_POS = 0.4  # 1/s^2: position error along the plan -> acceleration
-SPEED_LEAD_S = 0.3  # track the planned speed this far ahead (actuation lag)
+K_STOP = 1.2  # 1/s: speed -> braking when the plan says "stay stopped"
 STOP_DIST_M = 0.3  # a plan shorter than this is "stay stopped"
 
 
@@ -118,12 +119,11 @@ def control(car: CarState, ref: Reference, now: float) -> tuple[float, float]:
     tau = now - ref.start_time
     s_ego, _ = ref.project(np.array([car.x, car.y]))
     if ref.s[-1] < STOP_DIST_M:
-        return -K_SPEED * car.v, car.steer  # stay (or come to a) stop; steering held
-    v_ref = ref.speed_at(tau + SPEED_LEAD_S)
-    accel = v_ref + K_POS * (ref.s_at(tau) - s_ego) - car.v
-    accel = K_SPEED * accel
+        return -K_STOP * car.v, car.steer  # stay (or come to a) stop; steering held
+    v_ref = ref.speed_at(tau + SPEED_HORIZON_S)
+    accel = (v_ref - car.v) / SPEED_HORIZON_S + K_POS * (ref.s_at(tau) - s_ego)
     if ref.s_at(tau + 1.0) <= s_ego + STOP_DIST_M and v_ref < 0.5:
-        accel = min(accel, -K_SPEED * car.v)  # the plan stops here: do not creep forward
+        accel = min(accel, -K_STOP * car.v)  # the plan stops here: do not creep forward
     target = ref.point_at(s_ego + lookahead(car.v))
     dx, dy = target[0] - car.x, target[1] - car.y
     alpha = float(wrap_angle(np.arctan2(dy, dx) - car.yaw))

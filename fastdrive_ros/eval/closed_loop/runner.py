@@ -110,8 +110,13 @@ def run_rows(
     make_planner: Callable[[Row], LoopPlanner],
     *,
     on_route: Callable[[str, int], None] | None = None,
+    on_run: Callable[[Row, RouteRun], None] | None = None,
 ) -> tuple[RowResult, list[RowResult]]:
-    """(expert reference, one result per row); `on_route(label, index)` after each route."""
+    """(expert reference, one result per row).
+
+    `on_route(label, index)` after each route (progress); `on_run(row, run)` after each planner
+    route, before it is kept (write its GIF there and drop the thumbnails: memory stays flat).
+    """
     expert = RowResult(Row(EXPERT, 0.0))
     for i in range(settings.routes):
         scene = _scene(settings, i, (90, 160))  # the expert renders nothing
@@ -124,6 +129,8 @@ def run_rows(
         planner = make_planner(row)
         result = RowResult(row)
         for i, run in enumerate(_drive_all(settings, planner, reference)):
+            if on_run:
+                on_run(row, run)
             result.runs.append(run)
             if on_route:
                 on_route(row.label, i)
