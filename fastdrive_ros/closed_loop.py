@@ -52,6 +52,9 @@ def closed_loop(
         str, typer.Option(help="Encoder+pruner backend (torch: deterministic).")
     ] = "torch",
     threads: Annotated[int, typer.Option(help="Torch CPU threads.")] = 1,
+    town_grid: Annotated[
+        int, typer.Option(help="Intersections per side of the town (small for smoke tests).")
+    ] = 5,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress.")
     ] = True,
@@ -83,6 +86,8 @@ def closed_loop(
         validate_rows(row_list)
         if not row_list:
             raise ValueError("no rows: give --pruners (and --ratios) or --rows")
+        if not 2 <= town_grid <= 8:
+            raise ValueError(f"--town-grid must be in [2, 8], got {town_grid}")
         if routes < 1 or not 1.0 <= seconds <= 600.0 or plan_hz <= 0 or threads < 1:
             raise ValueError(
                 "need --routes >= 1, 1 <= --seconds <= 600, --plan-hz > 0, --threads >= 1"
@@ -110,7 +115,7 @@ def closed_loop(
     def cached(row: Row) -> PipelinePlanner:
         return first if row == row_list[0] else make_planner(row)
 
-    settings = LoopSettings(seed, routes, seconds, plan_hz, realtime, gif)
+    settings = LoopSettings(seed, routes, seconds, plan_hz, realtime, gif, town_grid)
     total = routes * (len(row_list) + 1)
     start = time.perf_counter()
     with Progress(disable=not progress, transient=False) as bar:
