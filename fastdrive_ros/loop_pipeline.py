@@ -136,6 +136,11 @@ def validate_rows(rows: list[Row]) -> None:
 
     known = (*SELECTOR_NAMES, NO_IMAGES)
     for row in rows:
+        if row.pruner == "cdpruner":
+            raise ValueError(
+                "cdpruner needs the prompt's embeddings, which the node's encoder backends do not "
+                "pass to selectors yet: it cannot drive in the closed loop"
+            )
         if row.pruner not in known:
             raise ValueError(f"unknown pruner {row.pruner!r}: choose from {', '.join(known)}")
         if row.pruner not in RATIO_FREE and not 0.0 <= row.ratio < 1.0:

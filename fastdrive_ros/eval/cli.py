@@ -10,7 +10,7 @@ import typer
 from fastdrive_ros.cli import fail, split_list
 from fastdrive_ros.data.cli import DATAROOT_HELP, VERSION_HELP
 
-DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,random,none"
+DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,prune2drive,random,none"
 DEFAULT_RATIOS = "0,0.25,0.5,0.75"
 PROGRESS_HELP = "Show a progress bar."
 

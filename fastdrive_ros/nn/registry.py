@@ -19,9 +19,14 @@ SELECTOR_NAMES: tuple[str, ...] = (
     "sparsevlm",
     "divprune",
     "vispruner",
+    "prune2drive",
     "random",
     "none",
 )
+# Registered (make_selector works) but not in SELECTOR_NAMES, which lists what the node and every
+# evaluation can run: CDPruner needs the instruction's embeddings, which the encoder backends do
+# not pass to selectors yet (nn/baselines/cdpruner.py).
+NEEDS_INSTRUCTION: tuple[str, ...] = ("cdpruner",)
 
 _TABLE: dict[str, tuple[str, SelectorStage]] = {
     "reconpruner": ("fastdrive_ros.nn.recon_pruner:ReconPruner", "encoder"),
@@ -29,6 +34,8 @@ _TABLE: dict[str, tuple[str, SelectorStage]] = {
     "sparsevlm": ("fastdrive_ros.nn.baselines.sparsevlm:SparseVLM", "llm"),
     "divprune": ("fastdrive_ros.nn.baselines.divprune:DivPrune", "encoder"),
     "vispruner": ("fastdrive_ros.nn.baselines.vispruner:VisPruner", "encoder"),
+    "prune2drive": ("fastdrive_ros.nn.baselines.prune2drive:Prune2Drive", "encoder"),
+    "cdpruner": ("fastdrive_ros.nn.baselines.cdpruner:CDPruner", "encoder"),
     "random": ("fastdrive_ros.nn.baselines.simple:RandomSelector", "encoder"),
     "none": ("fastdrive_ros.nn.baselines.simple:KeepAll", "encoder"),
 }
@@ -36,7 +43,8 @@ _TABLE: dict[str, tuple[str, SelectorStage]] = {
 
 def _check_name(name: str) -> None:
     if name not in _TABLE:
-        raise ValueError(f"unknown selector {name!r}: choose one of {', '.join(SELECTOR_NAMES)}")
+        known = ", ".join((*SELECTOR_NAMES, *NEEDS_INSTRUCTION))
+        raise ValueError(f"unknown selector {name!r}: choose one of {known}")
 
 
 def selector_stage(name: str) -> Literal["encoder", "llm"]:
