@@ -5,8 +5,9 @@ planner: the world advances 50 ms at a time with the ego wherever the planner's 
 (other agents keep their own rules and react to that ego: IDM followers brake for it, pedestrians
 wait for it), and the six cameras are rendered from the ego's actual pose at the world's time.
 
-Route `index` of dataset seed `seed` is the cast of scene `index` of `fastdrive synth --seed seed`
-(the same random stream builds it); sky, lighting and camera noise come from streams of their own.
+Route `index` of seed `seed` has the cast of scene `index` of `fastdrive synth --seed seed` made
+with the same `--seconds` (same random stream, same first town; datasets of 25 scenes or more
+spread scenes over several towns); sky, lighting and camera noise come from streams of their own.
 """
 
 from __future__ import annotations
