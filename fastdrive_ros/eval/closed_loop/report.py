@@ -172,7 +172,7 @@ def plot(path: Path, rows: list[dict]) -> None:
         hi = np.array([r[ci][1] for r in rows])
         ax.bar(x, values, color="tab:blue", alpha=0.8)
         ax.errorbar(x, values, yerr=[values - lo, hi - values], fmt="none", ecolor="k", capsize=3)
-        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_xticks(x, labels, fontsize=7, rotation=30, ha="right")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=100)
