@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "fastdrive_ros.transport.replay_cli",  # replay
     "fastdrive_ros.demo",  # demo
     "fastdrive_ros.default_model",  # build-default
+    "fastdrive_ros.closed_loop",  # closed-loop
 )
 
 

@@ -33,7 +33,7 @@ def visual_tokens(
     )
 
 
-ENCODER_SELECTORS = ["divprune", "vispruner", "random"]
+ENCODER_SELECTORS = ["divprune", "vispruner", "prune2drive", "random"]
 
 
 @pytest.mark.parametrize("name", ENCODER_SELECTORS)
@@ -164,6 +164,7 @@ def test_registry_names_stages_and_errors() -> None:
         "sparsevlm",
         "divprune",
         "vispruner",
+        "prune2drive",
         "random",
         "none",
     )
@@ -174,6 +175,7 @@ def test_registry_names_stages_and_errors() -> None:
         "sparsevlm": "llm",
         "divprune": "encoder",
         "vispruner": "encoder",
+        "prune2drive": "encoder",
         "random": "encoder",
         "none": "encoder",
     }

@@ -10,12 +10,12 @@ import typer
 from fastdrive_ros.cli import fail, split_list
 from fastdrive_ros.data.cli import DATAROOT_HELP, VERSION_HELP
 
-DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,random,none"
+DEFAULT_PRUNERS = "reconpruner,fastv,sparsevlm,divprune,vispruner,prune2drive,random,none"
 PRUNERS_HELP = (
     "Comma-separated selectors to compare ('none' = unpruned): reconpruner, fastv, sparsevlm, "
-    "divprune, vispruner, random, none; probes: oracle_fg (K tokens of highest ground-truth "
-    "foreground share), anti_oracle (K lowest), shuffled (another scene's tokens, ratio 0 only), "
-    "no_images (no visual token, ratio 0 only)."
+    "divprune, vispruner, prune2drive, random, none; probes: oracle_fg (K tokens of highest "
+    "ground-truth foreground share), anti_oracle (K lowest), shuffled (another scene's tokens, "
+    "ratio 0 only), no_images (no visual token, ratio 0 only)."
 )
 DEFAULT_RATIOS = "0,0.25,0.5,0.75"
 PROGRESS_HELP = "Show a progress bar."

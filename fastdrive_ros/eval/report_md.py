@@ -18,6 +18,7 @@ DISPLAY = {
     "sparsevlm": "SparseVLM",
     "divprune": "DivPrune",
     "vispruner": "VisPruner",
+    "prune2drive": "Prune2Drive",
     "random": "Random",
     "none": "Unpruned",
     "constant_velocity": "Constant velocity (no images)",

@@ -19,6 +19,7 @@ SELECTOR_NAMES: tuple[str, ...] = (
     "sparsevlm",
     "divprune",
     "vispruner",
+    "prune2drive",
     "random",
     "none",
 )
@@ -26,6 +27,10 @@ SELECTOR_NAMES: tuple[str, ...] = (
 # need ground truth or replace the frame), so they are kept out of SELECTOR_NAMES.
 PROBE_NAMES: tuple[str, ...] = ("oracle_fg", "anti_oracle", "shuffled", "no_images")
 EVAL_SELECTOR_NAMES: tuple[str, ...] = SELECTOR_NAMES + PROBE_NAMES
+# Registered (make_selector works) but not in SELECTOR_NAMES, which lists what the node and every
+# evaluation can run: CDPruner needs the instruction's embeddings, which the encoder backends do
+# not pass to selectors yet (nn/baselines/cdpruner.py).
+NEEDS_INSTRUCTION: tuple[str, ...] = ("cdpruner",)
 
 _TABLE: dict[str, tuple[str, SelectorStage]] = {
     "reconpruner": ("fastdrive_ros.nn.recon_pruner:ReconPruner", "encoder"),
@@ -33,6 +38,8 @@ _TABLE: dict[str, tuple[str, SelectorStage]] = {
     "sparsevlm": ("fastdrive_ros.nn.baselines.sparsevlm:SparseVLM", "llm"),
     "divprune": ("fastdrive_ros.nn.baselines.divprune:DivPrune", "encoder"),
     "vispruner": ("fastdrive_ros.nn.baselines.vispruner:VisPruner", "encoder"),
+    "prune2drive": ("fastdrive_ros.nn.baselines.prune2drive:Prune2Drive", "encoder"),
+    "cdpruner": ("fastdrive_ros.nn.baselines.cdpruner:CDPruner", "encoder"),
     "random": ("fastdrive_ros.nn.baselines.simple:RandomSelector", "encoder"),
     "none": ("fastdrive_ros.nn.baselines.simple:KeepAll", "encoder"),
     "oracle_fg": ("fastdrive_ros.nn.probes:OracleForeground", "encoder"),
@@ -44,9 +51,8 @@ _TABLE: dict[str, tuple[str, SelectorStage]] = {
 
 def _check_name(name: str) -> None:
     if name not in _TABLE:
-        raise ValueError(
-            f"unknown selector {name!r}: choose one of {', '.join(EVAL_SELECTOR_NAMES)}"
-        )
+        known = ", ".join((*EVAL_SELECTOR_NAMES, *NEEDS_INSTRUCTION))
+        raise ValueError(f"unknown selector {name!r}: choose one of {known}")
 
 
 def selector_stage(name: str, *, probes: bool = False) -> Literal["encoder", "llm"]:

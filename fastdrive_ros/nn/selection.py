@@ -17,7 +17,7 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 
 SelectorName = Literal[
-    "reconpruner", "fastv", "sparsevlm", "divprune", "vispruner", "random", "none"
+    "reconpruner", "fastv", "sparsevlm", "divprune", "vispruner", "prune2drive", "random", "none"
 ]
 SelectorStage = Literal["encoder", "llm"]
 

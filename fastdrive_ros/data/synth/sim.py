@@ -314,10 +314,12 @@ class World:
         return idm(v, v0, gap, v - v_lead, d), code, gap
 
     # ----- stepping ---------------------------------------------------------------------------
-    def step(self, t: float, decide: bool = True) -> tuple[int, float]:
+    def step(self, t: float, decide: bool = True, drive_ego: bool = True) -> tuple[int, float]:
         """Advance by DT from time t (positions must be fresh: `_refresh` first).
 
         Decisions (accelerations) are taken only when `decide`, else the last ones are held.
+        With `drive_ego` False the ego is left where it is: someone else (closed-loop driving,
+        eval/closed_loop) moves it and sets `self.ego` before the next `_refresh`.
         """
         if decide:
             for m in self.movers:
@@ -335,6 +337,7 @@ class World:
                         m.pauses,
                         spec.width / 2,
                     )
+        if decide and drive_ego:
             e = self.ego
             self._ego_cmd = self._accel(
                 len(self.specs),
@@ -358,7 +361,8 @@ class World:
                     m.active = False
         for w in self.walkers:
             self._walk(w, t)
-        self._drive_ego(a_ego)
+        if drive_ego:
+            self._drive_ego(a_ego)
         return code, gap
 
     _ego_committed: set[int]

@@ -1,7 +1,8 @@
 """Baseline token selectors compared against ReconPruner under the same harness and the same K.
 
-Encoder stage (encoder output only): DivPrune, VisPruner, RandomSelector ("random"), KeepAll
-("none"). LLM stage (need the planner's attention): FastV, SparseVLM, in fastv.py / sparsevlm.py.
+Encoder stage (encoder output only): DivPrune, VisPruner, Prune2Drive, RandomSelector ("random"),
+KeepAll ("none"); CDPruner also needs the instruction's embeddings. LLM stage (need the
+planner's attention): FastV, SparseVLM, in fastv.py / sparsevlm.py.
 The classes are imported lazily (`from fastdrive_ros.nn.baselines import DivPrune` works) so this
 package can also hold the budget helper every encoder-stage baseline shares.
 """
@@ -19,6 +20,8 @@ from fastdrive_ros.nn.selection import VisualTokens, check_keep
 _LAZY = {
     "DivPrune": "fastdrive_ros.nn.baselines.divprune",
     "VisPruner": "fastdrive_ros.nn.baselines.vispruner",
+    "Prune2Drive": "fastdrive_ros.nn.baselines.prune2drive",
+    "CDPruner": "fastdrive_ros.nn.baselines.cdpruner",
     "RandomSelector": "fastdrive_ros.nn.baselines.simple",
     "KeepAll": "fastdrive_ros.nn.baselines.simple",
     "FastV": "fastdrive_ros.nn.baselines.fastv",
@@ -64,9 +67,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CDPruner",
     "DivPrune",
     "FastV",
     "KeepAll",
+    "Prune2Drive",
     "RandomSelector",
     "SparseVLM",
     "VisPruner",
