@@ -27,6 +27,15 @@ from std_msgs.msg import Float64
 
 from fastdrive_ros.msg import FrameLatency, Trajectory
 
+CAMERAS = (
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_FRONT_LEFT",
+    "CAM_BACK",
+    "CAM_BACK_LEFT",
+    "CAM_BACK_RIGHT",
+)
+
 
 def _ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
@@ -40,6 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--node", default="/fastdrive")
+    parser.add_argument(
+        "--cameras", action="store_true", help="also record every camera image (stamp only)"
+    )
     args = parser.parse_args()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,6 +120,18 @@ def main() -> None:
     node.create_subscription(Float64, f"{base}/debug/total_ms", on_total, qos)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos)
     node.create_subscription(Log, "/rosout", on_rosout, QoSProfile(depth=200))
+    if args.cameras:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CompressedImage
+
+        for cam in CAMERAS:
+
+            def on_image(msg: CompressedImage, cam: str = cam) -> None:
+                write(f"/{cam}/image_rect_compressed", stamp_ns=_ns(msg.header.stamp))
+
+            node.create_subscription(
+                CompressedImage, f"/{cam}/image_rect_compressed", on_image, qos_profile_sensor_data
+            )
     write("ready")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
