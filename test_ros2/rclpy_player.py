@@ -4,7 +4,8 @@
 
 The bag is looped, its stamps shifted so that time only moves forward. With --sim-time, stamps
 keep the bag's time base and /clock is published before every message (like `ros2 bag play
---clock`); without it, messages are stamped with the wall clock as they leave (a live car).
+--clock`); without it, messages are stamped with the wall-clock time they are due (a live car).
+--every N plays only every Nth image of each camera (a rate a slow model keeps up with).
 --corrupt replaces one camera's JPEG bytes with garbage and --silent drops a camera, between T0
 and T1 seconds of play. Prints one JSON summary line (messages per topic) at the end.
 """
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--corrupt")
     parser.add_argument("--silent")
     parser.add_argument("--start-delay", type=float, default=0.0)
+    parser.add_argument(
+        "--every", type=int, default=1, help="play every Nth frame of each camera (slow models)"
+    )
     args = parser.parse_args()
     corrupt, silent = window(args.corrupt), window(args.silent)
     stop = threading.Event()
@@ -77,7 +81,8 @@ def main() -> None:
     counts: dict[str, int] = {}
     time.sleep(args.start_delay)
     first = rows[0][0]
-    wall0 = time.monotonic()
+    wall0, epoch0 = time.monotonic(), time.time_ns()
+    frame_of: dict[str, int] = {}  # per topic: index of the next message (= frame number)
     loop = 0
     while not stop.is_set():
         for t, topic, raw, cls in rows:
@@ -90,10 +95,14 @@ def main() -> None:
             if delay > 0:
                 time.sleep(delay)
             camera = topic.strip("/").split("/")[0]
+            index = frame_of[topic] = frame_of.get(topic, -1) + 1
+            if topic.endswith("image_rect_compressed") and index % args.every:
+                continue
             if silent and camera == silent[0] and silent[1] <= play_s < silent[2]:
                 continue
             msg = deserialize_message(raw, cls)
-            stamp = first + offset_ns if args.sim_time else time.time_ns()
+            # live: the send time, keeping the bag's offsets between cameras
+            stamp = (first if args.sim_time else epoch0) + offset_ns
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
             if corrupt and camera == corrupt[0] and corrupt[1] <= play_s < corrupt[2]:
                 msg.data = b"\xff\xd8 this is not a JPEG" * 10
