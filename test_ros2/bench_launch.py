@@ -94,6 +94,9 @@ def main() -> None:
             if r["stamp_ns"] in lat
         ]
         model = [v["total_ms"] - v["stages"].get("queue", 0.0) for v in lat.values()]
+        # the anchor camera's stamp is the earliest: the frame is complete only when the last
+        # camera (nuScenes fires them tens of ms apart) has arrived
+        spread = [v.get("sync_spread_ms", 0.0) for v in lat.values()]
         result["kept_up"] = {
             "frames_played": frames,
             "every_nth_frame": args.every,
@@ -104,6 +107,7 @@ def main() -> None:
             else None,
             "stamp_to_received_minus_model_ms_p95": round(pct(overhead, 0.95), 1),
             "model_ms_p50": round(statistics.median(model), 1) if model else None,
+            "camera_sync_spread_ms_p50": round(statistics.median(spread), 1) if spread else None,
         }
         # 2. soak at full rate
         player = Proc(

@@ -90,6 +90,7 @@ def main() -> None:
             stages={s.stage: s.duration_ms for s in msg.stages},
             total_ms=msg.total_ms,
             frame_age_ms=msg.frame_age_ms,
+            sync_spread_ms=msg.sync_spread_ms,
             frames_processed=int(msg.frames_processed),
             frames_dropped=int(msg.frames_dropped),
             missing_cameras=list(msg.missing_cameras),
