@@ -254,6 +254,20 @@ def spin_until_stopped(executor: Any, stop: threading.Event, duration_s: float |
         executor.spin_once(timeout_sec=0.1)
 
 
+def drain(executor: Any, timeout_s: float = 10.0) -> None:
+    """Wait until the callbacks already handed to the executor's thread pool have finished.
+
+    rclpy's MultiThreadedExecutor.shutdown destroys its guard condition before it joins the pool
+    (Kilted 9.1), so a callback task that starts in between fails with "cannot use Destroyable
+    because destruction was requested" (seen in 1 of ~5 launches). `_futures` is rclpy's own
+    list of submitted tasks; without it there is nothing to wait for.
+    """
+    futures = getattr(executor, "_futures", None) or []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(f.done() for f in list(futures)):
+        time.sleep(0.01)
+
+
 def main(
     args: list[str] | None = None,
     *,
@@ -299,7 +313,8 @@ def main(
     try:
         spin_until_stopped(executor, stop, duration_s)
     finally:
-        executor.shutdown()  # waits for running callbacks: nothing publishes after this
+        drain(executor)
+        executor.shutdown()  # joins the pool: nothing publishes after this
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
