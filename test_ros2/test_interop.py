@@ -137,11 +137,12 @@ def test_node_trajectories_cross_to_cyclone_both_ways(scene_bag: Path, tmp_path:
         ok = lambda: len([r for r in records(out, "/fastdrive/trajectory")  # noqa: E731
                           if r["points"] == 6]) >= 2  # fmt: skip
         wait_for("2 trajectories at the Cyclone subscriber", ok, 180, *procs)
-        # The late Fast DDS participant discovers the node. (Kilted's Fast DDS may register the
-        # Cyclone reader's type object for Trajectory as "inconsistent" first; its own reader of
-        # that topic then never matches, so the late subscriber checks topics Cyclone leaves.)
-        wait_for("the node's path at the late rclpy subscriber",
-                 lambda: bool(records(late, "path")), 120, *procs)  # fmt: skip
+        # The late Fast DDS participant discovers the node. Checked on Float64: in 3 of 7 runs
+        # Kilted's Fast DDS (late, with Cyclone peers already up) logged "Inconsistent
+        # TypeObject" and never matched topics of nested types (Trajectory, Path, FrameLatency,
+        # DiagnosticArray) while Float64 and /rosout flowed; README "Known limit".
+        wait_for("the node's ~/debug/total_ms at the late rclpy subscriber",
+                 lambda: bool(records(late, "total_ms")), 120, *procs)  # fmt: skip
     finally:
         for p in reversed(procs):
             p.interrupt()
