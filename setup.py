@@ -22,11 +22,12 @@ def _tree(src: str, dest: str) -> list[tuple[str, list[str]]]:
 
 # onnxruntime and onnxruntime-gpu overwrite each other silently: install exactly one of the two
 # extras `ort` / `ort-gpu`.  TensorRT comes from JetPack or NVIDIA's own packages, never from here.
+# The ONNX Runtime backend reads the graph's metadata with `onnx` (runtime/onnx_meta.py).
 EXTRAS = {
     "nuscenes": ["nuscenes-devkit==1.2.0"],
     "dds": ["cyclonedds==11.0.1"],
-    "ort": ["onnxruntime>=1.18"],
-    "ort-gpu": ["onnxruntime-gpu>=1.18"],
+    "ort": ["onnxruntime>=1.18", "onnx>=1.16"],
+    "ort-gpu": ["onnxruntime-gpu>=1.18", "onnx>=1.16"],
     "export": ["onnx>=1.16", "onnxscript>=0.1"],
     "dev": [
         "pytest>=8",
@@ -53,6 +54,11 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/fastdrive_ros"]),
         ("share/fastdrive_ros", ["package.xml"]),
+        # What `ros2 launch` / `ros2 run` look up through the ament index (AMENT_PREFIX_PATH =
+        # the install prefix). rclpy still needs the messages from a colcon build (README).
+        ("share/fastdrive_ros/launch", ["launch/drive.launch.py"]),
+        ("share/fastdrive_ros/config", ["config/drive.yaml"]),
+        ("lib/fastdrive_ros", ["scripts/fastdrive_node"]),
         # msg/*.msg: transport/ros_types.py registers them with rosbags from share/ when installed.
         ("share/fastdrive_ros/msg", sorted(f"msg/{p.name}" for p in (HERE / "msg").glob("*.msg"))),
         # the embedded default model: pipeline/factory.py finds it in share/ when installed

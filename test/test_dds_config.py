@@ -31,6 +31,9 @@ def test_loopback_config_is_unicast_on_127_0_0_1() -> None:
     # Ask for a big UDP buffer without failing where the kernel allows less (max, not min).
     rcvbuf = domain.find("c:Internal/c:SocketReceiveBufferSize", NS)
     assert rcvbuf.get("max") == "16MB" and rcvbuf.get("min") is None
+    # Kilted's Fast DDS 3 matches nothing unless its XTypes type information is ignored.
+    ignore = domain.find("c:Compatibility/c:IgnoreTypeInformation", NS)
+    assert ignore is not None and ignore.text == "1.15"
 
 
 def test_network_configs_are_not_loopback() -> None:

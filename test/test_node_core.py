@@ -232,3 +232,39 @@ def test_idle_diagnostics_report_stale(core) -> None:
     key, msg = node.diagnostics(pipeline.health(), clock.now_ns())
     assert key == "diagnostics" and msg.status[0].level == int(HealthLevel.STALE)
     assert msg.header.stamp.sec == 5
+
+
+def test_frame_latency_stages_sum_to_at_most_total_ms() -> None:
+    """FrameLatency promises sum(stages) <= total_ms: sub-stages of "plan" must not be counted
+    twice. Real sleeps (no ManualClock) so the wall-clock total is what a real backend sees."""
+    from fastdrive_ros.pipeline.clock import SystemClock
+
+    clock = SystemClock()
+    pipeline = FramePipeline(
+        config=validate_params({"camera_rate_hz": 0.1}).pipeline_config(),
+        backend=FakeBackend(latency_ms=15.0),
+        planner=FakePlanner(latency_ms=20.0),
+        clock=clock,
+        image_size=(56, 112),
+        preprocess=simple_preprocess((56, 112)),
+    )
+    node = NodeCore(
+        params=validate_params({"camera_rate_hz": 0.1}),
+        pipeline=pipeline,
+        factory=m.RosbagsFactory(),
+    )
+    jpeg = jpeg_bytes(sample_image(112, 56))
+    subs = {s.topic: s for s in node.subscriptions()}
+    for _ in range(3):
+        now = clock.now_ns()
+        subs["/odom"].handler(odometry(now, 0.0, 0.0, 5.0, 0.0))
+        for name in CAMERA_NAMES:
+            subs[f"/{name}/image_rect_compressed"].handler(compressed(now, jpeg))
+        out = pipeline.step()
+        assert out is not None
+        lat = dict(node.outputs(out, now_ns=clock.now_ns()))["latency"]
+        names = [s.stage for s in lat.stages]
+        assert "plan" in names and "prefill" not in names and "decode_tokens" not in names
+        total = sum(s.duration_ms for s in lat.stages)
+        assert total <= lat.total_ms + 1e-6, (names, total, lat.total_ms)
+        assert total >= 35.0  # the fakes' 15 + 20 ms are in it

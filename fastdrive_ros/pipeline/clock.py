@@ -26,6 +26,13 @@ class SystemClock:
         return time.time_ns()
 
 
+class SteadyClock:
+    """Monotonic time (ns, arbitrary origin): durations that hold when ROS time stops."""
+
+    def now_ns(self) -> int:
+        return time.monotonic_ns()
+
+
 class ManualClock:
     """A clock that only moves when told to (tests, every-frame replay)."""
 

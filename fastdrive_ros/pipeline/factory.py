@@ -145,8 +145,13 @@ class VLAPlannerAdapter:
         return result if self.lever is None else plan_to_rear_axle(result, self.lever)
 
 
-def build_pipeline(params: PipelineParams, *, clock: Clock | None = None) -> FramePipeline:
-    """Load the model, start the backend (logging why it was chosen), warm up."""
+def build_pipeline(
+    params: PipelineParams, *, clock: Clock | None = None, health_clock: Clock | None = None
+) -> FramePipeline:
+    """Load the model, start the backend (logging why it was chosen), warm up.
+
+    `health_clock` measures staleness (default: `clock`); see FramePipeline.
+    """
     from fastdrive_ros.nn.registry import make_selector, selector_stage
     from fastdrive_ros.nn.selection import keep_count
     from fastdrive_ros.runtime.backend_select import choose_backend
@@ -205,6 +210,7 @@ def build_pipeline(params: PipelineParams, *, clock: Clock | None = None) -> Fra
         device=device,
         info=info,
         keep_images=params.keep_images,
+        health_clock=health_clock,
     )
     LOG.info(
         "model %s: %d cameras at %dx%d, pruner %s, prune ratio %.2f (keep %.2f), backend %s",

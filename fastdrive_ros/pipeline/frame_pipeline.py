@@ -136,6 +136,7 @@ class FramePipeline:
         device: str | torch.device = "cpu",
         info: PipelineInfo | None = None,
         keep_images: bool = False,
+        health_clock: Clock | None = None,
     ) -> None:
         if len(image_size) != 2 or min(image_size) <= 0:
             raise ValueError(f"image_size must be (H, W) > 0, got {image_size}")
@@ -143,6 +144,10 @@ class FramePipeline:
         self.backend = backend
         self.planner = planner
         self.clock = clock or SystemClock()
+        # Staleness ("no frame planned for N ms") is measured on this clock. The rclpy node gives
+        # a steady clock: under use_sim_time, ROS time stops with /clock, and a node that stopped
+        # planning because its input stopped must still turn STALE.
+        self.health_clock = health_clock or self.clock
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.device = torch.device(device)
         self._preprocess = preprocess or default_preprocess(self.image_size)
@@ -161,7 +166,7 @@ class FramePipeline:
         self._step_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._frame_event = threading.Event()
-        self._started_ns = self.clock.now_ns()
+        self._started_ns = self.health_clock.now_ns()
         self._last_plan_ns: int | None = None
         self._frame_id = 0
         self._consecutive_failures = 0
@@ -362,7 +367,7 @@ class FramePipeline:
                     plan.reason,
                     plan.detail,
                 )
-            self._last_plan_ns = self.clock.now_ns()
+            self._last_plan_ns = self.health_clock.now_ns()
             self._last_cameras = cameras
             self._last_latency = {k: v for k, v in latency.items() if np.isfinite(v)}
             drops = counters.group_total("dropped")
@@ -403,8 +408,8 @@ class FramePipeline:
 
     # ---- health ----------------------------------------------------------------------------
     def health(self, now_ns: int | None = None) -> HealthReport:
-        """The current health (see pipeline/health.py for the rules)."""
-        now = self.clock.now_ns() if now_ns is None else now_ns
+        """The current health (see pipeline/health.py for the rules); `now_ns` on health_clock."""
+        now = self.health_clock.now_ns() if now_ns is None else now_ns
         with self._state_lock:
             since = self._last_plan_ns if self._last_plan_ns is not None else self._started_ns
             pct = self.latency.percentiles()

@@ -49,7 +49,7 @@ Peers = Annotated[
         rich_help_panel=NETWORK_PANEL,
     ),
 ]
-ROS_DISTROS = ("humble", "jazzy")
+ROS_DISTROS = ("humble", "jazzy", "kilted")
 
 
 def _check_distro(value: str) -> str:
@@ -63,7 +63,7 @@ RosDistroOption = Annotated[
     typer.Option(
         "--ros-distro",
         callback=_check_distro,
-        help="ROS 2 distribution of the other nodes (humble or jazzy).",
+        help="ROS 2 distribution of the other nodes (humble, jazzy or kilted).",
     ),
 ]
 
@@ -237,7 +237,8 @@ def drive(
 
     if transport not in ("dds", "rclpy"):
         raise typer.BadParameter("use dds or rclpy", param_hint="--transport")
-    setup_logging(log_level)
+    if transport == "dds":  # under rclpy, Python logging goes to the ROS logger instead
+        setup_logging(log_level)
     shortcuts = dict(model_dir=model, backend=backend, pruner=pruner, prune_ratio=prune_ratio)
     node = params_from_cli(params, overrides, shortcuts, node_name=node_name)
     stop = threading.Event()
@@ -245,10 +246,14 @@ def drive(
     if transport == "rclpy":
         from fastdrive_ros.transport.rclpy_node import main as rclpy_main
 
-        try:
-            code = rclpy_main(args=[], params=node, node_name=node_name, namespace=namespace)
-        except ImportError as exc:
-            raise fail(exc) from exc
+        code = rclpy_main(
+            args=["fastdrive", "--ros-args", "--log-level", log_level.lower()],
+            params=node,
+            node_name=node_name,
+            namespace=namespace,
+            duration_s=duration or None,
+            stop=stop,
+        )
         raise typer.Exit(code)
     from fastdrive_ros.runtime.errors import RuntimeSetupError
     from fastdrive_ros.transport.dds_node import run_dds_node

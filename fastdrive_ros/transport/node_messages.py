@@ -36,8 +36,12 @@ STATUS = {
     "no_answer": 5,
 }
 COMMANDS = {"straight": 0, "left": 1, "right": 2}
-# stages published in FrameLatency.stages (total and frame age have their own fields)
-LATENCY_STAGES = tuple(s for s in STAGES if s not in ("total", "frame_age"))
+# Stages published in FrameLatency.stages: the disjoint ones, so that their sum is at most total_ms
+# as the message promises. Total and frame age have their own fields; prefill and decode_tokens
+# are parts of "plan" (they have their own ~/debug/*_ms topics).
+LATENCY_STAGES = tuple(
+    s for s in STAGES if s not in ("total", "frame_age", "prefill", "decode_tokens")
+)
 
 
 class MsgFactory(Protocol):

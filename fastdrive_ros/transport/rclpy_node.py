@@ -6,8 +6,13 @@ group (callbacks only store messages), and a timer in its own group plans the ne
 frame, so a MultiThreadedExecutor keeps receiving while the model runs. Stamps come from the
 camera headers and "now" from the node clock, so `use_sim_time` makes bag replay consistent.
 
-rclpy cannot be installed on our development machines: this module imports it lazily, and the
-logic it relies on (NodeCore, the pipeline, parameter validation) is tested without it.
+rclpy is imported lazily: the logic the node relies on (NodeCore, the pipeline, parameter
+validation) is tested without ROS; `make ros2-test` runs this node under real ROS 2.
+
+Shutdown: rclpy's own signal handlers are off; SIGINT/SIGTERM (or `duration_s`) set a flag that
+the spin loop checks, the executor then finishes its running callbacks, and only then is the node
+destroyed. A second SIGINT (a terminal sends one to `ros2 launch` and its node alike) changes
+nothing, and no callback can publish on a destroyed publisher.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from __future__ import annotations
 import array
 import logging
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from fastdrive_ros.pipeline.clock import Clock
+from fastdrive_ros.pipeline.clock import Clock, SteadyClock
 from fastdrive_ros.pipeline.frame_pipeline import FramePipeline
 from fastdrive_ros.transport.node_core import NodeCore
 from fastdrive_ros.transport.node_params import (
@@ -32,6 +39,11 @@ from fastdrive_ros.transport.node_params import (
 )
 
 LOG = logging.getLogger("fastdrive_ros.node")
+TRAJECTORY_TYPE = "fastdrive_ros/msg/Trajectory"
+
+
+class MessagesMissingError(RuntimeError):
+    """fastdrive_ros's messages were not generated for rclpy (no colcon build)."""
 
 
 def require_rclpy() -> Any:
@@ -46,6 +58,23 @@ def require_rclpy() -> Any:
             "`fastdrive drive --transport dds` (pip install 'fastdrive_ros[dds]')"
         ) from exc
     return rclpy
+
+
+def require_messages() -> None:
+    """Fail fast, before the model loads, when rclpy cannot use fastdrive_ros/msg/Trajectory."""
+    try:
+        from rosidl_runtime_py.utilities import get_message
+
+        cls = get_message(TRAJECTORY_TYPE)
+        cls.__class__.__import_type_support__()  # the compiled typesupport, not only the .py
+    except Exception as exc:
+        raise MessagesMissingError(
+            f"the fastdrive_ros messages are not built for rclpy ({type(exc).__name__}: {exc}); "
+            "build the package with colcon (`make ros2` in the repo, or `colcon build "
+            "--packages-select fastdrive_ros` in a workspace) and source it (`source "
+            "scripts/ros2-env.sh` or `source install/setup.bash`); a pip install cannot "
+            "provide them"
+        ) from exc
 
 
 class RclpyFactory:
@@ -104,12 +133,16 @@ def make_node(
 ) -> Any:
     """Create the rclpy node (rclpy.init must have run). `build` makes the pipeline (tests)."""
     require_rclpy()
+    require_messages()
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+    from rclpy.clock import Clock as RosClock
+    from rclpy.clock import ClockType
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, qos_profile_sensor_data
 
     from fastdrive_ros.pipeline.factory import build_pipeline
+    from fastdrive_ros.transport.ros_logging import route_to_ros, unroute
 
     initial = [Parameter(k, value=v) for k, v in (overrides or {}).items()]
 
@@ -118,6 +151,8 @@ def make_node(
 
         def __init__(self) -> None:
             super().__init__(node_name, namespace=namespace, parameter_overrides=initial)
+            # Model loading, backend choice and pipeline warnings go to the ROS log and /rosout.
+            self._log_handler = route_to_ros(self.get_logger())
             for spec in PARAMS:
                 self.declare_parameter(
                     spec.name, spec.default, _descriptor(descriptor_fields(spec))
@@ -127,8 +162,11 @@ def make_node(
             clock = NodeClock(self.get_clock())
             if build is not None:
                 self.pipeline = build(self.params, clock)
+                self.pipeline.health_clock = SteadyClock()
             else:
-                self.pipeline = build_pipeline(self.params.pipeline_params(), clock=clock)
+                self.pipeline = build_pipeline(
+                    self.params.pipeline_params(), clock=clock, health_clock=SteadyClock()
+                )
             self.core = NodeCore(
                 params=self.params,
                 pipeline=self.pipeline,
@@ -156,10 +194,13 @@ def make_node(
                 self._on_step,
                 callback_group=MutuallyExclusiveCallbackGroup(),
             )
+            # Wall (steady) time, not the node clock: under use_sim_time a stopped /clock would
+            # stop the diagnostics too, and the node could never be reported STALE.
             self._diag_timer = self.create_timer(
                 self.params.diagnostics_period_ms / 1e3,
                 self._on_diagnostics,
                 callback_group=MutuallyExclusiveCallbackGroup(),
+                clock=RosClock(clock_type=ClockType.STEADY_TIME),
             )
             self._published_since_diag = False
             self.get_logger().info(
@@ -181,9 +222,11 @@ def make_node(
                 self._pubs[key].publish(msg)
             self._published_since_diag = True
             level = output.health.level
-            if level >= 1:
-                log = self.get_logger().warning if level == 1 else self.get_logger().error
-                log(output.health.message, throttle_duration_sec=5.0)
+            # One call site per severity: rclpy refuses a call site whose severity changes.
+            if level == 1:
+                self.get_logger().warning(output.health.message, throttle_duration_sec=5.0)
+            elif level >= 2:
+                self.get_logger().error(output.health.message, throttle_duration_sec=5.0)
 
         def _on_diagnostics(self) -> None:
             if self._published_since_diag:  # planned frames carry their own diagnostics
@@ -195,9 +238,34 @@ def make_node(
 
         def destroy_node(self) -> None:
             self.pipeline.close()
+            unroute(self._log_handler)
             super().destroy_node()
 
     return FastdriveNode()
+
+
+def spin_until_stopped(executor: Any, stop: threading.Event, duration_s: float | None) -> None:
+    """Spin until `stop` is set or `duration_s` (wall seconds) passed; checks 10 times a second."""
+    deadline = None if not duration_s else time.monotonic() + duration_s
+    while not stop.is_set():
+        if deadline is not None and time.monotonic() >= deadline:
+            LOG.info("stopping after --duration %.1f s", duration_s)
+            return
+        executor.spin_once(timeout_sec=0.1)
+
+
+def drain(executor: Any, timeout_s: float = 10.0) -> None:
+    """Wait until the callbacks already handed to the executor's thread pool have finished.
+
+    rclpy's MultiThreadedExecutor.shutdown destroys its guard condition before it joins the pool
+    (Kilted 9.1), so a callback task that starts in between fails with "cannot use Destroyable
+    because destruction was requested" (seen in 1 of ~5 launches). `_futures` is rclpy's own
+    list of submitted tasks; without it there is nothing to wait for.
+    """
+    futures = getattr(executor, "_futures", None) or []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not all(f.done() for f in list(futures)):
+        time.sleep(0.01)
 
 
 def main(
@@ -206,34 +274,47 @@ def main(
     params: NodeParams | None = None,
     node_name: str = NODE_NAME,
     namespace: str = "",
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Run the node until shutdown (`ros2 run`, launch, `fastdrive drive --transport rclpy`).
+    """Run the node until SIGINT/SIGTERM, `stop` or `duration_s`; returns the exit status.
 
-    `params` (from `fastdrive drive`) become parameter overrides; returns the exit status.
+    Used by `ros2 run`, launch and `fastdrive drive --transport rclpy` (whose `params` become
+    parameter overrides).
     """
-    rclpy = require_rclpy()
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    try:
+        rclpy = require_rclpy()
+        require_messages()  # before rclpy.init and the ~20 s model load
+    except (ImportError, MessagesMissingError) as exc:
+        print(f"fastdrive_node: cannot start: {exc}", file=sys.stderr)
+        return 2
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from fastdrive_ros.runtime.errors import RuntimeSetupError
+    from fastdrive_ros.transport.node_main import stop_on_signals
     from fastdrive_ros.transport.node_params import ParamError
 
-    rclpy.init(args=args if args is not None else sys.argv)
+    stop = stop or threading.Event()
+    stop_on_signals(stop)  # repeats are harmless
+    rclpy.init(
+        args=args if args is not None else sys.argv,
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
     overrides = dict(params.values) if params is not None else None
     try:
         node = make_node(node_name=node_name, namespace=namespace, overrides=overrides)
-    except (RuntimeSetupError, ParamError) as exc:
-        LOG.error("fastdrive node cannot start: %s", exc)
+    except (RuntimeSetupError, ParamError, MessagesMissingError) as exc:
         print(f"fastdrive_node: cannot start: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_stopped(executor, stop, duration_s)
     finally:
-        executor.shutdown()
+        drain(executor)
+        executor.shutdown()  # joins the pool: nothing publishes after this
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -15,6 +15,8 @@ from xml.sax.saxutils import quoteattr
 
 _LOOPBACK_NAMES = {"lo", "localhost"}
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# DDS vendor ids whose XTypes type information Cyclone ignores: 1.15 = eProsima (Fast DDS).
+IGNORE_TYPE_INFORMATION = "1.15"
 _VERBOSITY = ("none", "severe", "error", "warning", "info", "config", "fine", "finest")
 
 
@@ -117,5 +119,9 @@ class CycloneConfig:
             "</Internal>"
             f"<Tracing><Verbosity>{self.verbosity}</Verbosity><OutputFile>stderr</OutputFile>"
             "</Tracing>"
+            # Fast DDS 3 (Kilted) and Cyclone 11 reject each other's XTypes type information:
+            # ignore it from eProsima's vendor id (1.15) or no endpoint ever matches.
+            f"<Compatibility><IgnoreTypeInformation>{IGNORE_TYPE_INFORMATION}"
+            "</IgnoreTypeInformation></Compatibility>"
             "</Domain></CycloneDDS>"
         )

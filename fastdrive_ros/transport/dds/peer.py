@@ -43,7 +43,8 @@ from fastdrive_ros.transport.dds.sockets import describe, udp_sockets
 
 log = logging.getLogger(__name__)
 
-RosDistro = Literal["humble", "jazzy"]
+RosDistro = Literal["humble", "jazzy", "kilted"]
+ROS_DISTROS: tuple[str, ...] = ("humble", "jazzy", "kilted")
 LOOPBACK = CycloneConfig.loopback()
 
 # One Cyclone domain per domain id per process: peers in one process share it (same config).
@@ -111,8 +112,8 @@ class RosDdsPeer:
             raise ValueError(f"ROS domain id must be an int in 0..232, got {domain_id!r}")
         if not isinstance(config, CycloneConfig):
             raise TypeError(f"config must be a CycloneConfig, got {type(config).__name__}")
-        if ros_distro not in ("humble", "jazzy"):
-            raise ValueError(f"ros_distro must be 'humble' or 'jazzy', got {ros_distro!r}")
+        if ros_distro not in ROS_DISTROS:
+            raise ValueError(f"ros_distro must be one of {ROS_DISTROS}, got {ros_distro!r}")
         self._node_name = validate_node_name(node_name)
         self._namespace = validate_namespace(namespace)
         self._domain_id = domain_id
@@ -120,7 +121,8 @@ class RosDdsPeer:
         _check_network_safety(config)
         dds = cyclonedds()
         self._wire = WireTypes(store=ros_types.typestore())
-        # rmw_dds_common's Gid changed size after Humble: announce with the matching definition.
+        # rmw_dds_common's Gid changed size after Humble: announce with the matching definition
+        # (Kilted kept Jazzy's).
         graph_store = (
             self._wire.store if ros_distro == "humble" else get_typestore(Stores.ROS2_JAZZY)
         )
