@@ -8,16 +8,9 @@ from pathlib import Path
 
 import torch
 
-_CHUNK = 1 << 22
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# One file hash for the whole project: the weights' SHA256SUMS (nn/integrity.py) and the ONNX /
+# engine keys here must agree byte for byte.
+from fastdrive_ros.nn.integrity import sha256_of as file_sha256
 
 
 def files_sha256(paths: Iterable[str | Path]) -> str:
