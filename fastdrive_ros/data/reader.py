@@ -49,6 +49,7 @@ from fastdrive_ros.data.reference import (
     reference_history,
     reference_pose,
 )
+from fastdrive_ros.data.route_command import route_commands
 from fastdrive_ros.data.scene_index import (
     CameraFrame,
     SceneIndex,
@@ -379,7 +380,10 @@ class NuScenesReader:
             acceleration=status.acceleration,
             yaw_rate=status.yaw_rate,
             steering=status.steering,
-            command=driving_command(future_xy, valid),
+            # the route's command where the world wrote one (synthetic); real nuScenes keeps
+            # the conventional, future-derived one (route_command.py says why that leaks)
+            command=route_commands(self._dataroot, index.name).get(token)
+            or driving_command(future_xy, valid),
         )
         geometry = None
         if self._maps is not None:

@@ -3,7 +3,9 @@
 Behaviours: stopped, braking, turning, following, cruising.
 
 Labels are written to `DIR/synth/scenes/<scene>.json` so training and evaluation can report per
-behaviour; their shares across a dataset show how much of it is more than cruising.
+behaviour; their shares across a dataset show how much of it is more than cruising. Each label
+also holds the route's driving command (`Route.command_at`), which the reader gives the planner
+instead of the nuScenes convention derived from the future trajectory.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastdrive_ros.data.synth.routes import Route
-from fastdrive_ros.data.synth.sim import LEADS, Tracks
+from fastdrive_ros.data.synth.sim import EGO_FRONT, LEADS, Tracks
 
 BEHAVIOURS = ("stopped", "braking", "turning", "following", "cruising")
 
@@ -50,6 +52,7 @@ def keyframe_labels(tracks: Tracks, route: Route, times: np.ndarray) -> list[dic
                 "gap_m": round(gap, 2) if np.isfinite(gap) else None,
                 "behaviour": behaviour,
                 "route_turn": upcoming.turn if upcoming is not None else "straight",
+                "command": route.command_at(float(s) + EGO_FRONT),
                 "speed_drop_next_3s": round(max(drop, 0.0), 3),
             }
         )

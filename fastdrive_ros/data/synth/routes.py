@@ -16,6 +16,10 @@ from fastdrive_ros.data.synth.roads import LANE_WIDTH, Axis, Turn
 from fastdrive_ros.data.synth.town import Town
 
 LANE_CHANGE_M = 28.0
+# How far ahead (metres of route from the front bumper) navigation announces the next
+# intersection's movement as the driving command: a little more than 3 s at town speeds, so the
+# command says what the plan must do without being read off the future trajectory.
+COMMAND_LOOKAHEAD_M = 40.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,18 @@ class Route:
             if span.s0 <= s <= span.s1:
                 return span
         return None
+
+    def command_at(self, s_front: float, lookahead: float = COMMAND_LOOKAHEAD_M) -> Turn:
+        """The driving command a navigation system gives with the front bumper at `s_front`.
+
+        The movement through the next intersection on the route (the one the car is in, or
+        the first whose connector starts within `lookahead` metres), else "straight". It
+        depends on the route only, never on how the car will actually move.
+        """
+        for span in self.turns:
+            if span.s1 >= s_front and span.s0 - s_front <= lookahead:
+                return span.turn
+        return "straight"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ background traffic.
 
 Events are placed on the ego's route on purpose (a light that turns red as the ego arrives, a
 pedestrian who steps onto a zebra when the ego is 30 m away, a lead car that brakes), so that a
-good share of keyframes show the ego braking, stopped, following or turning.
+good share of keyframes show the ego braking, stopped, following or turning. The shares below are
+set so that most scenes hold at least one event the cameras show before the ego reacts (the ego
+driver reacts EGO_REACTION_S late, sim.py): a red light in 70 % of the scenes with a light ahead,
+a lead vehicle in 55 % (80 % of them brake), a crossing in 85 %.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from fastdrive_ros.data.synth.sim import EGO_FRONT, Driver, EgoState, Mover, Wal
 from fastdrive_ros.data.synth.town import SIDEWALK, Town
 
 WALK_OFFSET = SIDEWALK / 2 + 0.1  # pedestrians walk mid-sidewalk
+EGO_REACTION_S = (0.8, 1.2)  # the ego driver's reaction delay, drawn per scene (human-like)
 
 
 @dataclass
@@ -213,7 +217,7 @@ def build_scenario(
     v_limit = float(route.speed_limit[0])
     v_ego = 0.0 if rng.random() < 0.12 else float(rng.uniform(0.55, 0.95) * v_limit)
     light_stops = [p for p in route.stops if p.kind == "light" and p.s > 15.0]
-    if light_stops and rng.random() < 0.5:
+    if light_stops and rng.random() < 0.7:
         stop = light_stops[0]
         eta = -warmup + stop.s / max(0.8 * v_limit, 5.0)  # scene clock: the ego starts at -warmup
         if eta < seconds - 2.0:
@@ -229,13 +233,13 @@ def build_scenario(
     cast.taken.append(xy0)
     cast.taken.append(route.path.sample(EGO_FRONT)[0])
 
-    if rng.random() < 0.5:
+    if rng.random() < 0.55:
         gap = float(rng.uniform(12.0, 40.0))
         a = cast.add(VEHICLES[int(rng.choice(3, p=[0.8, 0.13, 0.07]))])
         d = _driver(rng, "car")
         d = Driver(float(rng.uniform(0.6, 0.9)), d.headway, d.jam_gap, d.accel, d.decel)
         pauses = []
-        if rng.random() < 0.6:
+        if rng.random() < 0.8:
             t0 = float(rng.uniform(0.0, max(0.5, seconds - 3.0)))
             pauses.append((t0, t0 + float(rng.uniform(1.5, 4.0))))
         s_lead = EGO_FRONT + gap + cast.specs[a].length / 2
@@ -249,7 +253,7 @@ def build_scenario(
         cast.taken.append(route.path.sample(s_c)[0])
         events.append("cyclist ahead")
 
-    if rng.random() < 0.7:
+    if rng.random() < 0.85:
         _crossing_event(cast, route, v_ego, events, horizon)
 
     _background_traffic(cast, route, blockages, horizon, int(rng.integers(8, 22)))
@@ -265,6 +269,7 @@ def build_scenario(
         ego_route=route,
         ego=ego,
         ego_driver=_driver(rng, "car"),
+        reaction_s=float(rng.uniform(*EGO_REACTION_S)),
     )
     return Scenario(world, cast.specs, plan, events)
 

@@ -3,6 +3,15 @@
 IDM car following along routes, signals, zebra yielding, pedestrians with gap acceptance, and the
 ego car as a kinematic bicycle with pure pursuit.
 
+The ego driver reacts like a human, `reaction_s` (about 1 s) late to a surprise: when its decision
+first asks for braking (below ONSET_DECEL) or, standing, for moving off, it keeps its foot where it
+was for `reaction_s`, then follows its decisions closely until things have been calm for
+RELAX_AFTER_S. So a light turning red, a lead car braking or a pedestrian stepping out is in the
+camera images a second before it is in the ego's speed and acceleration, and the ego status cannot
+already give away what the cameras are there to show. A plain 1-s delay on every decision was
+tried first: IDM behind a delay oscillates (stop, creep, stop). An emergency (a decision at or
+below EMERGENCY_DECEL) acts at once, as a startled driver stamps on the brake.
+
 Every vehicle (the ego included) looks along its own route for the nearest thing in its corridor:
 another vehicle, a cyclist, a pedestrian on (or about to step onto) the road, a cone, a red stop
 line, a zebra with someone on it, or oncoming traffic it must yield to before turning left. So the
@@ -30,6 +39,9 @@ A_LAT = 2.0  # comfortable lateral acceleration, m/s^2
 MAX_DECEL = 8.0
 MAX_STEER = 0.6
 MAX_STEER_RATE = 0.7  # rad/s at the wheels
+EMERGENCY_DECEL = -5.0  # m/s^2: decisions at least this hard skip the reaction delay
+ONSET_DECEL = -0.5  # m/s^2: a calm driver asked to brake harder than this is surprised
+RELAX_AFTER_S = 2.0  # calm (decisions above -0.3 m/s^2) this long: back to relaxed driving
 
 # Binding-constraint codes for the ego log.
 LEADS = ("none", "vehicle", "cyclist", "pedestrian", "static", "red_light", "yield", "zebra")
@@ -95,6 +107,8 @@ class Tracks:
         poses: (A, T, 3) agent x, y, yaw; speed: (A, T); active: (A, T).
         ego: (T, 7) x, y, yaw, v, accel, yaw_rate, steer (front wheel, rad).
         ego_lead: (T,) index into LEADS; ego_gap: (T,) metres to that constraint (inf if none).
+        ego_decided: (T,) the acceleration the ego driver decided at each step; what it applied
+            (ego[:, 4]) follows it `World.reaction_s` later.
     """
 
     t: np.ndarray
@@ -104,6 +118,7 @@ class Tracks:
     ego: np.ndarray
     ego_lead: np.ndarray
     ego_gap: np.ndarray
+    ego_decided: np.ndarray | None = None
 
 
 def idm(v: float, v0: float, gap: float, dv: float, d: Driver) -> float:
@@ -131,7 +146,10 @@ class World:
         ego_route: Route,
         ego: EgoState,
         ego_driver: Driver,
+        reaction_s: float = 0.0,
     ) -> None:
+        if not 0.0 <= reaction_s <= 3.0:
+            raise ValueError(f"reaction_s must be in [0, 3] s, got {reaction_s}")
         self.town, self.plan, self.specs = town, plan, specs
         self.movers, self.walkers, self.fixed = movers, walkers, fixed
         self.ego_route, self.ego, self.ego_driver = ego_route, ego, ego_driver
@@ -147,6 +165,8 @@ class World:
         self.crossing_point = {c.id: c.polygon.mean(axis=0) for c in town.crossings}
         self._ego_accel = 0.0
         self._ego_cmd = (0.0, 0, np.inf)
+        self.reaction_s = float(reaction_s)
+        self._reaction = _Reaction()
         self._profiles: dict = {}
 
     # ----- state ---------------------------------------------------------------------------
@@ -352,6 +372,7 @@ class World:
                 EGO_SIZE[0] / 2,
             )
         a_ego, code, gap = self._ego_cmd
+        a_ego = self._reaction.apply(t, a_ego, self.ego.v, self.reaction_s)
         for m in self.movers:
             if m.active:
                 v_new = max(0.0, m.v + m.accel * DT)
@@ -439,6 +460,7 @@ class World:
     def run(self, t0: float, t1: float) -> Tracks:
         """Simulate from t0 to t1 (inclusive) and record every step."""
         self._ego_committed = set()
+        self._reaction = _Reaction()
         times = np.arange(int(round((t1 - t0) / DT)) + 1) * DT + t0
         n = len(self.specs)
         poses = np.zeros((n, len(times), 3))
@@ -447,6 +469,7 @@ class World:
         ego = np.zeros((len(times), 7))
         lead = np.zeros(len(times), np.int8)
         gaps = np.full(len(times), np.inf)
+        decided = np.zeros(len(times))
         for k, t in enumerate(times):
             self._refresh()
             poses[:, k, :2], poses[:, k, 2] = self.pos[:n], self.yaw[:n]
@@ -463,8 +486,51 @@ class World:
             ]
             if k + 1 < len(times):
                 lead[k], gaps[k] = self.step(float(t), decide=k % 2 == 0)
-        lead[-1], gaps[-1] = lead[-2], gaps[-2]
-        return Tracks(times, poses, speed, active, ego, lead, gaps)
+                decided[k] = self._ego_cmd[0]
+        lead[-1], gaps[-1], decided[-1] = lead[-2], gaps[-2], decided[-2]
+        return Tracks(times, poses, speed, active, ego, lead, gaps, decided)
+
+
+@dataclass
+class _Reaction:
+    """The ego driver's reaction state (see the module docstring): relaxed, reacting, alert."""
+
+    mode: str = "relaxed"
+    until: float = -np.inf  # end of the current reaction time
+    held: float = 0.0  # the acceleration kept while reacting
+    calm_since: float | None = None
+    applied: float = 0.0  # last applied acceleration
+
+    def apply(self, t: float, decided: float, v: float, reaction_s: float) -> float:
+        """The acceleration applied at t for the current decision."""
+        self.applied = self._choose(t, decided, v, reaction_s)
+        return self.applied
+
+    def _choose(self, t: float, decided: float, v: float, reaction_s: float) -> float:
+        if reaction_s <= 0.0:
+            return decided
+        if decided <= EMERGENCY_DECEL:
+            self.mode, self.calm_since = "alert", None
+            return decided
+        if self.mode == "reacting":
+            if t < self.until - 1e-9:
+                return self.held
+            self.mode, self.calm_since = "alert", None
+        if self.mode == "alert":
+            if decided > -0.3:
+                self.calm_since = t if self.calm_since is None else self.calm_since
+                if t - self.calm_since >= RELAX_AFTER_S:
+                    self.mode = "relaxed"
+            else:
+                self.calm_since = None
+            return decided
+        braking = decided < ONSET_DECEL
+        moving_off = v < 0.3 and decided > 0.3 and self.applied <= 0.0
+        if braking or moving_off:
+            self.mode, self.until = "reacting", t + reaction_s
+            self.held = max(self.applied, ONSET_DECEL) if braking else 0.0
+            return self.held
+        return decided
 
 
 def speed_profile(route: Route, d: Driver) -> list[float]:
