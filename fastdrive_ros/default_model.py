@@ -51,6 +51,7 @@ class DefaultModelBuilder:
         threads: int = 1,
         progress: bool = True,
         command: str = "",
+        vision_from: Path | None = None,
     ) -> None:
         if jobs < 1 or threads < 1:
             raise ValueError(f"--jobs and --threads must be >= 1, got {jobs}, {threads}")
@@ -62,6 +63,7 @@ class DefaultModelBuilder:
         self.threads = threads
         self.progress = progress
         self.command = command
+        self.vision_from = Path(vision_from) if vision_from is not None else None
         self.work.mkdir(parents=True, exist_ok=True)
         state_path = self.work / STATE_FILE
         self.state: dict[str, Any] = (
@@ -91,7 +93,9 @@ class DefaultModelBuilder:
     def vla_config(self):
         from fastdrive_ros.nn.configs import compact_config, tiny_config
 
-        return compact_config() if self.plan.config == "compact" else tiny_config(cameras=6)
+        if self.plan.config == "compact":
+            return compact_config()
+        return tiny_config(cameras=6, ego_numbers=True)
 
     def data_root(self, name: str) -> Path:
         return self.work / "data" / name
@@ -185,6 +189,8 @@ class DefaultModelBuilder:
             shutil.rmtree(run, ignore_errors=True)
         config = self.vla_config
         vla = VLA.build(config, seed=self.plan.vision.seed)
+        if self.vision_from is not None:
+            return self._reuse_vision(vla)
         summary = pretrain_vision(
             encoder=vla.vision,
             train_records=self.records(self.plan.train, None),
@@ -202,6 +208,27 @@ class DefaultModelBuilder:
             "steps": summary.steps,
             "last_val": summary.val_history[-1] if summary.val_history else {},
         }
+        return True
+
+    def _reuse_vision(self, vla) -> bool:
+        """Stage A from an existing bundle's tower (same shapes), e.g. the shipped default's.
+
+        The synthetic world's look did not change with issue 8 (its behaviour did), so a short
+        build may keep the tower; the card says so. Only the vision weights are taken.
+        """
+        from fastdrive_ros.nn.vla import VLA
+
+        source = VLA.from_pretrained(self.vision_from)
+        mine, theirs = vla.vision.state_dict(), source.vision.state_dict()
+        shapes = {k: tuple(v.shape) for k, v in mine.items()}
+        if shapes != {k: tuple(v.shape) for k, v in theirs.items()}:
+            raise BuildError(
+                f"--vision-from {self.vision_from}: its vision tower has other shapes than "
+                f"the plan's {self.plan.config} config"
+            )
+        vla.vision.load_state_dict(theirs)
+        vla.save_pretrained(self.stage_a_bundle)
+        self.state["vision"] = {"steps": 0, "from": str(self.vision_from), "last_val": {}}
         return True
 
     # -- 3. cache ---------------------------------------------------------------------------
@@ -252,6 +279,15 @@ class DefaultModelBuilder:
             *("--seed", str(plan.planner.seed), "--device", "cpu"),
             *("--threads", str(self.threads)),
         ]
+        if plan.planner_subset_keep_min is not None:
+            args += ["--subset-keep-min", str(plan.planner_subset_keep_min)]
+            args += ["--subset-full-share", str(plan.planner_subset_full_share)]
+        if plan.planner_ego_dropout > 0:
+            args += ["--ego-dropout", str(plan.planner_ego_dropout)]
+        if plan.planner_event_weight > 1:
+            args += ["--event-weight", str(plan.planner_event_weight)]
+        if tuple(plan.planner_val_settings) != ("full",):
+            args += ["--val-settings", ",".join(plan.planner_val_settings)]
         if text is not None:
             args += ["--text-batch-size", str(text.batch_size), "--text-lr", str(text.lr)]
             args += ["--text-warmup-steps", str(text.warmup_steps)]
@@ -414,7 +450,10 @@ class DefaultModelBuilder:
         from fastdrive_ros.train.diagnostics import image_dependence
 
         digest = self.state.get("bundle_hash")
-        if self.state.get("image_dependence", {}).get("bundle_hash") == digest:
+        if (
+            self.state.get("image_dependence", {}).get("bundle_hash") == digest
+            and self.state.get("probes", {}).get("bundle_hash") == digest
+        ):
             return False
         vla = VLA.from_pretrained(self.out)
         spec = self.spec(self.plan.val, self.plan.planner_val_samples)
@@ -432,7 +471,34 @@ class DefaultModelBuilder:
             "samples": len(records),
             **figures,
         }
+        self.state["probes"] = {"bundle_hash": digest, **self.probe_sets(vla)}
         return True
+
+    def probe_sets(self, vla) -> dict[str, Any]:
+        """Issue 8's probes (train/probes.py) on every held-out set the plan names."""
+        from fastdrive_ros.train.build_plan import SplitRef
+        from fastdrive_ros.train.probes import planner_probes
+
+        out: dict[str, Any] = {}
+        for name in self.plan.probe_sets:
+            spec = self.spec(SplitRef(name), None)
+            records = self.space.records(spec, progress=False)
+            cache = self.space.token_cache(
+                encoder=vla.vision,
+                data=spec,
+                records=records,
+                image_size=vla.config.image_size,
+                workers=self.jobs,
+                threads=self.threads,
+                progress=self.progress,
+            )
+            seed = self.plan.datasets[name].seed
+            out[name] = {
+                "seed": seed,
+                **planner_probes(planner=vla.planner, cache=cache, records=records),
+            }
+            self._log(f"[diagnose] probes on {name} (seed {seed}): {json.dumps(out[name])}")
+        return out
 
     # -- 6. export --------------------------------------------------------------------------
 
@@ -625,6 +691,13 @@ def build_default_command(
         bool, typer.Option("--export/--no-export", help="Export the encoder+pruner ONNX.")
     ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    vision_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Take the vision tower from this bundle instead of stage A training "
+            "(same shapes; the card says so). Default: train it from scratch."
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the embedded default model from scratch: data, training, export, eval, card."""
     import torch
@@ -638,6 +711,7 @@ def build_default_command(
     command += "" if tiny or scenes == 48 else f" --scenes {scenes}"
     command += "" if seed == 11 else f" --seed {seed}"
     command += "" if work_dir is None else f" --work-dir {work_dir}"
+    command += "" if vision_from is None else f" --vision-from {vision_from}"
     builder = DefaultModelBuilder(
         plan=plan,
         out=out,
@@ -647,6 +721,7 @@ def build_default_command(
         threads=threads,
         progress=progress,
         command=command,
+        vision_from=vision_from,
     )
     try:
         card = builder.run(evaluate=evaluate, export=export)

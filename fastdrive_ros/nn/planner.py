@@ -6,6 +6,12 @@ transformers' own modules; this file only drives them layer by layer, which lets
 selectors (FastV, SparseVLM) drop tokens between layers and lets each layer keep its own KV
 cache length. Two read-outs: greedy text decoding parsed as Impromptu's `<PLANNING>` answer, or a
 small regression head on the hidden state of the prompt's last token (the compact default).
+
+Two opt-in parts for the compact planner (issue 8; off unless the bundle's config asks, so older
+bundles load and plan exactly as before): `ego_encoder` reads the ego status as numbers into one
+embedding added to the <plan> token (the prompt then holds only the command as text), and
+`waypoint_prior="kinematic"` makes the regression head predict a residual over the kinematic prior
+of the status (CTRA with full ego inputs, constant velocity with minimal ones; ego_encoder.py).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from fastdrive_ros.core_types import (
     PlanOk,
     PlanResult,
 )
+from fastdrive_ros.nn.ego_encoder import EgoEncoder, prior_batch
 from fastdrive_ros.nn.llm_stage import (
     LayerCache,
     LLMStageSelector,
@@ -46,6 +53,8 @@ from fastdrive_ros.nn.selection import Selection
 from fastdrive_ros.nn.tokenizer import PlannerTokenizer
 
 HeadChoice = Literal["auto", "text", "regression"]
+WaypointPrior = Literal["none", "kinematic"]
+WAYPOINT_PRIORS: tuple[str, ...] = ("none", "kinematic")
 
 
 class WaypointHead(nn.Module):
@@ -102,6 +111,10 @@ class VLAPlanner(nn.Module):
         prompt_style: "impromptu" (real checkpoints) or "compact" (the embedded default).
         regression_head: add a WaypointHead (needs a prompt ending in PLAN_QUERY: "compact").
         waypoint_scale: metres per unit of the head's output.
+        ego_encoder: ego status as numbers through an EgoEncoder into the <plan> token (compact
+            prompt only; the prompt text then carries just the command).
+        waypoint_prior: "kinematic": the head predicts a residual over the ego status'
+            kinematic prior (needs the regression head); "none": absolute waypoints.
     """
 
     def __init__(
@@ -112,10 +125,20 @@ class VLAPlanner(nn.Module):
         prompt_style: PromptStyle,
         regression_head: bool,
         waypoint_scale: float = 10.0,
+        ego_encoder: bool = False,
+        waypoint_prior: WaypointPrior = "none",
     ) -> None:
         super().__init__()
         if prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+        if ego_encoder and prompt_style != "compact":
+            raise ValueError("the ego encoder writes into the compact prompt's <plan> token")
+        if waypoint_prior not in WAYPOINT_PRIORS:
+            raise ValueError(
+                f"waypoint_prior must be one of {WAYPOINT_PRIORS}, got {waypoint_prior!r}"
+            )
+        if waypoint_prior != "none" and not regression_head:
+            raise ValueError("a waypoint prior needs the regression head")
         if regression_head and prompt_style != "compact":
             raise ValueError("the regression head reads the compact prompt's <plan> token")
         if regression_head and tokenizer.query_id is None:
@@ -145,6 +168,8 @@ class VLAPlanner(nn.Module):
             if regression_head
             else None
         )
+        self.ego_encoder = EgoEncoder(width=text_config.hidden_size) if ego_encoder else None
+        self.waypoint_prior: WaypointPrior = waypoint_prior
         self._cache_kw = cache_keyword(type(self.model.layers[0]).forward)
         self._mrope_section = mrope_section_of(text_config)
 
@@ -181,7 +206,7 @@ class VLAPlanner(nn.Module):
             )
         if kept_index.numel() and (int(kept_index[0]) < 0 or int(kept_index[-1]) >= n_total):
             raise ValueError(f"kept_index outside 0..{n_total - 1} (grid_thw says N={n_total})")
-        prompt = build_prompt(ego, num_cameras=len(images), style=self.prompt_style)
+        prompt = self._prompt(ego, len(images))
         text_ids = [self.tokenizer.encode(t) for t in prompt.texts]
         segments: list[TextSegment | ImageSegment] = []
         seq_visual: list[torch.Tensor] = []
@@ -208,6 +233,9 @@ class VLAPlanner(nn.Module):
         embeds = embeds.index_copy(
             0, torch.nonzero(visual_index >= 0).flatten(), kept_tokens.to(text_embeds.dtype)
         )
+        if self.ego_encoder is not None:  # the status, as numbers, into the <plan> token
+            ego_row = self.ego_encoder([ego]).to(embeds.dtype)
+            embeds = torch.cat([embeds[:-1], embeds[-1:] + ego_row])
         return _Assembled(
             embeds=embeds,
             positions=full_pos[:, seq_index],
@@ -215,6 +243,21 @@ class VLAPlanner(nn.Module):
             visual_index=visual_index,
             next_pos=next_position(full_pos),
         )
+
+    def _prompt(self, ego: EgoState, num_cameras: int):
+        return build_prompt(
+            ego,
+            num_cameras=num_cameras,
+            style=self.prompt_style,
+            ego_text=self.ego_encoder is None,
+        )
+
+    def _waypoints(self, hidden: torch.Tensor, egos: Sequence[EgoState]) -> torch.Tensor:
+        """[B, D] <plan> states -> [B, 6, 2] metres (plus the kinematic prior if configured)."""
+        waypoints = self.waypoint_head(hidden)
+        if self.waypoint_prior == "kinematic":
+            waypoints = waypoints + prior_batch(egos, waypoints.device).to(waypoints.dtype)
+        return waypoints
 
     # -- layers -----------------------------------------------------------------------------
 
@@ -282,7 +325,7 @@ class VLAPlanner(nn.Module):
 
     def text_token_count(self, ego: EgoState, num_cameras: int) -> int:
         """Prompt tokens other than the visual ones (for analytic FLOP counts)."""
-        spec = build_prompt(ego, num_cameras=num_cameras, style=self.prompt_style)
+        spec = self._prompt(ego, num_cameras)
         return sum(len(self.tokenizer.encode(t)) for t in spec.texts)
 
     @torch.no_grad()
@@ -381,7 +424,7 @@ class VLAPlanner(nn.Module):
         )
         last = state.hidden[0, -1]
         if read_out == "regression":
-            waypoints = self.waypoint_head(last[None].float())[0]
+            waypoints = self._waypoints(last[None].float(), [ego])[0]
             timings = {"prefill": tock(device, start), "decode": 0.0}
             if not bool(torch.isfinite(last).all()):
                 return done(_failure("non_finite", "hidden state", timings))
@@ -492,7 +535,7 @@ class VLAPlanner(nn.Module):
             hidden = self._layer(index, hidden, rope, None, mask)
         hidden = self.model.norm(hidden)
         last = lengths.to(device) - 1
-        return self.waypoint_head(hidden[torch.arange(batch, device=device), last])
+        return self._waypoints(hidden[torch.arange(batch, device=device), last], egos)
 
 
 def tick(device: torch.device) -> float:

@@ -166,9 +166,17 @@ def _compact_ego(ego: EgoState) -> str:
     )
 
 
-def build_prompt(ego: EgoState, *, num_cameras: int, style: PromptStyle) -> PromptSpec:
-    """The prompt pieces around `num_cameras` images (CAMERA_NAMES order) for one frame."""
+def build_prompt(
+    ego: EgoState, *, num_cameras: int, style: PromptStyle, ego_text: bool = True
+) -> PromptSpec:
+    """The prompt pieces around `num_cameras` images (CAMERA_NAMES order) for one frame.
+
+    `ego_text=False` (compact only): the text holds the driving command alone; the planner's
+    EgoEncoder brings the rest of the status in as numbers.
+    """
     if style == "impromptu":
+        if not ego_text:
+            raise ValueError("Impromptu's prompt carries the ego status as text")
         if num_cameras not in (1, 6):
             raise ValueError(
                 f"Impromptu-VLA's prompt has a front image or six cameras, got {num_cameras}"
@@ -185,7 +193,8 @@ def build_prompt(ego: EgoState, *, num_cameras: int, style: PromptStyle) -> Prom
         if not 1 <= num_cameras <= 6:
             raise ValueError(f"the compact prompt takes 1 to 6 cameras, got {num_cameras}")
         texts = [VISION_START] + [VISION_END + VISION_START] * (num_cameras - 1)
-        texts.append(VISION_END + _compact_ego(ego) + PLAN_QUERY)
+        status = _compact_ego(ego) if ego_text else f" {ego.command}"
+        texts.append(VISION_END + status + PLAN_QUERY)
         return PromptSpec(texts=tuple(texts), style=style, query_last=True)
     raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
 

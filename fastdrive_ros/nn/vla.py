@@ -55,6 +55,9 @@ class VLAConfig:
         tokenizer: {"kind": "compact-bpe" | "checkpoint", ...} plus tokenizer_info() when saved.
         resize: how cameras are resized to image_size (nn/resize.py): "bilinear" (the compact
             default), "bicubic" (Qwen's processor) or "impromptu" (Impromptu-VLA's pipeline).
+        ego_encoder: ego status as numbers (EgoEncoder into the <plan> token) instead of digits.
+        waypoint_prior: "kinematic": the regression head adds its output to the ego status'
+            kinematic prior; "none" (older bundles): absolute waypoints.
     """
 
     qwen: dict[str, Any]
@@ -67,6 +70,8 @@ class VLAConfig:
     waypoint_scale: float = 10.0
     tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": "compact-bpe"})
     resize: str = "bilinear"
+    ego_encoder: bool = False
+    waypoint_prior: str = "none"
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -146,6 +151,14 @@ class VLAConfig:
             raise ValueError(
                 f"default_prune_ratio must be in [0, 1), got {self.default_prune_ratio}"
             )
+        if self.ego_encoder and self.prompt_style != "compact":
+            raise ValueError("ego_encoder needs the compact prompt (its <plan> token)")
+        if self.waypoint_prior not in ("none", "kinematic"):
+            raise ValueError(
+                f"waypoint_prior must be 'none' or 'kinematic', got {self.waypoint_prior!r}"
+            )
+        if self.waypoint_prior != "none" and self.head != "regression":
+            raise ValueError("waypoint_prior needs the regression head")
         if not self.waypoint_scale > 0:
             raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
         from fastdrive_ros.nn.resize import check_mode
@@ -210,6 +223,8 @@ class VLA(nn.Module):
                 prompt_style=config.prompt_style,
                 regression_head=config.head == "regression",
                 waypoint_scale=config.waypoint_scale,
+                ego_encoder=config.ego_encoder,
+                waypoint_prior=config.waypoint_prior,  # type: ignore[arg-type]
             )
         )
         if pruner is None and config.pruner is not None:

@@ -58,6 +58,13 @@ class BuildPlan:
     decoder_width: int | None
     decoder_warmup_steps: int
     eval_samples: int | None
+    # issue 8's planner training (None / 0 / 1 / ("full",): off, as the first default was built)
+    planner_subset_keep_min: float | None = None
+    planner_subset_full_share: float = 0.25
+    planner_ego_dropout: float = 0.0
+    planner_event_weight: int = 1
+    planner_val_settings: tuple[str, ...] = ("full",)
+    probe_sets: tuple[str, ...] = ()  # held-out datasets the image-dependence probes run on
     # every selector plus the probes that show whether the benchmark can tell them apart
     eval_pruners: tuple[str, ...] = EVAL_SELECTOR_NAMES
     eval_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
@@ -82,6 +89,8 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
             "train": DatasetPlan(seed=seed, scenes=scenes, seconds=20.0),
             "val": DatasetPlan(seed=seed + 11, scenes=max(2, round(scenes / 8)), seconds=20.0),
             "eval": DatasetPlan(seed=seed + 22, scenes=max(2, round(scenes / 6)), seconds=20.0),
+            # a second held-out world for the issue-8 probes (two worlds no training used)
+            "eval2": DatasetPlan(seed=seed + 33, scenes=max(2, round(scenes / 7)), seconds=20.0),
         },
         train=SplitRef("train"),
         val=SplitRef("val", limit=64),
@@ -94,7 +103,7 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
         vision_val_images=24,
         cache_train=SplitRef("train"),
         planner_text=TrainConfig(
-            epochs=20, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
+            epochs=4, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
         ),
         planner=TrainConfig(
             epochs=1, batch_size=8, lr=3e-4, weight_decay=0.01, warmup_steps=20, seed=seed
@@ -103,15 +112,25 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
         pruner=TrainConfig(
             epochs=1, batch_size=8, lr=3e-4, warmup_steps=10, seed=seed, val_every=100
         ),
-        pruner_images=4000,
+        pruner_images=2400,
         pruner_val_images=96,
         decoder_layers=2,
         decoder_width=256,
         decoder_warmup_steps=150,
         eval_samples=96,
+        planner_subset_keep_min=0.2,
+        planner_subset_full_share=0.25,
+        planner_ego_dropout=0.5,
+        planner_event_weight=3,
+        planner_val_settings=("full", "minimal"),
+        probe_sets=("eval", "eval2"),
         notes={
             "vision": "random token-aligned 112x224 crops: 5.6x cheaper steps than whole images",
-            "planner": "prompt-only warm-up, then all 1080 visual tokens (no token dropping)",
+            "planner": "ego status as numbers (EgoEncoder) and a residual over its kinematic "
+            "prior; a short prompt-only warm-up (the encoder and head learn the status), then "
+            "visual tokens in partial sets (25 % all, else 20-100 % by random, per-camera, "
+            "foreground-, background- or norm-ranked selection); half the samples restricted "
+            "to the minimal ego inputs; keyframes the status cannot explain seen 3x",
             "decoder": "2 decoder layers (paper: 6): the 6-layer decoder costs 2.5x per step",
             "AFBR": "150 decoder warm-up steps (whole image from all tokens) before AFBR: from a "
             "fresh decoder AFBR collapsed to dropping every token (FG recall 0.05 at 50 %)",
@@ -145,6 +164,11 @@ def tiny_plan(*, seed: int = 5) -> BuildPlan:
         decoder_width=32,
         decoder_warmup_steps=2,
         eval_samples=2,
+        planner_subset_keep_min=0.5,
+        planner_ego_dropout=0.5,
+        planner_event_weight=2,
+        planner_val_settings=("full", "minimal"),
+        probe_sets=("train",),
         eval_pruners=("reconpruner", "random", "none"),
         eval_ratios=(0.0, 0.5),
     )

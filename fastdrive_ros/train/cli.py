@@ -85,6 +85,27 @@ def train_planner_command(
         float,
         Opt(help="Token-drop augmentation: keep a random share in [keep_min, 1] (1 = off)."),
     ] = 1.0,
+    subset_keep_min: Annotated[
+        float | None,
+        Opt(
+            help="Partial token sets (issue 8): keep a share in [this, 1] chosen by random, "
+            "per-camera, foreground-, background- or norm-ranked selection (off when unset)."
+        ),
+    ] = None,
+    subset_full_share: Annotated[
+        float, Opt(help="With --subset-keep-min: share of samples that keep every token.")
+    ] = 0.25,
+    ego_dropout: Annotated[
+        float,
+        Opt(help="Share of training samples restricted to the minimal ego inputs (0 = off)."),
+    ] = 0.0,
+    event_weight: Annotated[
+        int,
+        Opt(help="Repeat keyframes the ego status cannot explain this many times (1 = off)."),
+    ] = 1,
+    val_settings: Annotated[
+        str, Opt(help="Ego-input settings to validate in, comma-separated: full,minimal.")
+    ] = "full",
     max_samples: Annotated[
         int | None,
         Opt(help="All-token phase: at most this many training keyframes (spread over scenes)."),
@@ -110,6 +131,7 @@ def train_planner_command(
     from fastdrive_ros.nn.vla import VLA
     from fastdrive_ros.train.loop import TrainConfig
     from fastdrive_ros.train.planner import train_planner
+    from fastdrive_ros.train.token_subsets import SubsetPolicy
     from fastdrive_ros.train.workspace import DataSpec, Workspace
 
     if not 0.0 < keep_min <= 1.0:  # a share of the tokens: 2 or -0.5 kept nothing sensible
@@ -142,6 +164,12 @@ def train_planner_command(
             if text_epochs > 0
             else None
         )
+        subsets = (
+            SubsetPolicy(keep_min=subset_keep_min, full_share=subset_full_share)
+            if subset_keep_min is not None
+            else None
+        )
+        settings = tuple(v.strip() for v in val_settings.split(",") if v.strip())
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from exc
     vla.vision.to(dist.device)
@@ -181,6 +209,10 @@ def train_planner_command(
         text_config=text_config,
         text_records=text_records,
         keep_min=keep_min,
+        subsets=subsets,
+        ego_dropout=ego_dropout,
+        event_weight=event_weight,
+        val_settings=settings,
         dist=dist,
         progress=progress,
     )

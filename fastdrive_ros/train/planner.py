@@ -9,6 +9,14 @@ documented augmentation: each sample keeps a random share in [keep_min, 1] of it
 An optional first phase (`text_config`) trains on the prompt alone (no visual token; the text keeps
 its full-sequence positions): ~30x cheaper per step, it teaches a from-scratch LLM to read the ego
 status (digits) before the expensive all-token phase teaches it to use the cameras.
+
+Issue 8's training (each opt-in, so older runs reproduce): `subsets` (token_subsets.py) trains on
+partial token sets of several selection styles; `ego_dropout` restricts that share of samples to
+the minimal ego inputs (command + speed, core_types.restrict_ego), so one planner serves both
+settings; `event_weight` repeats keyframes whose future the ego status cannot tell (the kinematic
+prior of the full status misses the 3-s position by more than EVENT_MISS_M: something ahead made
+the ego brake, stop, start or turn) that many times per epoch; `val_settings` validates on every
+keyframe in each listed ego-input setting.
 """
 
 from __future__ import annotations
@@ -23,15 +31,32 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from fastdrive_ros.core_types import PLAN_STEPS, EgoState
+from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, EgoState, restrict_ego
+from fastdrive_ros.nn.ego_encoder import kinematic_prior
 from fastdrive_ros.nn.planner import VLAPlanner
 from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.token_cache import TokenCache
+from fastdrive_ros.train.token_subsets import SubsetPolicy
 
 PLANNER_PREFIX = "planner."
 HORIZON_STEPS = {"1s": 2, "2s": 4, "3s": 6}
+EVENT_MISS_M = 1.0  # a keyframe is an "event" when the full status' prior misses +3 s by this
+
+
+def event_keyframes(records: Sequence[KeyframeRecord]) -> np.ndarray:
+    """(R,) bool: keyframes where the ego status cannot tell the future.
+
+    The kinematic prior of the full status misses the +3 s position by more than EVENT_MISS_M:
+    the ego brakes, stops, starts or turns for something it has yet to show in its motion.
+    """
+    out = np.zeros(len(records), dtype=bool)
+    for i, record in enumerate(records):
+        if record.future_valid[-1]:
+            miss = np.linalg.norm(kinematic_prior(record.ego)[-1] - record.future_xy[-1])
+            out[i] = bool(miss > EVENT_MISS_M)
+    return out
 
 
 class PlannerTrainModule(nn.Module):
@@ -72,6 +97,11 @@ class PlannerDataset(Dataset):
         records: Sequence[KeyframeRecord],
         width: int,
         keep_min: float = 1.0,
+        subsets: SubsetPolicy | None = None,
+        ego_dropout: float = 0.0,
+        event_weight: int = 1,
+        settings: Sequence[str] = ("full",),
+        cameras: int = 1,
     ) -> None:
         if cache is not None and len(cache) != len(records):
             raise ValueError(
@@ -82,15 +112,33 @@ class PlannerDataset(Dataset):
             raise ValueError(f"keep_min must be in (0, 1], got {keep_min}")
         if not records:
             raise ValueError("no planner records")
+        if not 0.0 <= ego_dropout <= 1.0 or event_weight < 1:
+            raise ValueError(f"need ego_dropout in [0, 1], event_weight >= 1: {ego_dropout}")
+        if not settings or any(s not in EGO_INPUTS for s in settings):
+            raise ValueError(f"settings must be from {EGO_INPUTS}, got {settings}")
         self.cache = cache
         self.records = list(records)
         self.width = int(width)
         self.keep_min = float(keep_min)
+        self.subsets = subsets
+        self.ego_dropout = float(ego_dropout)
+        self.settings = tuple(settings)
+        self.cameras = int(cameras)
+        repeats = np.ones(len(self.records), dtype=np.int64)
+        if event_weight > 1:
+            repeats[event_keyframes(self.records)] = event_weight
+        # item -> (record, ego-input setting): every record `repeats` times in every setting
+        self.items = [
+            (int(i), setting)
+            for i in np.repeat(np.arange(len(self.records)), repeats)
+            for setting in self.settings
+        ]
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        index, setting = self.items[item]
         record = self.records[index]
         if self.cache is None:
             tokens = torch.zeros(0, self.width, dtype=torch.float16)
@@ -99,16 +147,25 @@ class PlannerDataset(Dataset):
             tokens = self.cache.tokens(index)
             kept = torch.arange(tokens.shape[0])
         count = tokens.shape[0]
-        if self.keep_min < 1.0 and count:
+        if self.subsets is not None and count:
+            fg = self.cache.fg_fraction(index) if self.cache is not None else None
+            kept = self.subsets.select(tokens, fg, self.cameras)
+            tokens = tokens[kept]
+        elif self.keep_min < 1.0 and count:
             share = self.keep_min + (1.0 - self.keep_min) * float(torch.rand(()))
             keep = max(1, int(round(count * share)))
             kept = torch.sort(torch.randperm(count)[:keep]).values
             tokens = tokens[kept]
         future = np.nan_to_num(record.future_xy, nan=0.0)
+        ego = record.ego
+        if setting == "minimal" or (
+            self.ego_dropout > 0 and float(torch.rand(())) < self.ego_dropout
+        ):
+            ego = restrict_ego(ego, "minimal")
         return {
             "tokens": tokens,
             "kept_index": kept,
-            "ego": record.ego,
+            "ego": ego,
             "future": torch.as_tensor(future, dtype=torch.float32),
             "valid": torch.as_tensor(record.future_valid, dtype=torch.bool),
         }
@@ -174,6 +231,10 @@ def train_planner(
     text_config: TrainConfig | None = None,
     text_records: Sequence[KeyframeRecord] | None = None,
     keep_min: float = 1.0,
+    subsets: SubsetPolicy | None = None,
+    ego_dropout: float = 0.0,
+    event_weight: int = 1,
+    val_settings: Sequence[str] = ("full",),
     beta: float = 1.0,
     dist: DistContext | None = None,
     progress: bool = True,
@@ -186,17 +247,31 @@ def train_planner(
     """
     summaries: dict[str, TrainSummary] = {}
     width, grid = train_cache.spec.width, train_cache.grid_thw
+    cameras = int(grid.shape[0])
+    shared = {"ego_dropout": ego_dropout, "event_weight": event_weight}
     phases: list[tuple[str, TrainConfig, PlannerDataset, PlannerDataset | None]] = []
     if text_config is not None:
-        text_set = PlannerDataset(cache=None, records=text_records or train_records, width=width)
-        text_val = PlannerDataset(cache=None, records=val_records, width=width)
+        text_set = PlannerDataset(
+            cache=None, records=text_records or train_records, width=width, **shared
+        )
+        text_val = PlannerDataset(
+            cache=None, records=val_records, width=width, settings=val_settings
+        )
         phases.append(("text", text_config, text_set, text_val if val_records else None))
     full_set = PlannerDataset(
-        cache=train_cache, records=train_records, width=width, keep_min=keep_min
+        cache=train_cache,
+        records=train_records,
+        width=width,
+        keep_min=keep_min,
+        subsets=subsets,
+        cameras=cameras,
+        **shared,
     )
     full_val = None
     if val_cache is not None and val_records:
-        full_val = PlannerDataset(cache=val_cache, records=val_records, width=width)
+        full_val = PlannerDataset(
+            cache=val_cache, records=val_records, width=width, settings=val_settings
+        )
     phases.append(("full", config, full_set, full_val))
     for name, phase_config, train_set, val_set in phases:
         summaries[name] = _train_phase(

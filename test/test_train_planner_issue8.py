@@ -1,0 +1,107 @@
+"""Issue 8's planner training: partial token sets, ego-status dropout, event oversampling, and
+the probes' other-scene pairing and scene bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fastdrive_ros.core_types import EgoState
+from fastdrive_ros.train.planner import PlannerDataset, event_keyframes
+from fastdrive_ros.train.probes import other_scene_pairing, sample_l2_avg, scene_bootstrap
+from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.token_subsets import SubsetPolicy
+
+
+def _tokens(n: int = 60, width: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(n, width, generator=gen), torch.rand(n, generator=gen)
+
+
+def test_subset_styles_keep_what_they_say() -> None:
+    tokens, fg = _tokens()
+    gen = torch.Generator().manual_seed(1)
+    means = {}
+    for style in ("fg_high", "fg_low", "camera", "random", "norm"):
+        policy = SubsetPolicy(keep_min=0.3, full_share=0.0, styles=(style,), noise=0.0)
+        kept = [policy.select(tokens, fg, cameras=6, generator=gen) for _ in range(20)]
+        for k in kept:
+            assert torch.equal(k, torch.sort(torch.unique(k)).values)  # ascending, distinct
+            assert 0.3 * 60 - 1 <= len(k) <= 60
+            if style == "camera":  # the same count from each of the 6 cameras
+                assert len(set(torch.bincount(k // 10, minlength=6).tolist())) == 1
+        means[style] = float(np.mean([fg[k].mean() for k in kept]))
+        if style == "norm":
+            k = kept[0]
+            rest = torch.ones(60, dtype=torch.bool)
+            rest[k] = False
+            if rest.any():
+                assert tokens[k].norm(dim=-1).min() >= tokens[rest].norm(dim=-1).max()
+    assert means["fg_high"] > means["random"] > means["fg_low"]
+    everything = SubsetPolicy(full_share=1.0).select(tokens, fg, 6)
+    assert torch.equal(everything, torch.arange(60))
+    # without masks the foreground styles fall back to random instead of failing
+    nan = torch.full((60,), float("nan"))
+    assert len(SubsetPolicy(full_share=0.0, styles=("fg_high",)).select(tokens, nan, 6)) >= 12
+
+
+def _record(i: int, scene: str, future_x: float) -> KeyframeRecord:
+    t = np.arange(-6, 1) * 0.5
+    ego = EgoState(
+        history_xy=np.stack([5.0 * t, 0 * t], axis=1),
+        speed=5.0,
+        acceleration=0.0,
+        yaw_rate=0.0,
+        steering=0.0,
+    )
+    future = np.stack([np.linspace(future_x / 6, future_x, 6), np.zeros(6)], axis=1)
+    return KeyframeRecord(
+        token=f"t{i}",
+        scene=scene,
+        cameras=("CAM_FRONT",),
+        images=("x.jpg",),
+        fg_masks=(None,),
+        class_maps=(None,),
+        ego=ego,
+        future_xy=future,
+        future_valid=np.ones(6, bool),
+    )
+
+
+def test_dataset_oversamples_events_and_drops_ego_status() -> None:
+    # 5 m/s for 3 s is 15 m: a keyframe that stops at 4 m is an event, one at 15 m is not
+    records = [_record(0, "a", 15.0), _record(1, "a", 4.0), _record(2, "b", 15.2)]
+    assert event_keyframes(records).tolist() == [False, True, False]
+    data = PlannerDataset(cache=None, records=records, width=8, event_weight=3)
+    assert len(data) == 5 and sum(data.items[i][0] == 1 for i in range(5)) == 3
+    assert all(data[i]["ego"].inputs == "full" for i in range(len(data)))
+    dropped = PlannerDataset(cache=None, records=records, width=8, ego_dropout=1.0)
+    assert all(dropped[i]["ego"].inputs == "minimal" for i in range(len(dropped)))
+    both = PlannerDataset(cache=None, records=records, width=8, settings=("full", "minimal"))
+    assert [both[i]["ego"].inputs for i in range(len(both))] == ["full", "minimal"] * 3
+
+
+def test_probe_pairing_never_pairs_a_scene_with_itself() -> None:
+    scenes = ["a"] * 5 + ["b"] * 2 + ["c"] * 9
+    pair = other_scene_pairing(scenes, seed=3)
+    assert all(scenes[i] != scenes[j] for i, j in enumerate(pair))
+    assert np.array_equal(pair, other_scene_pairing(scenes, seed=3))  # fixed by seed
+
+
+def test_scene_bootstrap_interval() -> None:
+    scenes = [s for s in "abcdefgh" for _ in range(4)]
+    own = np.ones(32)
+    other = np.full(32, 1.3)
+    effect, low, high = scene_bootstrap(own, other, scenes)
+    assert abs(effect - 0.3) < 1e-9 and abs(low - 0.3) < 1e-9 and abs(high - 0.3) < 1e-9
+    noisy = other + np.repeat(np.linspace(-0.5, 0.5, 8), 4)
+    effect, low, high = scene_bootstrap(own, noisy, scenes)
+    assert low < effect < high and low > 0.0
+
+
+def test_sample_l2_avg_matches_the_definition() -> None:
+    future = np.zeros((1, 6, 2))
+    pred = np.zeros((1, 6, 2))
+    pred[0, :, 0] = np.arange(1, 7)  # L2 1..6 m
+    expected = np.mean([np.mean([1, 2]), np.mean([1, 2, 3, 4]), np.mean([1, 2, 3, 4, 5, 6])])
+    assert np.isclose(sample_l2_avg(pred, future, np.ones((1, 6), bool))[0], expected)
