@@ -102,7 +102,8 @@ def test_a_rerun_skips_finished_stages(built) -> None:
 
 def test_plans_are_consistent() -> None:
     plan = default_plan(scenes=48, seed=11)
-    assert {d.seed for d in plan.datasets.values()} == {11, 22, 33}
+    assert {d.seed for d in plan.datasets.values()} == {11, 22, 33, 44}
+    assert plan.probe_sets == ("eval", "eval2") and plan.planner_ego_dropout > 0
     assert plan.datasets["val"].scenes == 6 and plan.datasets["eval"].scenes == 8
     assert plan.eval.dataset == "eval" and plan.train.dataset == "train"
     assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}

@@ -53,7 +53,8 @@ def _architecture(vla: Any) -> list[str]:
     vision, text = qwen.vision_config, text_config_of(qwen)
     planner = vla.planner
     head = _params(planner.waypoint_head)
-    llm = _params(planner) - head
+    ego = _params(getattr(planner, "ego_encoder", None))
+    llm = _params(planner) - head - ego
     pruner = vla.pruner
     lines = [
         "| Part | Shape | Parameters |",
@@ -66,8 +67,21 @@ def _architecture(vla: Any) -> list[str]:
         f"{text.num_attention_heads} heads / {text.num_key_value_heads} KV heads, MLP "
         f"{text.intermediate_size}, vocabulary {text.vocab_size} (tied), M-RoPE | {_m(llm)} |",
         f"| Waypoint head | 2-layer MLP on the `<plan>` token -> 6 x (x, y), x "
-        f"{vla.config.waypoint_scale:g} m | {_m(head)} |",
+        f"{vla.config.waypoint_scale:g} m"
+        + (
+            ", added to the kinematic prior of the ego status (CTRA with full ego inputs, "
+            "constant velocity with minimal ones)"
+            if getattr(vla.config, "waypoint_prior", "none") == "kinematic"
+            else ""
+        )
+        + f" | {_m(head)} |",
     ]
+    if ego:
+        lines.append(
+            "| Ego encoder | 2-layer MLP: command, minimal flag, speed, acceleration, yaw rate, "
+            "steering, 6 past positions (zeros beyond command and speed with minimal inputs) -> "
+            f"one embedding added to the `<plan>` token | {_m(ego)} |"
+        )
     if pruner is not None:
         p = pruner.config
         lines.append(
@@ -117,6 +131,8 @@ def _data(plan: Any, state: dict) -> list[str]:
     for role, ref in (("train", plan.train), ("val", plan.val), ("eval", plan.eval)):
         limit = f", {ref.limit} spread" if ref.limit else ""
         uses.setdefault(ref.dataset, []).append(f"{role} (split {ref.split}{limit})")
+    for name in getattr(plan, "probe_sets", ()):
+        uses.setdefault(name, []).append("held-out probes (all keyframes)")
     info = state.get("data", {})
     for name, ds in plan.datasets.items():
         samples = info.get(name, {}).get("samples", "–")
@@ -141,26 +157,54 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
 
     lines = ["| Stage | What | Optimisation |", "|---|---|---|"]
     crop = plan.vision_crop
-    lines.append(
-        row(
-            "A vision",
-            "tower + per-token heads: class histogram (soft CE) + half-cell colours (MSE), "
-            f"{plan.vision_images} camera images"
-            + (f" as random {crop[0]}x{crop[1]} crops" if crop else ""),
-            plan.vision,
+    reused = state.get("vision", {}).get("from")
+    if reused:
+        lines.append(
+            f"| A vision | not trained in this build: the tower (weights) of `{reused}`, the "
+            "same shapes (`build-default --vision-from`) | – |"
         )
-    )
+    else:
+        lines.append(
+            row(
+                "A vision",
+                "tower + per-token heads: class histogram (soft CE) + half-cell colours (MSE), "
+                f"{plan.vision_images} camera images"
+                + (f" as random {crop[0]}x{crop[1]} crops" if crop else ""),
+                plan.vision,
+            )
+        )
+    extras = []
+    if plan.planner_ego_dropout > 0:
+        extras.append(
+            f"{100 * plan.planner_ego_dropout:.0f} % of samples restricted to the minimal ego "
+            "inputs (command + speed)"
+        )
+    if plan.planner_event_weight > 1:
+        extras.append(
+            f"keyframes the ego status cannot explain (its prior misses +3 s by > 1 m) seen "
+            f"{plan.planner_event_weight}x"
+        )
+    extra = ("; " + "; ".join(extras)) if extras else ""
     if plan.planner_text is not None:
         lines.append(
             row(
-                "B1 planner", "prompt only (ego status), all training keyframes", plan.planner_text
+                "B1 planner",
+                f"prompt only (ego status), all training keyframes{extra}",
+                plan.planner_text,
             )
         )
+    tokens = (
+        f"visual tokens in partial sets ({100 * plan.planner_subset_full_share:.0f} % all, else "
+        f"a {plan.planner_subset_keep_min:g}-1 share by random, per-camera, foreground-, "
+        "background- or norm-ranked selection)"
+        if plan.planner_subset_keep_min is not None
+        else "all visual tokens"
+    )
     lines.append(
         row(
             "B2 planner",
-            f"prompt + all visual tokens (frozen tower, cached), "
-            f"{plan.cache_train.limit or 'all'} keyframes, smooth-L1",
+            f"prompt + {tokens} (frozen tower, cached), "
+            f"{plan.cache_train.limit or 'all'} keyframes, smooth-L1{extra}",
             plan.planner,
         )
     )
@@ -252,6 +296,48 @@ def _image_dependence(inputs: CardInputs) -> list[str]:
         "The gap between the first row and the shuffled / prompt-only rows is what the images "
         "add; pruning can only change planning quality within that gap.",
     ]
+    return lines
+
+
+def _probes(inputs: CardInputs) -> list[str]:
+    """Issue 8's probes on the held-out worlds (train/probes.py), both ego-input settings."""
+    probes = {k: v for k, v in inputs.state.get("probes", {}).items() if k != "bundle_hash"}
+    if not probes:
+        return []
+    lines = [
+        "### Does it read the cameras? Probes on held-out worlds",
+        "",
+        "Every keyframe of each held-out world planned with its own visual tokens, with the "
+        "tokens of a keyframe of another scene (shuffled), with none, and the kinematic prior "
+        "alone (CTRA from the full status, constant velocity from the minimal one). Event "
+        "keyframes: the full status' prior misses the +3 s position by > 1 m. Content effect = "
+        "L2(shuffled) / L2(own) - 1, with a 95 % interval from a bootstrap over scenes "
+        "(written by build-default's diagnose stage, fastdrive_ros/train/probes.py).",
+        "",
+        "| World (seed) | Ego inputs | Keyframes (events) | Own | Shuffled | None | Prior | "
+        "Own, events | Shuffled, events | Content effect | Content effect, events |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def effect(f: dict, tag: str) -> str:
+        value = f.get(f"content_effect{tag}")
+        if value is None:
+            return "–"
+        low, high = f.get(f"content_effect{tag}_low"), f.get(f"content_effect{tag}_high")
+        return f"{100 * value:+.1f} % [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+    for name, sets in probes.items():
+        for setting in ("full", "minimal"):
+            f = sets.get(setting)
+            if not f:
+                continue
+            lines.append(
+                f"| {name} ({sets.get('seed')}) | {setting} | {f['keyframes']} "
+                f"({f['event_keyframes']}) | {_fmt(f['l2_own'])} | {_fmt(f['l2_shuffled'])} | "
+                f"{_fmt(f['l2_none'])} | {_fmt(f['l2_prior'])} | {_fmt(f['l2_own_events'])} | "
+                f"{_fmt(f['l2_shuffled_events'])} | {effect(f, '')} | {effect(f, '_events')} |"
+            )
+    lines += ["", "L2 Avg in metres."]
     return lines
 
 
@@ -392,6 +478,7 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
         *_training_results(inputs),
         "",
         *_image_dependence(inputs),
+        *(["", *_probes(inputs)] if _probes(inputs) else []),
         "",
         "## Evaluation on held-out scenes",
         "",
