@@ -481,7 +481,7 @@ class DefaultModelBuilder:
 
         out: dict[str, Any] = {}
         for name in self.plan.probe_sets:
-            spec = self.spec(SplitRef(name), None)
+            spec = self.spec(SplitRef(name, limit=self.plan.probe_limit))
             records = self.space.records(spec, progress=False)
             cache = self.space.token_cache(
                 encoder=vla.vision,

@@ -110,3 +110,22 @@ def test_plans_are_consistent() -> None:
     assert tiny_plan().config == "tiny"
     with pytest.raises(ValueError, match="--scenes"):
         default_plan(scenes=1)
+
+
+def test_vision_from_reuses_a_bundles_tower(tmp_path) -> None:
+    from fastdrive_ros.default_model import DefaultModelBuilder
+    from fastdrive_ros.nn.configs import tiny_config
+    from fastdrive_ros.nn.vla import VLA
+
+    source = VLA.build(tiny_config(cameras=6), seed=9)
+    source.save_pretrained(tmp_path / "source")
+    builder = DefaultModelBuilder(
+        plan=tiny_plan(), out=tmp_path / "out", work=tmp_path / "work", progress=False,
+        vision_from=tmp_path / "source",
+    )  # fmt: skip
+    assert builder.train_vision()
+    stage_a = VLA.from_pretrained(builder.stage_a_bundle)
+    for key, value in source.vision.state_dict().items():
+        assert torch.equal(stage_a.vision.state_dict()[key], value), key
+    assert stage_a.config.ego_encoder  # the plan's config, only the tower comes from the source
+    assert builder.state["vision"]["from"] == str(tmp_path / "source")
