@@ -79,6 +79,10 @@ def test_dataset_oversamples_events_and_drops_ego_status() -> None:
     assert all(dropped[i]["ego"].inputs == "minimal" for i in range(len(dropped)))
     both = PlannerDataset(cache=None, records=records, width=8, settings=("full", "minimal"))
     assert [both[i]["ego"].inputs for i in range(len(both))] == ["full", "minimal"] * 3
+    # a short run takes a seeded subset of the epoch's samples
+    short = PlannerDataset(cache=None, records=records, width=8, event_weight=3, max_items=3)
+    again = PlannerDataset(cache=None, records=records, width=8, event_weight=3, max_items=3)
+    assert len(short) == 3 and short.items == again.items
 
 
 def test_probe_pairing_never_pairs_a_scene_with_itself() -> None:

@@ -106,6 +106,10 @@ def train_planner_command(
     val_settings: Annotated[
         str, Opt(help="Ego-input settings to validate in, comma-separated: full,minimal.")
     ] = "full",
+    max_items: Annotated[
+        int | None,
+        Opt(help="All-token phase: at most this many samples per epoch (seeded subset)."),
+    ] = None,
     max_samples: Annotated[
         int | None,
         Opt(help="All-token phase: at most this many training keyframes (spread over scenes)."),
@@ -213,6 +217,7 @@ def train_planner_command(
         ego_dropout=ego_dropout,
         event_weight=event_weight,
         val_settings=settings,
+        max_items=max_items,
         dist=dist,
         progress=progress,
     )

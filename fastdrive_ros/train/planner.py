@@ -102,6 +102,8 @@ class PlannerDataset(Dataset):
         event_weight: int = 1,
         settings: Sequence[str] = ("full",),
         cameras: int = 1,
+        max_items: int | None = None,
+        seed: int = 0,
     ) -> None:
         if cache is not None and len(cache) != len(records):
             raise ValueError(
@@ -133,6 +135,10 @@ class PlannerDataset(Dataset):
             for i in np.repeat(np.arange(len(self.records)), repeats)
             for setting in self.settings
         ]
+        if max_items is not None and max_items < len(self.items):
+            # a short run: a seeded random subset of the epoch (event repeats included)
+            pick = np.random.default_rng(seed).permutation(len(self.items))[:max_items]
+            self.items = [self.items[i] for i in sorted(pick.tolist())]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -235,6 +241,7 @@ def train_planner(
     ego_dropout: float = 0.0,
     event_weight: int = 1,
     val_settings: Sequence[str] = ("full",),
+    max_items: int | None = None,
     beta: float = 1.0,
     dist: DistContext | None = None,
     progress: bool = True,
@@ -265,6 +272,8 @@ def train_planner(
         keep_min=keep_min,
         subsets=subsets,
         cameras=cameras,
+        max_items=max_items,
+        seed=config.seed,
         **shared,
     )
     full_val = None
