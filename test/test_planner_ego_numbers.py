@@ -138,3 +138,13 @@ def test_older_configs_keep_the_text_status_and_absolute_head() -> None:
                 {**json.loads(tiny_config(head="text").to_json()), "waypoint_prior": "kinematic"}
             )
         )
+
+
+def test_the_planners_prior_agrees_with_evals_ctra_reference() -> None:
+    from fastdrive_ros.eval.ctra import ctra_plan
+
+    for speed, accel, yaw_rate in ((8.0, -1.0, 0.1), (12.0, 0.5, -0.2), (3.0, -2.5, 0.3)):
+        ego = _ego(speed=speed, accel=accel, yaw_rate=yaw_rate)
+        assert np.abs(kinematic_prior(ego) - ctra_plan(ego)).max() < 0.03
+        minimal = restrict_ego(ego, "minimal")
+        assert np.abs(kinematic_prior(minimal) - ctra_plan(minimal)).max() < 1e-9
