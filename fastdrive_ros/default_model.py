@@ -243,16 +243,7 @@ class DefaultModelBuilder:
             (self.plan.val, self.plan.planner_val_samples),
         ):
             spec = self.spec(ref, limit)
-            records = self.space.records(spec, progress=self.progress)
-            cache = self.space.token_cache(
-                encoder=vla.vision,
-                data=spec,
-                records=records,
-                image_size=vla.config.image_size,
-                workers=self.jobs,
-                threads=self.threads,
-                progress=self.progress,
-            )
+            cache = self._token_cache(vla, spec, self.space.records(spec, progress=self.progress))
             did = did or cache.folder.name not in self.state.get("caches", [])
             self.state.setdefault("caches", [])
             if cache.folder.name not in self.state["caches"]:
@@ -474,6 +465,18 @@ class DefaultModelBuilder:
         self.state["probes"] = {"bundle_hash": digest, **self.probe_sets(vla)}
         return True
 
+    def _token_cache(self, vla, spec, records):
+        """The frozen tower's tokens for `records` (built once, reused by every later stage)."""
+        return self.space.token_cache(
+            encoder=vla.vision,
+            data=spec,
+            records=records,
+            image_size=vla.config.image_size,
+            workers=self.jobs,
+            threads=self.threads,
+            progress=self.progress,
+        )
+
     def probe_sets(self, vla) -> dict[str, Any]:
         """Issue 8's probes (train/probes.py) on every held-out set the plan names."""
         from fastdrive_ros.train.build_plan import SplitRef
@@ -483,15 +486,7 @@ class DefaultModelBuilder:
         for name in self.plan.probe_sets:
             spec = self.spec(SplitRef(name, limit=self.plan.probe_limit))
             records = self.space.records(spec, progress=False)
-            cache = self.space.token_cache(
-                encoder=vla.vision,
-                data=spec,
-                records=records,
-                image_size=vla.config.image_size,
-                workers=self.jobs,
-                threads=self.threads,
-                progress=self.progress,
-            )
+            cache = self._token_cache(vla, spec, records)
             seed = self.plan.datasets[name].seed
             out[name] = {
                 "seed": seed,
