@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from fastdrive_ros.core_types import EGO_INPUTS, restrict_ego
+from fastdrive_ros.eval.bootstrap import scene_weights
+from fastdrive_ros.eval.pairing import partner_indices
 from fastdrive_ros.nn.ego_encoder import kinematic_prior
 from fastdrive_ros.nn.planner import VLAPlanner
 from fastdrive_ros.train.planner import HORIZON_STEPS, event_keyframes
@@ -38,34 +40,21 @@ def sample_l2_avg(pred: np.ndarray, future: np.ndarray, valid: np.ndarray) -> np
 
 
 def other_scene_pairing(scenes: Sequence[str], seed: int = 0) -> np.ndarray:
-    """(R,) for each keyframe the index of a keyframe of another scene (never its own)."""
-    count = len(scenes)
-    if len(set(scenes)) < 2:
-        raise ValueError("the shuffled probe needs keyframes of at least two scenes")
-    order = np.random.default_rng(seed).permutation(count)
-    where = np.empty(count, dtype=np.int64)
-    where[order] = np.arange(count)
-    out = np.empty(count, dtype=np.int64)
-    for i in range(count):
-        k = 1
-        while scenes[order[(where[i] + k) % count]] == scenes[i]:
-            k += 1
-        out[i] = order[(where[i] + k) % count]
-    return out
+    """(R,) for each keyframe the index of a keyframe of another scene (never its own).
+
+    The same seeded scene derangement as `fastdrive eval`'s `shuffled` probe (eval/pairing.py),
+    so the build's probe and the evaluation's measure the same thing.
+    """
+    return np.asarray(partner_indices(scenes, seed), dtype=np.int64)
 
 
 def scene_bootstrap(
     own: np.ndarray, other: np.ndarray, scenes: Sequence[str], *, draws: int = 1000, seed: int = 0
 ) -> tuple[float, float, float]:
     """(effect, low, high): sum(other) / sum(own) - 1 and its 95 % interval over scenes."""
-    names = sorted(set(scenes))
-    groups = [np.flatnonzero(np.asarray(scenes) == n) for n in names]
-    own_s = np.array([own[g].sum() for g in groups])
-    other_s = np.array([other[g].sum() for g in groups])
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(names), size=(draws, len(names)))
-    ratios = other_s[picks].sum(1) / np.maximum(own_s[picks].sum(1), 1e-9) - 1.0
-    effect = float(other_s.sum() / max(own_s.sum(), 1e-9) - 1.0)
+    weights = scene_weights(scenes, draws, seed)  # [draws, R], eval/bootstrap.py's resampling
+    ratios = (weights @ other) / np.maximum(weights @ own, 1e-9) - 1.0
+    effect = float(other.sum() / max(own.sum(), 1e-9) - 1.0)
     low, high = np.percentile(ratios, [2.5, 97.5])
     return effect, float(low), float(high)
 
