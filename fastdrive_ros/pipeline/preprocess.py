@@ -57,8 +57,10 @@ class FusedPreprocessor:
         if out is None or tuple(out.shape) != shape or out.device != source.device:
             out = self._out = torch.empty(shape, dtype=torch.float32, device=source.device)
         if source.device.type != "cpu":
-            scale, shift = self._scale.to(source.device), self._shift.to(source.device)
-            return torch.addcmul(shift, source.to(torch.float32), scale, out=out)
+            if self._scale.device != source.device:  # once per device, not a copy per frame
+                self._scale = self._scale.to(source.device)
+                self._shift = self._shift.to(source.device)
+            return torch.addcmul(self._shift, source.to(torch.float32), self._scale, out=out)
         resized, target = source.numpy(), out.numpy()
         for channel in range(3):  # one read of uint8, one write of float32 per value
             np.take(self._table[channel], resized[:, channel], out=target[:, channel])
