@@ -266,6 +266,7 @@ class DefaultModelBuilder:
             *("--lr", str(plan.planner.lr), "--warmup-steps", str(plan.planner.warmup_steps)),
             *("--weight-decay", str(plan.planner.weight_decay)),
             *("--text-epochs", str(text.epochs if text else 0)),
+            *("--val-every", str(plan.planner.val_every)),
             *("--max-val-samples", str(plan.planner_val_samples)),
             *("--seed", str(plan.planner.seed), "--device", "cpu"),
             *("--threads", str(self.threads)),

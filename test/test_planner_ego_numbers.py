@@ -112,6 +112,17 @@ def test_numbers_planner_prompt_prior_and_batch_agree(numbers_vla) -> None:
     )
 
 
+def test_a_fresh_residual_planner_starts_as_its_prior() -> None:
+    # zero-initialised head: before training the plan IS the kinematic prior, whatever it sees
+    vla = VLA.build(tiny_config(cameras=2, ego_numbers=True), seed=9).eval()
+    tokens = torch.randn(12, 64, generator=torch.Generator().manual_seed(1))
+    for ego in (_ego(), restrict_ego(_ego(accel=1.5), "minimal")):
+        assert np.allclose(_plan(vla, ego, tokens), kinematic_prior(ego), atol=1e-5)
+    # an absolute head (no prior) keeps a random start: all-zero waypoints would be a stop
+    absolute = VLA.build(tiny_config(cameras=2), seed=9).planner.waypoint_head.mlp[-1]
+    assert float(absolute.weight.abs().sum()) > 0
+
+
 def test_numbers_bundle_round_trip(numbers_vla, tmp_path) -> None:
     numbers_vla.save_pretrained(tmp_path / "b")
     again = VLA.from_pretrained(tmp_path / "b").eval()

@@ -10,7 +10,14 @@ import torch
 from train_tiny import IMAGE_SIZE, VERSION, tiny_bundle, tiny_world
 
 from fastdrive_ros.nn.vla import VLA
-from fastdrive_ros.train.images import NUM_CLASSES, cell_colours, cell_fraction, class_histograms
+from fastdrive_ros.data.layout import encode_inverse_depth
+from fastdrive_ros.train.images import (
+    NUM_CLASSES,
+    cell_colours,
+    cell_depth,
+    cell_fraction,
+    class_histograms,
+)
 from fastdrive_ros.train.loop import TrainConfig
 from fastdrive_ros.train.records import load_records, read_records, save_records
 from fastdrive_ros.train.token_cache import TokenCache, build_token_cache, module_hash
@@ -47,17 +54,37 @@ def test_cell_targets_on_a_hand_made_map() -> None:
         cell_fraction(np.zeros((30, 28)), 28)
 
 
+def test_inverse_depth_encoding_and_cell_targets() -> None:
+    depth = np.full((28, 56), np.inf, dtype=np.float32)  # sky everywhere
+    depth[20:, :28] = 10.0  # road 10 m away in the bottom of cell 0
+    depth[27, 3] = 1.0  # one pixel nearer than DEPTH_NEAR_M saturates
+    depth[:, 28:] = 20.0  # cell 1: a wall at 20 m
+    encoded = encode_inverse_depth(depth)
+    assert encoded.dtype == np.uint8 and encoded[0, 0] == 0  # sky
+    assert encoded[21, 0] == 51 and encoded[27, 3] == 255 and encoded[0, 30] == 26
+    cells = cell_depth(encoded, 28)
+    assert cells.shape == (2, 2)
+    assert cells[0, 1] == pytest.approx(1.0)  # max keeps the nearest point
+    assert cells[0, 0] == pytest.approx((8 * 28 * 51 + 255 - 51) / 255 / 784, rel=1e-5)
+    np.testing.assert_allclose(cells[1], [26 / 255, 26 / 255], rtol=1e-6)
+    with pytest.raises(ValueError, match="multiple of the 28-px"):
+        cell_depth(np.zeros((30, 28), np.uint8), 28)
+
+
 def test_records_round_trip_through_json(records, tmp_path: Path) -> None:
     assert len(records) > 0
     first = records[0]
     assert len(first.images) == 6 and all(Path(p).is_file() for p in first.images)
-    assert all(m is not None and Path(m).is_file() for m in first.fg_masks + first.class_maps)
+    labels = first.fg_masks + first.class_maps + first.depth_maps
+    assert len(first.depth_maps) == 6  # the synthetic world writes the renderer's depth
+    assert all(m is not None and Path(m).is_file() for m in labels)
     path = save_records(records, tmp_path / "r.json", dataroot="x")
     back, meta = load_records(path)
     assert meta == {"dataroot": "x"} and len(back) == len(records)
     np.testing.assert_allclose(back[0].future_xy, first.future_xy, atol=1e-4)
     np.testing.assert_allclose(back[0].ego.history_xy, first.ego.history_xy, atol=1e-4)
     assert back[0].ego.command == first.ego.command
+    assert back[0].depth_maps == first.depth_maps
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a fastdrive_ros training-records"):
         load_records(tmp_path / "bad.json")
@@ -144,3 +171,5 @@ def test_stage_a_learns_token_classes(records, tmp_path_factory, tmp_path: Path)
         VisionAuxModel(encoder=vla.vision), collate_images([data[0], data[1]])
     )
     assert torch.isfinite(loss) and 0 <= metrics["class_acc"] <= 1
+    assert data.with_depth and data[0]["depth"].shape == (data[0]["classes"].shape[0], 2)
+    assert metrics["depth_mse"] > 0 and "val_depth_mse" in last  # the tower learns depth too

@@ -3,7 +3,9 @@
 For an image `DIR/samples/CAM_FRONT/<stem>.jpg` (or `sweeps/...`):
   - `DIR/fg_masks/samples/CAM_FRONT/<stem>.png`  uint8 PNG, 255 = nuScenes-FG foreground, 0 = not.
   - `DIR/class_maps/samples/CAM_FRONT/<stem>.png` uint8 PNG, one SEMANTIC_CLASSES id per pixel.
-The synthetic world writes both exactly; `fastdrive masks` writes the same layout for real nuScenes
+  - `DIR/depth_maps/samples/CAM_FRONT/<stem>.png` uint8 PNG, inverse depth (`encode_inverse_depth`);
+    the synthetic world only (its renderer's z-buffer), a training target for the vision tower.
+The synthetic world writes all three exactly; `fastdrive masks` writes the same layout for real nuScenes
 (into a separate output folder if the dataroot is read-only).
 """
 
@@ -12,8 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 FG_MASK_DIR = "fg_masks"
 CLASS_MAP_DIR = "class_maps"
+DEPTH_MAP_DIR = "depth_maps"
+# Inverse depth saturates at this optical depth: 255 = 2 m or nearer, 51 = 10 m, 10 = 50 m, 0 = sky.
+# Fine where braking decisions are made (a 30-m lead reads 17, a 27-m one 19) in 8 bits.
+DEPTH_NEAR_M = 2.0
 
 
 @dataclass(frozen=True)
@@ -63,3 +71,15 @@ def fg_mask_path(root: str | Path, image_relpath: str) -> Path:
 def class_map_path(root: str | Path, image_relpath: str) -> Path:
     """Per-pixel class map of the image at `image_relpath`, under `root`."""
     return _derived(Path(root), CLASS_MAP_DIR, image_relpath)
+
+
+def depth_map_path(root: str | Path, image_relpath: str) -> Path:
+    """Inverse-depth map of the image at `image_relpath` (synthetic world only), under `root`."""
+    return _derived(Path(root), DEPTH_MAP_DIR, image_relpath)
+
+
+def encode_inverse_depth(depth_m: np.ndarray) -> np.ndarray:
+    """(H, W) optical depth in metres (inf = sky) -> uint8 255 x min(1, DEPTH_NEAR_M / depth)."""
+    with np.errstate(divide="ignore"):
+        inverse = np.where(np.isfinite(depth_m) & (depth_m > 0), DEPTH_NEAR_M / depth_m, 0.0)
+    return np.round(255.0 * np.clip(inverse, 0.0, 1.0)).astype(np.uint8)

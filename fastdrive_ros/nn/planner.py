@@ -61,10 +61,13 @@ class WaypointHead(nn.Module):
     """Hidden state [B, D] of the query token -> waypoints [B, 6, 2] in metres.
 
     A 2-layer MLP whose unit output is `scale` metres (train it with an L1/L2 loss on the
-    ground-truth future; see VLAPlanner.forward_regression).
+    ground-truth future; see VLAPlanner.forward_regression). `zero_init` starts its output at
+    exactly 0: a head that predicts a residual over a prior then starts AS the prior, so training
+    can only move the plan away from it where that helps (a random residual of a few metres made
+    the first residual planners worse than their own prior).
     """
 
-    def __init__(self, *, width: int, scale: float) -> None:
+    def __init__(self, *, width: int, scale: float, zero_init: bool = False) -> None:
         super().__init__()
         if width < 1 or not scale > 0:
             raise ValueError(f"need width >= 1 and scale > 0, got {width}, {scale}")
@@ -72,6 +75,9 @@ class WaypointHead(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(width, width), nn.SiLU(), nn.Linear(width, PLAN_STEPS * 2)
         )
+        if zero_init:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.mlp(hidden).view(-1, PLAN_STEPS, 2) * self.scale
@@ -164,7 +170,11 @@ class VLAPlanner(nn.Module):
         if self.tied_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.waypoint_head = (
-            WaypointHead(width=text_config.hidden_size, scale=waypoint_scale)
+            WaypointHead(
+                width=text_config.hidden_size,
+                scale=waypoint_scale,
+                zero_init=waypoint_prior != "none",
+            )
             if regression_head
             else None
         )

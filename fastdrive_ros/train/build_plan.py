@@ -104,10 +104,16 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
         vision_val_images=24,
         cache_train=SplitRef("train"),
         planner_text=TrainConfig(
-            epochs=4, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
+            epochs=8, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
         ),
         planner=TrainConfig(
-            epochs=2, batch_size=8, lr=3e-4, weight_decay=0.01, warmup_steps=20, seed=seed
+            epochs=2,
+            batch_size=8,
+            lr=3e-4,
+            weight_decay=0.01,
+            warmup_steps=20,
+            seed=seed,
+            val_every=60,
         ),
         planner_val_samples=64,
         pruner=TrainConfig(
@@ -128,7 +134,8 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
         notes={
             "vision": "random token-aligned 112x224 crops: 5.6x cheaper steps than whole images",
             "planner": "ego status as numbers (EgoEncoder) and a residual over its kinematic "
-            "prior; a short prompt-only warm-up (the encoder and head learn the status), then "
+            "prior, the head zero-initialised so the planner starts as its prior; validated "
+            "every 60 steps, the best checkpoint kept; a short prompt-only warm-up (the encoder and head learn the status), then "
             "visual tokens in partial sets (25 % all, else 20-100 % by random, per-camera, "
             "foreground-, background- or norm-ranked selection); half the samples restricted "
             "to the minimal ego inputs; keyframes the status cannot explain seen 3x; a 70-step "

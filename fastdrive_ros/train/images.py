@@ -113,3 +113,18 @@ def cell_colours(rgb01: torch.Tensor, unit: int) -> torch.Tensor:
     gh, gw = height // unit, width // unit
     pooled = pooled.view(channels, gh, 2, gw, 2).permute(1, 3, 2, 4, 0)  # [gh, gw, 2, 2, 3]
     return pooled.reshape(gh * gw, 4 * channels)
+
+
+def cell_depth(inverse_depth: np.ndarray, unit: int) -> np.ndarray:
+    """[H, W] uint8 inverse-depth map -> [n, 2]: mean and max inverse depth per cell (0..1).
+
+    The mean says how far the cell's surface is; the max keeps a near object that covers only
+    part of the cell (the lead vehicle's bumper in a cell of road), which is what braking needs.
+    """
+    height, width = inverse_depth.shape
+    if height % unit or width % unit:
+        raise ValueError(f"depth map {height}x{width} is not a multiple of the {unit}-px cell")
+    cells = (inverse_depth.astype(np.float32) / 255.0).reshape(
+        height // unit, unit, width // unit, unit
+    )
+    return np.stack([cells.mean(axis=(1, 3)), cells.max(axis=(1, 3))], axis=-1).reshape(-1, 2)

@@ -167,8 +167,13 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
         lines.append(
             row(
                 "A vision",
-                "tower + per-token heads: class histogram (soft CE) + half-cell colours (MSE), "
-                f"{plan.vision_images} camera images"
+                "tower + per-token heads: class histogram (soft CE) + half-cell colours (MSE)"
+                + (
+                    " + cell mean/max inverse depth (MSE, the renderer's z-buffer), "
+                    if "val_depth_mse" in inputs.state.get("vision", {}).get("last_val", {})
+                    else ", "
+                )
+                + f"{plan.vision_images} camera images"
                 + (f" as random {crop[0]}x{crop[1]} crops" if crop else ""),
                 plan.vision,
             )
@@ -239,7 +244,13 @@ def _training_results(inputs: CardInputs) -> list[str]:
             f"- Stage A (validation images): class soft-CE {_fmt(vision.get('val_class_ce'))}, "
             f"dominant-class accuracy {_fmt(vision.get('val_class_acc'))}, foreground-share "
             f"error {_fmt(vision.get('val_fg_share_mae'))}, colour MSE "
-            f"{_fmt(vision.get('val_colour_mse'), 4)}."
+            f"{_fmt(vision.get('val_colour_mse'), 4)}"
+            + (
+                f", inverse-depth MSE {_fmt(vision.get('val_depth_mse'), 4)} (nearest point of "
+                f"a cell off by {_fmt(vision.get('val_depth_max_mae'), 3)} in 2 m / depth)."
+                if "val_depth_mse" in vision
+                else "."
+            )
         )
     planner = inputs.stage_summaries.get("planner", {})
     for phase in ("text", "full"):

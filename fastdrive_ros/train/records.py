@@ -19,7 +19,7 @@ import numpy as np
 from fastdrive_ros.core_types import CAMERA_NAMES, HISTORY_STEPS, PLAN_STEPS, EgoState
 
 RECORDS_FORMAT = "fastdrive_ros.train.records"
-RECORDS_VERSION = 1
+RECORDS_VERSION = 2  # 2: depth_maps
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class KeyframeRecord:
         images: absolute JPEG paths, one per camera (in the order the records were read with).
         fg_masks: nuScenes-FG mask PNG per camera (255 = foreground), None where there is none.
         class_maps: per-pixel SEMANTIC_CLASSES PNG per camera, None where there is none.
+        depth_maps: inverse-depth PNG per camera (data/layout.encode_inverse_depth), None where
+            there is none (only the synthetic world has them).
         ego: ego history and status at the keyframe (the planner's prompt).
         future_xy: (6, 2) ground-truth waypoints, ego frame; NaN where not valid.
         future_valid: (6,) bool.
@@ -44,6 +46,7 @@ class KeyframeRecord:
     ego: EgoState
     future_xy: np.ndarray
     future_valid: np.ndarray
+    depth_maps: tuple[str | None, ...] = ()
 
     def to_dict(self) -> dict:
         ego = self.ego
@@ -54,6 +57,7 @@ class KeyframeRecord:
             "images": list(self.images),
             "fg_masks": list(self.fg_masks),
             "class_maps": list(self.class_maps),
+            "depth_maps": list(self.depth_maps),
             "ego": {
                 "history_xy": np.asarray(ego.history_xy).round(4).tolist(),
                 "speed": float(ego.speed),
@@ -89,6 +93,7 @@ class KeyframeRecord:
             images=tuple(data["images"]),
             fg_masks=tuple(data["fg_masks"]),
             class_maps=tuple(data["class_maps"]),
+            depth_maps=tuple(data.get("depth_maps", ())),
             ego=EgoState(
                 history_xy=history,
                 speed=ego["speed"],
@@ -119,7 +124,7 @@ def read_records(
     """
     from tqdm.auto import tqdm
 
-    from fastdrive_ros.data.layout import class_map_path
+    from fastdrive_ros.data.layout import class_map_path, depth_map_path
     from fastdrive_ros.data.reader import NuScenesReader
 
     unknown = [c for c in cameras if c not in CAMERA_NAMES]
@@ -144,6 +149,7 @@ def read_records(
         by_name = {c.channel: c for c in sample.cameras}
         chosen = [by_name[name] for name in cameras]
         maps = [class_map_path(class_root, c.relpath) for c in chosen]
+        depths = [depth_map_path(class_root, c.relpath) for c in chosen]
         records.append(
             KeyframeRecord(
                 token=sample.token,
@@ -155,6 +161,7 @@ def read_records(
                 ego=sample.ego,
                 future_xy=sample.future_xy,
                 future_valid=sample.future_valid,
+                depth_maps=tuple(str(p) if p.is_file() else None for p in depths),
             )
         )
     return records

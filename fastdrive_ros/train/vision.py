@@ -3,7 +3,10 @@
 Nothing is pre-trained on our machines, so the compact tower first learns semantic features
 cheaply: a per-token auxiliary head predicts each merged token's 28x28-px class histogram (soft
 cross-entropy over SEMANTIC_CLASSES, from the synthetic class maps) and the mean colour of its
-four 14x14 half-cells (keeps colour, e.g. traffic-light state, and coarse layout). It trains on
+four 14x14 half-cells (keeps colour, e.g. traffic-light state, and coarse layout). Where the data
+has depth maps (the synthetic world's z-buffer), a third head predicts each cell's mean and max
+inverse depth: class and colour alone leave a lead vehicle's distance out of the tokens, and that
+distance is what braking for it depends on (issue 8's probes). It trains on
 single camera images, optionally random crops (token-aligned) to make each step cheaper; the
 tower runs through its fixed-window twin (same weights, one batched attention per block). The aux
 heads are training-only and never shipped.
@@ -27,6 +30,7 @@ from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.images import (
     NUM_CLASSES,
     cell_colours,
+    cell_depth,
     class_histograms,
     denormalize,
     load_pixels,
@@ -36,6 +40,7 @@ from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
 from fastdrive_ros.train.records import KeyframeRecord, labelled_images
 
 COLOUR_DIMS = 12  # 2 x 2 half-cells x RGB
+DEPTH_DIMS = 2  # mean and max inverse depth of the cell
 ENCODER_PREFIX = "twin.encoder."
 
 
@@ -50,19 +55,26 @@ class VisionAuxModel(nn.Module):
         width = encoder.out_dim
         self.class_head = nn.Linear(width, NUM_CLASSES)
         self.colour_head = nn.Linear(width, COLOUR_DIMS)
+        self.depth_head = nn.Linear(width, DEPTH_DIMS)
 
     @property
     def encoder(self) -> VisionEncoder:
         return self.twin.encoder
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, 3, h, w] -> (class logits [B, n, NUM_CLASSES], colours [B, n, 12])."""
+    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """[B, 3, h, w] -> {"classes": logits [B, n, NUM_CLASSES], "colours": [B, n, 12],
+        "depth": [B, n, 2] (sigmoid, 0..1)}."""
         tokens = self.twin(pixels)
-        return self.class_head(tokens), self.colour_head(tokens)
+        return {
+            "classes": self.class_head(tokens),
+            "colours": self.colour_head(tokens),
+            "depth": torch.sigmoid(self.depth_head(tokens)),
+        }
 
 
 class CameraImageDataset(Dataset):
-    """(keyframe, camera) pairs: pixels, per-token class histograms and half-cell colours.
+    """(keyframe, camera) pairs: pixels, per-token class histograms, half-cell colours and, where
+    every image has a depth map, per-token inverse depth.
 
     With `crop` = (h, w) (multiples of the token cell) each item is a random token-aligned crop
     (torch's RNG, so the Trainer's seed fixes it); None gives whole images.
@@ -97,6 +109,11 @@ class CameraImageDataset(Dataset):
         self.image_size = (int(height), int(width))
         self.unit = int(unit)
         self.crop = crop
+        # depth is all or nothing: a batch mixing images with and without it cannot be stacked
+        self.with_depth = all(
+            c < len(records[i].depth_maps) and records[i].depth_maps[c] is not None
+            for i, c in items
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -106,6 +123,11 @@ class CameraImageDataset(Dataset):
         record = self.records[i]
         pixels = load_pixels([record.images[c]], self.image_size)[0]  # [3, H, W]
         classes = read_label(record.class_maps[c], self.image_size, what="class map")
+        depth = (
+            read_label(record.depth_maps[c], self.image_size, what="depth map")
+            if self.with_depth
+            else None
+        )
         if self.crop is not None:
             ch, cw = self.crop
             rows = self.image_size[0] // self.unit - ch // self.unit
@@ -114,9 +136,13 @@ class CameraImageDataset(Dataset):
             left = int(torch.randint(0, cols + 1, ()).item()) * self.unit
             pixels = pixels[:, top : top + ch, left : left + cw]
             classes = classes[top : top + ch, left : left + cw]
+            depth = None if depth is None else depth[top : top + ch, left : left + cw]
         histogram = torch.from_numpy(class_histograms(np.ascontiguousarray(classes), self.unit))
         colours = cell_colours(denormalize(pixels), self.unit)
-        return {"pixels": pixels.contiguous(), "classes": histogram, "colours": colours}
+        item = {"pixels": pixels.contiguous(), "classes": histogram, "colours": colours}
+        if depth is not None:
+            item["depth"] = torch.from_numpy(cell_depth(np.ascontiguousarray(depth), self.unit))
+        return item
 
 
 def collate_images(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -127,15 +153,35 @@ _FOREGROUND = torch.tensor(sorted(FOREGROUND_IDS), dtype=torch.long)
 
 
 def vision_loss(
-    model: nn.Module, batch: dict[str, torch.Tensor], *, colour_weight: float = 1.0
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    *,
+    colour_weight: float = 1.0,
+    depth_weight: float = 10.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Soft cross-entropy on class histograms + colour_weight x MSE on half-cell colours."""
-    logits, colours = model(batch["pixels"])
+    """Soft cross-entropy on class histograms + colour_weight x MSE on half-cell colours
+    (+ depth_weight x MSE on cell inverse depth when the batch has it).
+
+    Inverse depths are small (a 20-m car reads 0.1), so the depth MSE is weighted up to count
+    about as much as the class term at the start of training.
+    """
+    out = model(batch["pixels"])
+    logits = out["classes"]
     target = batch["classes"]
     log_probs = F.log_softmax(logits.float(), dim=-1)
     class_loss = -(target * log_probs).sum(dim=-1).mean()
-    colour_loss = F.mse_loss(colours.float(), batch["colours"])
+    colour_loss = F.mse_loss(out["colours"].float(), batch["colours"])
     loss = class_loss + colour_weight * colour_loss
+    extra: dict[str, float] = {}
+    if "depth" in batch:
+        depth_loss = F.mse_loss(out["depth"].float(), batch["depth"])
+        loss = loss + depth_weight * depth_loss
+        with torch.no_grad():
+            # metres-free figure: mean error of the cell's nearest point, in inverse-depth units
+            extra["depth_max_mae"] = float(
+                (out["depth"][..., 1].float() - batch["depth"][..., 1]).abs().mean()
+            )
+        extra["depth_mse"] = float(depth_loss.detach())
     with torch.no_grad():
         dominant = target.argmax(dim=-1)
         accuracy = (logits.argmax(dim=-1) == dominant).float().mean()
@@ -148,6 +194,7 @@ def vision_loss(
         "colour_mse": float(colour_loss.detach()),
         "class_acc": float(accuracy),
         "fg_share_mae": float(fg_error),
+        **extra,
     }
 
 

@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from fastdrive_ros.core_types import CAMERA_NAMES
-from fastdrive_ros.data.layout import class_map_path, fg_mask_path
+from fastdrive_ros.data.layout import (
+    class_map_path,
+    depth_map_path,
+    encode_inverse_depth,
+    fg_mask_path,
+)
 from fastdrive_ros.data.synth.agents import agent_prisms
 from fastdrive_ros.data.synth.annotate import KeyframeObs, build_annotations
 from fastdrive_ros.data.synth.canbus import write_can_bus
@@ -178,7 +183,9 @@ def run_scene(job: SceneJob) -> SceneResult:
             utime = int(timeline.utime[k, c])
             rel = f"{folder}/{channel}/{logfile}__{channel}__{utime}.jpg"
             img_rng = np.random.default_rng([job.seed, job.index, k, c, 17])
-            size += _write_image(job.root, rel, finish(out.rgb, img_rng), out.cls)
+            size += _write_image(
+                job.root, rel, finish(out.rgb, img_rng), out.cls, out.depth
+            )
             images += 1
             sd = token(job.seed, "sample_data", job.name, channel, k)
             rows["ego_pose"].append(
@@ -293,15 +300,18 @@ def run_scene(job: SceneJob) -> SceneResult:
     return SceneResult(job.name, rows, images, size, counts, seconds)
 
 
-def _write_image(root: Path, rel: str, rgb: np.ndarray, cls: np.ndarray) -> int:
+def _write_image(
+    root: Path, rel: str, rgb: np.ndarray, cls: np.ndarray, depth: np.ndarray
+) -> int:
     path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
     mask_path, class_path = fg_mask_path(root, rel), class_map_path(root, rel)
-    mask_path.parent.mkdir(parents=True, exist_ok=True)
-    class_path.parent.mkdir(parents=True, exist_ok=True)
+    depth_path = depth_map_path(root, rel)
+    for target in (path, mask_path, class_path, depth_path):
+        target.parent.mkdir(parents=True, exist_ok=True)
     size = write_jpeg(path, rgb)
     size += write_png(class_path, cls)
     size += write_png(mask_path, foreground_mask(cls))
+    size += write_png(depth_path, encode_inverse_depth(depth))
     return size
 
 
