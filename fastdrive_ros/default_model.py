@@ -337,7 +337,8 @@ class DefaultModelBuilder:
             self._run_parallel(wave)
         return True
 
-    def _run_parallel(self, jobs: list[tuple[str, list[str]]]) -> None:
+    def _run_parallel(self, jobs: list[tuple[str, list[str]]], *, monitor: bool = True) -> None:
+        """Run `fastdrive` subcommands side by side; `monitor`: training runs with step bars."""
         import os
 
         logs = self.work / "logs"
@@ -346,7 +347,7 @@ class DefaultModelBuilder:
         running = []
         for name, args in jobs:
             log_path = logs / f"{name}.log"
-            self._log(f"[heads] {name}: fastdrive {' '.join(args)}  (log: {log_path})")
+            self._log(f"[jobs] {name}: fastdrive {' '.join(args)}  (log: {log_path})")
             handle = log_path.open("a")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "fastdrive_ros.cli", *args],
@@ -355,19 +356,19 @@ class DefaultModelBuilder:
                 env=env,
             )
             running.append((name, proc, handle, log_path))
-        monitor = _StepMonitor(
-            {name: self.work / name / "run" for name, _ in jobs}, enabled=self.progress
+        bars = _StepMonitor(
+            {name: self.work / name / "run" for name, _ in jobs}, enabled=self.progress and monitor
         )
         try:
             while any(proc.poll() is None for _, proc, _, _ in running):
-                monitor.update()
+                bars.update()
                 time.sleep(5.0)
         except KeyboardInterrupt:
             for _, proc, _, _ in running:
                 proc.terminate()
             raise
         finally:
-            monitor.close()
+            bars.close()
             for _, _, handle, _ in running:
                 handle.close()
         for name, proc, _, log_path in running:
@@ -567,6 +568,56 @@ class DefaultModelBuilder:
         self._publish_eval(folder)
         return True
 
+    def camera_targets(self) -> bool:
+        """Issue 8's targets: every probe world in both ego-input settings, one report.
+
+        The main evaluation (its world, full inputs) is reused; the other runs go side by side
+        as `fastdrive eval` subprocesses. Writes <bundle>/eval/camera_targets.md.
+        """
+        from fastdrive_ros.eval.camera_targets import RANKED_METHODS, Run, render_markdown
+
+        digest = self.state.get("bundle_hash")
+        report = self.out / "eval" / "camera_targets.md"
+        done = self.state.get("camera_targets", {})
+        if done.get("bundle_hash") == digest and report.is_file():
+            return False
+        pruners = ",".join((*RANKED_METHODS, "shuffled", "no_images", "none"))
+        ratios = ",".join(f"{r:g}" for r in self.plan.eval_ratios)
+        folders: list[Path] = []
+        jobs: list[tuple[str, list[str]]] = []
+        for name in self.plan.probe_sets:
+            for setting in ("full", "minimal"):
+                if (name, setting) == (self.plan.eval.dataset, "full"):
+                    folders.append(self.work / "eval")  # the main evaluation
+                    continue
+                folder = self.work / "targets" / f"{name}-{setting}"
+                folders.append(folder)
+                if done.get(folder.name) == digest and (folder / "results.json").is_file():
+                    continue
+                args = [
+                    "eval",
+                    *("--dataroot", str(self.data_root(name)), "--version", VERSION),
+                    *("--model", str(self.out), "--out", str(folder), "--split", "all"),
+                    *("--pruners", pruners, "--ratios", ratios, "--ego-inputs", setting),
+                    *("--max-samples", str(self.plan.eval.limit or 0), "--seed", "0"),
+                    *("--threads", str(self.threads), "--overlay-samples", "0", "--no-progress"),
+                ]
+                if self.plan.eval.limit is None:
+                    args = args[: args.index("--max-samples")] + args[args.index("--seed") :]
+                jobs.append((f"targets-{folder.name}", args))
+        for start in range(0, len(jobs), max(1, self.jobs)):
+            wave = jobs[start : start + max(1, self.jobs)]
+            self._run_parallel(wave, monitor=False)
+            for name, _ in wave:
+                done[name.removeprefix("targets-")] = digest
+            self.state["camera_targets"] = done
+            self._save_state()
+        runs = [Run.load(folder / "results.json") for folder in folders]
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(render_markdown(runs), encoding="utf-8")
+        self.state["camera_targets"] = {**done, "bundle_hash": digest}
+        return True
+
     def _publish_eval(self, folder: Path) -> None:
         target = self.out / "eval"
         target.mkdir(parents=True, exist_ok=True)
@@ -617,6 +668,8 @@ class DefaultModelBuilder:
             self._stage("export", self.export)
         if evaluate:
             self._stage("eval", self.evaluate)
+            if self.plan.probe_sets:
+                self._stage("targets", self.camera_targets)
         return self.write_card()
 
 

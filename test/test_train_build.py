@@ -16,7 +16,18 @@ from fastdrive_ros.default_model import register
 from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.build_plan import default_plan, tiny_plan
 
-STAGES = ("data", "vision", "cache", "heads", "bundle", "ego_mlp", "diagnose", "export", "eval")
+STAGES = (
+    "data",
+    "vision",
+    "cache",
+    "heads",
+    "bundle",
+    "ego_mlp",
+    "diagnose",
+    "export",
+    "eval",
+    "targets",
+)
 
 
 def _build(out: Path, work: Path):
@@ -65,6 +76,13 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     results = json.loads((out / "eval" / "results.json").read_text())
     assert {"ctra", "ego_mlp"} <= {r["pruner"] for r in results["references"]}
     assert state["ego_mlp"]["minimal"]["samples"] > 0
+    # issue 8's targets: the main eval (full) is reused, the minimal run is a subprocess eval
+    report = (out / "eval" / "camera_targets.md").read_text()
+    assert "| train | full | unpruned VLA <= 1.05 x ego_mlp |" in report
+    assert "| train | minimal | content effect >= +10 %, all |" in report
+    minimal = json.loads((work / "targets" / "train-minimal" / "results.json").read_text())
+    assert minimal["metadata"]["ego_inputs"] == "minimal"
+    assert {"oracle_fg", "anti_oracle", "shuffled"} <= {r["pruner"] for r in minimal["records"]}
     figures = state["image_dependence"]
     for key in ("l2_avg_own", "l2_avg_none", "l2_avg_other", "l2_avg_constant_velocity"):
         assert figures[key] >= 0, key
@@ -87,6 +105,7 @@ def test_model_card_tells_what_was_built(built) -> None:
     assert "**6 merged tokens per camera**" in card and "**36 visual tokens**" in card
     assert "Constant velocity" in card and "parity: passed" in card
     assert "Does the planner use the cameras?" in card
+    assert "Do the cameras matter? (issue 8 targets)" in card
 
 
 @pytest.mark.slow

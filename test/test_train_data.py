@@ -9,8 +9,8 @@ import pytest
 import torch
 from train_tiny import IMAGE_SIZE, VERSION, tiny_bundle, tiny_world
 
-from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.data.layout import encode_inverse_depth
+from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.images import (
     NUM_CLASSES,
     cell_colours,

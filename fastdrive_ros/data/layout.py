@@ -3,10 +3,10 @@
 For an image `DIR/samples/CAM_FRONT/<stem>.jpg` (or `sweeps/...`):
   - `DIR/fg_masks/samples/CAM_FRONT/<stem>.png`  uint8 PNG, 255 = nuScenes-FG foreground, 0 = not.
   - `DIR/class_maps/samples/CAM_FRONT/<stem>.png` uint8 PNG, one SEMANTIC_CLASSES id per pixel.
-  - `DIR/depth_maps/samples/CAM_FRONT/<stem>.png` uint8 PNG, inverse depth (`encode_inverse_depth`);
-    the synthetic world only (its renderer's z-buffer), a training target for the vision tower.
-The synthetic world writes all three exactly; `fastdrive masks` writes the same layout for real nuScenes
-(into a separate output folder if the dataroot is read-only).
+  - `DIR/depth_maps/samples/CAM_FRONT/<stem>.png` uint8 PNG, inverse depth
+    (`encode_inverse_depth`): the synthetic world's z-buffer, a training target of the tower.
+The synthetic world writes all three exactly; `fastdrive masks` writes the first two for real
+nuScenes (into a separate output folder if the dataroot is read-only).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import numpy as np
 FG_MASK_DIR = "fg_masks"
 CLASS_MAP_DIR = "class_maps"
 DEPTH_MAP_DIR = "depth_maps"
-# Inverse depth saturates at this optical depth: 255 = 2 m or nearer, 51 = 10 m, 10 = 50 m, 0 = sky.
+# Inverse depth saturates at this optical depth: 255 = 2 m or nearer, 51 = 10 m, 10 = 50 m,
+# 0 = sky.
 # Fine where braking decisions are made (a 30-m lead reads 17, a 27-m one 19) in 8 bits.
 DEPTH_NEAR_M = 2.0
 

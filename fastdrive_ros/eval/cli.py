@@ -47,7 +47,7 @@ def _set_threads(threads: int | None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `eval` and `bench` to `app`."""
+    """Add `eval`, `camera-targets` and `bench` to `app`."""
 
     @app.command("eval")
     def eval_command(
@@ -164,6 +164,34 @@ def register(app: typer.Typer) -> None:
             typer.echo(results.discrimination["verdict"])
         for target in results.targets:
             typer.echo(f"[{target['status']}] {target['target']}: {target['detail']}")
+
+    @app.command("camera-targets")
+    def camera_targets_command(
+        results: Annotated[
+            list[Path],
+            typer.Argument(
+                help="results.json files of `fastdrive eval` runs (held-out worlds, each with "
+                "--ego-inputs full or minimal and the probes oracle_fg, anti_oracle, shuffled)."
+            ),
+        ],
+        out: Annotated[
+            Path | None, typer.Option(help="Write the report here too (markdown).")
+        ] = None,
+    ) -> None:
+        """Do the cameras matter? Issue 8's targets over worlds and ego-input settings.
+
+        Also the pruning table between oracle and anti-oracle, per setting.
+        """
+        from fastdrive_ros.eval.camera_targets import Run, render_markdown
+
+        try:
+            runs = [Run.load(path) for path in results]
+        except (ValueError, OSError, KeyError) as exc:
+            raise fail(exc) from exc
+        report = render_markdown(runs)
+        if out is not None:
+            out.write_text(report, encoding="utf-8")
+        typer.echo(report)
 
     @app.command("bench")
     def bench_command(

@@ -135,7 +135,8 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
             "vision": "random token-aligned 112x224 crops: 5.6x cheaper steps than whole images",
             "planner": "ego status as numbers (EgoEncoder) and a residual over its kinematic "
             "prior, the head zero-initialised so the planner starts as its prior; validated "
-            "every 60 steps, the best checkpoint kept; a short prompt-only warm-up (the encoder and head learn the status), then "
+            "every 60 steps, the best checkpoint kept; a short prompt-only warm-up (the "
+            "encoder and head learn the status), then "
             "visual tokens in partial sets (25 % all, else 20-100 % by random, per-camera, "
             "foreground-, background- or norm-ranked selection); half the samples restricted "
             "to the minimal ego inputs; keyframes the status cannot explain seen 3x; a 70-step "

@@ -170,7 +170,7 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
                 "tower + per-token heads: class histogram (soft CE) + half-cell colours (MSE)"
                 + (
                     " + cell mean/max inverse depth (MSE, the renderer's z-buffer), "
-                    if "val_depth_mse" in inputs.state.get("vision", {}).get("last_val", {})
+                    if "val_depth_mse" in state.get("vision", {}).get("last_val", {})
                     else ", "
                 )
                 + f"{plan.vision_images} camera images"
@@ -381,6 +381,16 @@ def _evaluation(inputs: CardInputs) -> list[str]:
     return lines
 
 
+def _camera_targets(path: Path) -> list[str]:
+    """build-default's targets stage report (eval/camera_targets.py), one heading level down."""
+    if not path.is_file():
+        return []
+    return [
+        "#" + line if line.startswith("#") else line
+        for line in path.read_text(encoding="utf-8").splitlines()
+    ]
+
+
 def _export(state: dict) -> list[str]:
     export = state.get("export", {})
     if not export:
@@ -433,6 +443,7 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
     plan, vla, state = inputs.plan, inputs.vla, inputs.state
     commands = state.get("commands", {})
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    targets = _camera_targets(Path(path).parent / "eval" / "camera_targets.md")
     lines = [
         "# fastdrive_ros default model: compact six-camera VLA + ReconPruner",
         "",
@@ -494,6 +505,7 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
         "## Evaluation on held-out scenes",
         "",
         *_evaluation(inputs),
+        *(["", *targets] if targets else []),
         "",
         "## Export",
         "",

@@ -62,8 +62,11 @@ class VisionAuxModel(nn.Module):
         return self.twin.encoder
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """[B, 3, h, w] -> {"classes": logits [B, n, NUM_CLASSES], "colours": [B, n, 12],
-        "depth": [B, n, 2] (sigmoid, 0..1)}."""
+        """[B, 3, h, w] -> per-token predictions.
+
+        {"classes": logits [B, n, NUM_CLASSES], "colours": [B, n, 12], "depth": [B, n, 2]
+        (sigmoid, 0..1)}.
+        """
         tokens = self.twin(pixels)
         return {
             "classes": self.class_head(tokens),
@@ -73,8 +76,10 @@ class VisionAuxModel(nn.Module):
 
 
 class CameraImageDataset(Dataset):
-    """(keyframe, camera) pairs: pixels, per-token class histograms, half-cell colours and, where
-    every image has a depth map, per-token inverse depth.
+    """(keyframe, camera) pairs: pixels and per-token targets.
+
+    Targets: class histograms, half-cell colours and, where every image has a depth map,
+    per-token inverse depth.
 
     With `crop` = (h, w) (multiples of the token cell) each item is a random token-aligned crop
     (torch's RNG, so the Trainer's seed fixes it); None gives whole images.
@@ -159,8 +164,9 @@ def vision_loss(
     colour_weight: float = 1.0,
     depth_weight: float = 10.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Soft cross-entropy on class histograms + colour_weight x MSE on half-cell colours
-    (+ depth_weight x MSE on cell inverse depth when the batch has it).
+    """Soft CE on class histograms + colour_weight x MSE on colours (+ depth_weight x MSE).
+
+    The depth term (cell inverse depth) is there when the batch has it.
 
     Inverse depths are small (a 20-m car reads 0.1), so the depth MSE is weighted up to count
     about as much as the class term at the start of training.

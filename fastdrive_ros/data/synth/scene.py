@@ -183,9 +183,7 @@ def run_scene(job: SceneJob) -> SceneResult:
             utime = int(timeline.utime[k, c])
             rel = f"{folder}/{channel}/{logfile}__{channel}__{utime}.jpg"
             img_rng = np.random.default_rng([job.seed, job.index, k, c, 17])
-            size += _write_image(
-                job.root, rel, finish(out.rgb, img_rng), out.cls, out.depth
-            )
+            size += _write_image(job.root, rel, finish(out.rgb, img_rng), out.cls, out.depth)
             images += 1
             sd = token(job.seed, "sample_data", job.name, channel, k)
             rows["ego_pose"].append(
@@ -300,9 +298,7 @@ def run_scene(job: SceneJob) -> SceneResult:
     return SceneResult(job.name, rows, images, size, counts, seconds)
 
 
-def _write_image(
-    root: Path, rel: str, rgb: np.ndarray, cls: np.ndarray, depth: np.ndarray
-) -> int:
+def _write_image(root: Path, rel: str, rgb: np.ndarray, cls: np.ndarray, depth: np.ndarray) -> int:
     path = root / rel
     mask_path, class_path = fg_mask_path(root, rel), class_map_path(root, rel)
     depth_path = depth_map_path(root, rel)
