@@ -159,3 +159,24 @@ def test_the_planners_prior_agrees_with_evals_ctra_reference() -> None:
         assert np.abs(kinematic_prior(ego) - ctra_plan(ego)).max() < 0.03
         minimal = restrict_ego(ego, "minimal")
         assert np.abs(kinematic_prior(minimal) - ctra_plan(minimal)).max() < 1e-9
+
+
+def test_eval_counts_the_prompt_the_numbers_planner_reads(tmp_path) -> None:
+    # analytic FLOPs use text_tokens: with an EgoEncoder the prompt has no status digits
+    from fastdrive_ros.eval.vla_adapter import VLAEvalModel
+
+    VLA.build(tiny_config(ego_numbers=True), seed=2).save_pretrained(tmp_path / "m")
+    model = VLAEvalModel.from_folder(tmp_path / "m")
+    images = torch.randint(0, 255, (2, 90, 160, 3), dtype=torch.uint8)
+    visual = model.encode(model.preprocess(images))
+    out = model.vla.planner.plan_detailed(
+        kept_tokens=visual.tokens[:9],
+        kept_index=torch.arange(9),
+        grid_thw=visual.grid_thw,
+        ego=_ego(),
+    )
+    assert set(out.tokens_per_layer) == {9 + model.text_tokens(_ego())}
+    digits = build_prompt(_ego(), num_cameras=2, style="compact", ego_text=True)
+    assert model.text_tokens(_ego()) < sum(
+        len(model.vla.tokenizer.encode(t)) for t in digits.texts
+    )

@@ -138,11 +138,18 @@ class VLAEvalModel:
         return PlanOutput(out.result, kept_index=kept, tokens_per_layer=out.tokens_per_layer)
 
     def text_tokens(self, ego: EgoState) -> int:
-        """Prompt tokens (without visual tokens) from the model's own prompt and tokenizer."""
+        """Prompt tokens (without visual tokens) from the model's own prompt and tokenizer.
+
+        A planner with an EgoEncoder reads the status as numbers (added to <plan>, no token of
+        its own), so its prompt carries no status digits and is counted without them.
+        """
         from fastdrive_ros.nn.prompt import build_prompt
 
         prompt = build_prompt(
-            ego, num_cameras=len(self.camera_names), style=self.vla.config.prompt_style
+            ego,
+            num_cameras=len(self.camera_names),
+            style=self.vla.config.prompt_style,
+            ego_text=self.vla.planner.ego_encoder is None,
         )
         if self._last_prompt is None or self._last_prompt[0] != prompt.texts:
             count = sum(len(self.vla.tokenizer.encode(t)) for t in prompt.texts)
