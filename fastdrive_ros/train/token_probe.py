@@ -1,4 +1,4 @@
-"""Do a frozen tower's tokens carry what a planner without the ego's motion state needs?
+"""Token probe: do a tower's tokens carry what a planner without the ego's motion needs.
 
 A linear (ridge) probe, cheaper than training a planner by three orders of magnitude: from the
 front camera's tokens (the row profile of the road ahead: the middle third of the columns,
