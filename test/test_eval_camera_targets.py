@@ -101,6 +101,10 @@ def test_ranking_rows_place_methods_between_oracle_and_anti_oracle() -> None:
     assert "fastv" not in rows  # not evaluated: left out, not invented
     # at 25 % the oracle and the anti-oracle tie: no position can be given
     assert all(r["position"] is None for r in ranking_rows(runs, 0.25))
+    # nor where the anti-oracle is better, or worse by less than 1 % (noise, not a span)
+    close = [Run("c", "full", _results("full", 10.0, content=0, gap=0))]  # +8 cm on 10 m
+    assert all(r["position"] is None for r in ranking_rows(close, 0.75))
+    assert "(no position: anti_oracle is not 1 % worse" in render_markdown(close)
 
 
 def test_report_and_cli(tmp_path: Path) -> None:

@@ -35,6 +35,9 @@ RANKED_METHODS: tuple[str, ...] = (
     "anti_oracle",
 )
 TABLE_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75)
+# Positions are given only where the anti-oracle is at least this much worse than the oracle (share
+# of the oracle's L2 Avg): below it the span is noise and a position divides by it.
+MIN_ORACLE_SPAN = 0.01
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def ranking_rows(runs: Sequence[Run], ratio: float) -> list[dict[str, float | st
         row["position"] = None
         if best and worst and None not in (best["l2_avg"], worst["l2_avg"], row["l2_avg"]):
             span = float(worst["l2_avg"]) - float(best["l2_avg"])  # type: ignore[arg-type]
-            if abs(span) > 1e-9:
+            if span >= MIN_ORACLE_SPAN * float(best["l2_avg"]):  # type: ignore[arg-type]
                 row["position"] = (float(row["l2_avg"]) - float(best["l2_avg"])) / span  # type: ignore[arg-type]
     return rows
 
@@ -213,7 +216,14 @@ def render_markdown(runs: Sequence[Run]) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for ratio in TABLE_RATIOS:
-            for row in ranking_rows(chosen, ratio):
+            rows = ranking_rows(chosen, ratio)
+            if rows and all(row["position"] is None for row in rows):
+                lines.append(
+                    f"| {100 * ratio:.0f} % | (no position: anti_oracle is not "
+                    f"{100 * MIN_ORACLE_SPAN:.0f} % worse than oracle_fg, so no ranking here "
+                    "means anything) | | | | | | | |"
+                )
+            for row in rows:
                 lines.append(
                     f"| {100 * ratio:.0f} % | {row['method']} | "
                     + " | ".join(_cell(row[f"l2_{h}"], 100, 1) for h in ("1s", "2s", "3s", "avg"))
