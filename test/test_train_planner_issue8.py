@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from train_tiny import imageless_record
 
 from fastdrive_ros.core_types import EgoState
 from fastdrive_ros.train.planner import PlannerDataset, event_keyframes
@@ -55,17 +56,7 @@ def _record(i: int, scene: str, future_x: float) -> KeyframeRecord:
         steering=0.0,
     )
     future = np.stack([np.linspace(future_x / 6, future_x, 6), np.zeros(6)], axis=1)
-    return KeyframeRecord(
-        token=f"t{i}",
-        scene=scene,
-        cameras=("CAM_FRONT",),
-        images=("x.jpg",),
-        fg_masks=(None,),
-        class_maps=(None,),
-        ego=ego,
-        future_xy=future,
-        future_valid=np.ones(6, bool),
-    )
+    return imageless_record(f"t{i}", scene, ego, future)
 
 
 def test_dataset_oversamples_events_and_drops_ego_status() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from train_tiny import imageless_record
 
 from fastdrive_ros.core_types import EgoState
 from fastdrive_ros.train.records import KeyframeRecord
@@ -15,19 +16,7 @@ def _records(brake: np.ndarray, speed: np.ndarray) -> list[KeyframeRecord]:
     for i, (b, v) in enumerate(zip(brake, speed)):
         future = np.stack([v * t - 0.5 * b * t**2, 0 * t], axis=1)  # braking at b m/s^2
         ego = EgoState(np.zeros((7, 2)), speed=v, acceleration=-b, yaw_rate=0.0, steering=0.0)
-        out.append(
-            KeyframeRecord(
-                token=f"k{i}",
-                scene=f"s{i % 10}",
-                cameras=("CAM_FRONT",),
-                images=("x.jpg",),
-                fg_masks=(None,),
-                class_maps=(None,),
-                ego=ego,
-                future_xy=future,
-                future_valid=np.ones(6, dtype=bool),
-            )
-        )
+        out.append(imageless_record(f"k{i}", f"s{i % 10}", ego, future))
     return out
 
 

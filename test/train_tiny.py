@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from fastdrive_ros.core_types import EgoState
 from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.vla import VLA
+from fastdrive_ros.train.records import KeyframeRecord
 
 VERSION = "v1.0-synth"
 IMAGE_SIZE = (56, 84)  # tiny_config's H x W: 2 x 3 merged tokens per camera
@@ -39,3 +42,18 @@ def tiny_bundle(factory: pytest.TempPathFactory) -> Path:
     if not (folder / "config.json").is_file():
         VLA.build(tiny_config(cameras=6), seed=0).save_pretrained(folder)
     return folder
+
+
+def imageless_record(token: str, scene: str, ego: EgoState, future: np.ndarray) -> KeyframeRecord:
+    """A one-camera KeyframeRecord with no files: for code that reads only ego and future."""
+    return KeyframeRecord(
+        token=token,
+        scene=scene,
+        cameras=("CAM_FRONT",),
+        images=("x.jpg",),
+        fg_masks=(None,),
+        class_maps=(None,),
+        ego=ego,
+        future_xy=future,
+        future_valid=np.ones(len(future), dtype=bool),
+    )
