@@ -594,16 +594,16 @@ class DefaultModelBuilder:
                 folders.append(folder)
                 if done.get(folder.name) == digest and (folder / "results.json").is_file():
                     continue
+                limit = self.plan.eval.limit
                 args = [
                     "eval",
                     *("--dataroot", str(self.data_root(name)), "--version", VERSION),
                     *("--model", str(self.out), "--out", str(folder), "--split", "all"),
                     *("--pruners", pruners, "--ratios", ratios, "--ego-inputs", setting),
-                    *("--max-samples", str(self.plan.eval.limit or 0), "--seed", "0"),
-                    *("--threads", str(self.threads), "--overlay-samples", "0", "--no-progress"),
+                    *(("--max-samples", str(limit)) if limit is not None else ()),
+                    *("--seed", "0", "--threads", str(self.threads)),
+                    *("--overlay-samples", "0", "--no-progress"),
                 ]
-                if self.plan.eval.limit is None:
-                    args = args[: args.index("--max-samples")] + args[args.index("--seed") :]
                 jobs.append((f"targets-{folder.name}", args))
         for start in range(0, len(jobs), max(1, self.jobs)):
             wave = jobs[start : start + max(1, self.jobs)]

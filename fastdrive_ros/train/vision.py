@@ -5,8 +5,9 @@ cheaply: a per-token auxiliary head predicts each merged token's 28x28-px class 
 cross-entropy over SEMANTIC_CLASSES, from the synthetic class maps) and the mean colour of its
 four 14x14 half-cells (keeps colour, e.g. traffic-light state, and coarse layout). Where the data
 has depth maps (the synthetic world's z-buffer), a third head predicts each cell's mean and max
-inverse depth: class and colour alone leave a lead vehicle's distance out of the tokens, and that
-distance is what braking for it depends on (issue 8's probes). It trains on
+inverse depth, meant to put a lead vehicle's distance (what braking depends on) into the tokens;
+train/token_probe.py found it did not make the tokens more informative for planning than class and
+colour alone (issue 8's note). It trains on
 single camera images, optionally random crops (token-aligned) to make each step cheaper; the
 tower runs through its fixed-window twin (same weights, one batched attention per block). The aux
 heads are training-only and never shipped.
