@@ -58,6 +58,29 @@ def test_reaction_delay_shifts_the_braking_by_about_a_second(town) -> None:
         assert np.abs(follow).max() < 0.35
 
 
+def test_the_world_records_what_the_driver_decided_on(town) -> None:
+    from fastdrive_ros.data.synth.report import keyframe_labels
+    from fastdrive_ros.data.synth.sim import LEADS
+
+    tracks, _ = _braking_lead(town, 1.0)
+    following = (tracks.ego_lead == LEADS.index("vehicle")) & np.isfinite(tracks.ego_gap)
+    assert following.sum() > 20
+    # the lead's speed as the driver saw it at its last decision (every other 50-ms step)
+    lead_speed = tracks.speed[0]
+    seen = np.abs(tracks.ego_lead_speed - lead_speed)
+    earlier = np.abs(tracks.ego_lead_speed[1:] - lead_speed[:-1])
+    close = np.minimum(seen[1:], earlier)[following[1:]]
+    assert close[:-1].max() < 0.05  # the last step repeats the one before (no decision after it)
+    _, _, route = _ego_route(town, signalised_end=True)
+    times = np.array([4.0, 6.0])
+    for row, t in zip(keyframe_labels(tracks, route, times), times):
+        i = int(np.searchsorted(tracks.t, t))
+        assert row["decided_acceleration"] == pytest.approx(tracks.ego_decided[i], abs=1e-3)
+        assert row["lead"] == "vehicle" and row["lead_speed"] == pytest.approx(
+            tracks.ego_lead_speed[i], abs=0.01
+        )
+
+
 def test_reaction_delay_is_validated(town) -> None:
     _, _, route = _ego_route(town, signalised_end=True)
     world = _world(town, route, _plan(town))

@@ -19,13 +19,15 @@ BEHAVIOURS = ("stopped", "braking", "turning", "following", "cruising")
 
 
 def keyframe_labels(tracks: Tracks, route: Route, times: np.ndarray) -> list[dict]:
-    """Per keyframe time: ego status, binding constraint, behaviour label and route turn."""
+    """Per keyframe: ego status, binding constraint, the driver's decision, behaviour, route."""
     out = []
     for t in times:
         i = int(np.clip(np.searchsorted(tracks.t, t), 0, len(tracks.t) - 1))
         x, y, _, v, a, wz, steer = tracks.ego[i]
         lead = LEADS[int(tracks.ego_lead[i])]
         gap = float(tracks.ego_gap[i])
+        lead_speed = None if tracks.ego_lead_speed is None else float(tracks.ego_lead_speed[i])
+        decided = None if tracks.ego_decided is None else float(tracks.ego_decided[i])
         s, _ = route.path.project(np.array([x, y]))
         span = route.turn_at(s)
         upcoming = next((sp for sp in route.turns if sp.s1 >= s and sp.s0 - s < 30.0), None)
@@ -50,6 +52,12 @@ def keyframe_labels(tracks: Tracks, route: Route, times: np.ndarray) -> list[dic
                 "steering": round(float(steer), 4),
                 "lead": lead,
                 "gap_m": round(gap, 2) if np.isfinite(gap) else None,
+                # what the driver decides on (IDM: its speed, the gap, the lead's speed) and what
+                # it decided; it applies the decision up to a reaction time later
+                "lead_speed": (
+                    round(lead_speed, 2) if lead_speed is not None and np.isfinite(gap) else None
+                ),
+                "decided_acceleration": round(decided, 3) if decided is not None else None,
                 "behaviour": behaviour,
                 "route_turn": upcoming.turn if upcoming is not None else "straight",
                 "command": route.command_at(float(s) + EGO_FRONT),

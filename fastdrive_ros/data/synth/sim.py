@@ -107,6 +107,8 @@ class Tracks:
         poses: (A, T, 3) agent x, y, yaw; speed: (A, T); active: (A, T).
         ego: (T, 7) x, y, yaw, v, accel, yaw_rate, steer (front wheel, rad).
         ego_lead: (T,) index into LEADS; ego_gap: (T,) metres to that constraint (inf if none).
+        ego_lead_speed: (T,) that constraint's speed along the ego's path (0 for a stop line or
+            where there is none): with the gap and the ego's speed, what the driver decides on.
         ego_decided: (T,) the acceleration the ego driver decided at each step; what it applied
             (ego[:, 4]) follows it `World.reaction_s` later.
     """
@@ -119,6 +121,7 @@ class Tracks:
     ego_lead: np.ndarray
     ego_gap: np.ndarray
     ego_decided: np.ndarray | None = None
+    ego_lead_speed: np.ndarray | None = None
 
 
 def idm(v: float, v0: float, gap: float, dv: float, d: Driver) -> float:
@@ -164,7 +167,7 @@ class World:
         self.crossing_busy: set[int] = set()
         self.crossing_point = {c.id: c.polygon.mean(axis=0) for c in town.crossings}
         self._ego_accel = 0.0
-        self._ego_cmd = (0.0, 0, np.inf)
+        self._ego_cmd = (0.0, 0, np.inf, 0.0)
         self.reaction_s = float(reaction_s)
         self._reaction = _Reaction()
         self._profiles: dict = {}
@@ -319,7 +322,8 @@ class World:
         committed: set[int],
         pauses: list[tuple[float, float]],
         half_w: float,
-    ) -> tuple[float, int, float]:
+    ) -> tuple[float, int, float, float]:
+        """(IDM acceleration, LEADS code, gap, leader speed) of one driver now."""
         s_front = s_ref + front
         horizon = min(80.0, max(30.0, v * 4.0 + 20.0))
         gap, v_lead, code = self._corridor(me, route.path, s_front, half_w, horizon)
@@ -331,7 +335,7 @@ class World:
             v0 = 0.1
         if s_ref > route.path.length - 25.0:
             gap, v_lead = min(gap, route.path.length - s_front), 0.0
-        return idm(v, v0, gap, v - v_lead, d), code, gap
+        return idm(v, v0, gap, v - v_lead, d), code, gap, v_lead
 
     # ----- stepping ---------------------------------------------------------------------------
     def step(self, t: float, decide: bool = True, drive_ego: bool = True) -> tuple[int, float]:
@@ -345,7 +349,7 @@ class World:
             for m in self.movers:
                 if m.active:
                     spec = self.specs[m.agent]
-                    m.accel, _, _ = self._accel(
+                    m.accel, *_ = self._accel(
                         m.agent,
                         m.route,
                         m.s,
@@ -371,7 +375,7 @@ class World:
                 [],
                 EGO_SIZE[0] / 2,
             )
-        a_ego, code, gap = self._ego_cmd
+        a_ego, code, gap, _ = self._ego_cmd
         a_ego = self._reaction.apply(t, a_ego, self.ego.v, self.reaction_s)
         for m in self.movers:
             if m.active:
@@ -470,6 +474,7 @@ class World:
         lead = np.zeros(len(times), np.int8)
         gaps = np.full(len(times), np.inf)
         decided = np.zeros(len(times))
+        lead_speed = np.zeros(len(times))
         for k, t in enumerate(times):
             self._refresh()
             poses[:, k, :2], poses[:, k, 2] = self.pos[:n], self.yaw[:n]
@@ -486,9 +491,10 @@ class World:
             ]
             if k + 1 < len(times):
                 lead[k], gaps[k] = self.step(float(t), decide=k % 2 == 0)
-                decided[k] = self._ego_cmd[0]
+                decided[k], lead_speed[k] = self._ego_cmd[0], self._ego_cmd[3]
         lead[-1], gaps[-1], decided[-1] = lead[-2], gaps[-2], decided[-2]
-        return Tracks(times, poses, speed, active, ego, lead, gaps, decided)
+        lead_speed[-1] = lead_speed[-2]
+        return Tracks(times, poses, speed, active, ego, lead, gaps, decided, lead_speed)
 
 
 @dataclass
