@@ -121,6 +121,11 @@ class DefaultModelBuilder:
     def stage_a_bundle(self) -> Path:
         return self.work / "stageA" / "bundle"
 
+    @property
+    def tower_bundle(self) -> Path:
+        """The bundle whose tower the caches and heads use: stage A2's where the plan has it."""
+        return self.work / "stageA2" / "bundle" if self.plan.affordance else self.stage_a_bundle
+
     # -- 1. data ----------------------------------------------------------------------------
 
     def make_data(self) -> bool:
@@ -231,12 +236,45 @@ class DefaultModelBuilder:
         self.state["vision"] = {"steps": 0, "from": str(self.vision_from), "last_val": {}}
         return True
 
+    def train_affordances(self) -> bool:
+        from fastdrive_ros.data.world_labels import read_scene_labels
+        from fastdrive_ros.nn.vla import VLA
+        from fastdrive_ros.train.affordance import finetune_affordances
+
+        if self.plan.affordance is None:
+            return False
+        if (self.tower_bundle / "config.json").is_file() and not self.force:
+            return False
+        run = self.work / "stageA2" / "run"
+        if self.force:
+            shutil.rmtree(run, ignore_errors=True)
+        vla = VLA.from_pretrained(self.stage_a_bundle)
+        train, val = self.plan.train, self.plan.val
+        summary = finetune_affordances(
+            encoder=vla.vision,
+            train_records=self.records(train, None),
+            val_records=self.records(val),
+            train_labels=read_scene_labels(self.data_root(train.dataset)),
+            val_labels=read_scene_labels(self.data_root(val.dataset)),
+            image_size=self.vla_config.image_size,
+            out_dir=run,
+            config=self.plan.affordance,
+            max_val_images=self.plan.affordance_val_images,
+            progress=self.progress,
+        )
+        vla.save_pretrained(self.tower_bundle)
+        self.state["affordance"] = {
+            "steps": summary.steps,
+            "last_val": summary.val_history[-1] if summary.val_history else {},
+        }
+        return True
+
     # -- 3. cache ---------------------------------------------------------------------------
 
     def make_caches(self) -> bool:
         from fastdrive_ros.nn.vla import VLA
 
-        vla = VLA.from_pretrained(self.stage_a_bundle)
+        vla = VLA.from_pretrained(self.tower_bundle)
         did = False
         for ref, limit in (
             (self.plan.cache_train, "ref"),
@@ -257,7 +295,7 @@ class DefaultModelBuilder:
         text = plan.planner_text
         args = [
             "train-planner",
-            *("--model", str(self.stage_a_bundle)),
+            *("--model", str(self.tower_bundle)),
             *("--dataroot", str(self.data_root(train.dataset)), "--version", VERSION),
             *("--split", train.split),
             *("--val-dataroot", str(self.data_root(val.dataset)), "--val-split", val.split),
@@ -291,7 +329,7 @@ class DefaultModelBuilder:
         plan, train, val, cfg = self.plan, self.plan.train, self.plan.val, self.plan.pruner
         args = [
             "train-pruner",
-            *("--model", str(self.stage_a_bundle)),
+            *("--model", str(self.tower_bundle)),
             *("--dataroot", str(self.data_root(train.dataset)), "--version", VERSION),
             *("--split", train.split),
             *("--val-dataroot", str(self.data_root(val.dataset)), "--val-split", val.split),
@@ -659,6 +697,7 @@ class DefaultModelBuilder:
     def run(self, *, evaluate: bool = True, export: bool = True) -> Path:
         self._stage("data", self.make_data)
         self._stage("vision", self.train_vision)
+        self._stage("affordance", self.train_affordances)
         self._stage("cache", self.make_caches)
         self._stage("heads", self.train_heads)
         self._stage("bundle", self.assemble)
@@ -740,6 +779,13 @@ def build_default_command(
         bool, typer.Option("--export/--no-export", help="Export the encoder+pruner ONNX.")
     ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    affordance: Annotated[
+        bool,
+        typer.Option(
+            help="Add stage A2: fine-tune the tower on the world's scene labels (lead kind, gap, "
+            "the driver's decision) before the caches (not in the shipped default yet)."
+        ),
+    ] = False,
     vision_from: Annotated[
         Path | None,
         typer.Option(
@@ -754,12 +800,17 @@ def build_default_command(
     from fastdrive_ros.train.build_plan import default_plan, tiny_plan
 
     torch.set_num_threads(threads)
-    plan = tiny_plan(seed=seed) if tiny else default_plan(scenes=scenes, seed=seed)
+    plan = (
+        tiny_plan(seed=seed)
+        if tiny
+        else default_plan(scenes=scenes, seed=seed, affordance=affordance)
+    )
     work = work_dir or Path.home() / ".cache" / "fastdrive_ros" / f"build-{plan.name}"
     command = "fastdrive build-default" + (" --tiny" if tiny else "") + f" --out {out}"
     command += "" if tiny or scenes == 48 else f" --scenes {scenes}"
     command += "" if seed == 11 else f" --seed {seed}"
     command += "" if work_dir is None else f" --work-dir {work_dir}"
+    command += " --affordance" if affordance and not tiny else ""
     command += "" if vision_from is None else f" --vision-from {vision_from}"
     builder = DefaultModelBuilder(
         plan=plan,

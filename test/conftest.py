@@ -39,3 +39,21 @@ def synth_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         town_grid=3,
     )  # fmt: skip
     return root
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's synthetic world (train_tiny.tiny_world); read-only for tests."""
+    from train_tiny import tiny_world
+
+    return tiny_world(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def records(world: Path):
+    """The tiny world's keyframe records."""
+    from train_tiny import VERSION
+
+    from fastdrive_ros.train.records import read_records
+
+    return read_records(dataroot=world, version=VERSION, progress=False)

@@ -19,6 +19,7 @@ from fastdrive_ros.train.build_plan import default_plan, tiny_plan
 STAGES = (
     "data",
     "vision",
+    "affordance",
     "cache",
     "heads",
     "bundle",
@@ -83,6 +84,13 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     minimal = json.loads((work / "targets" / "train-minimal" / "results.json").read_text())
     assert minimal["metadata"]["ego_inputs"] == "minimal"
     assert {"oracle_fg", "anti_oracle", "shuffled"} <= {r["pruner"] for r in minimal["records"]}
+    # the heads were trained on stage A2's tower (the affordance fine-tune of stage A's)
+    stage_a, tower = VLA.from_pretrained(work / "stageA" / "bundle"), VLA.from_pretrained(out)
+    assert "val_lead_ce" in state["affordance"]["last_val"]
+    assert any(
+        not torch.equal(value, tower.vision.state_dict()[key])
+        for key, value in stage_a.vision.state_dict().items()
+    )
     figures = state["image_dependence"]
     for key in ("l2_avg_own", "l2_avg_none", "l2_avg_other", "l2_avg_constant_velocity"):
         assert figures[key] >= 0, key
@@ -125,6 +133,9 @@ def test_plans_are_consistent() -> None:
     assert plan.probe_sets == ("eval", "eval2") and plan.planner_ego_dropout > 0
     assert plan.datasets["val"].scenes == 6 and plan.datasets["eval"].scenes == 8
     assert plan.eval.dataset == "eval" and plan.train.dataset == "train"
+    # stage A2 is opt-in until a default is built with it; the tiny build runs it
+    assert plan.affordance is None and tiny_plan().affordance is not None
+    assert default_plan(affordance=True).affordance is not None
     assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}
     assert tiny_plan().config == "tiny"
     with pytest.raises(ValueError, match="--scenes"):

@@ -15,18 +15,13 @@ import pytest
 import torch
 import typer
 from safetensors.torch import load_file
-from train_tiny import VERSION, tiny_bundle, tiny_world
+from train_tiny import VERSION, tiny_bundle
 from typer.testing import CliRunner
 
 from fastdrive_ros.core_types import CAMERA_NAMES, EgoState
 from fastdrive_ros.nn.recon_pruner import ReconPruner
 from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.cli import register
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_world(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_tiny import IMAGE_SIZE, VERSION, tiny_bundle, tiny_world
+from train_tiny import IMAGE_SIZE, tiny_bundle
 
 from fastdrive_ros.data.layout import encode_inverse_depth
 from fastdrive_ros.nn.vla import VLA
@@ -19,19 +19,9 @@ from fastdrive_ros.train.images import (
     class_histograms,
 )
 from fastdrive_ros.train.loop import TrainConfig
-from fastdrive_ros.train.records import load_records, read_records, save_records
+from fastdrive_ros.train.records import load_records, save_records
 from fastdrive_ros.train.token_cache import TokenCache, build_token_cache, module_hash
 from fastdrive_ros.train.vision import CameraImageDataset, pretrain_vision, vision_loss
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_world(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def records(world: Path):
-    return read_records(dataroot=world, version=VERSION, progress=False)
 
 
 def test_cell_targets_on_a_hand_made_map() -> None:

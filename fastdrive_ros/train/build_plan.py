@@ -58,6 +58,9 @@ class BuildPlan:
     decoder_width: int | None
     decoder_warmup_steps: int
     eval_samples: int | None
+    # stage A2 (train/affordance.py): the tower fine-tuned on the world's lead labels; None: off
+    affordance: TrainConfig | None = None
+    affordance_val_images: int = 64
     # issue 8's planner training (None / 0 / 1 / ("full",): off, as the first default was built)
     planner_subset_keep_min: float | None = None
     planner_subset_full_share: float = 0.25
@@ -75,10 +78,12 @@ class BuildPlan:
         return asdict(self)
 
 
-def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
+def default_plan(*, scenes: int = 48, seed: int = 11, affordance: bool = False) -> BuildPlan:
     """The shipped default: `scenes` 20-s training scenes at the model's input size.
 
     Validation and held-out evaluation scenes come from other seeds (seed + 11, seed + 22).
+    `affordance` adds stage A2 (train/affordance.py), which the shipped default was built without:
+    its probes gain (issue 8's note) but no planner has been trained on its tower yet.
     """
     if scenes < 2:
         raise ValueError(f"--scenes must be >= 2, got {scenes}")
@@ -125,6 +130,17 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
         decoder_width=256,
         decoder_warmup_steps=150,
         eval_samples=96,
+        affordance=TrainConfig(
+            epochs=3,
+            batch_size=8,
+            lr=3e-4,
+            weight_decay=0.01,
+            warmup_steps=20,
+            seed=seed,
+            val_every=100,
+        )
+        if affordance
+        else None,
         planner_subset_keep_min=0.2,
         planner_subset_full_share=0.25,
         planner_ego_dropout=0.5,
@@ -133,6 +149,10 @@ def default_plan(*, scenes: int = 48, seed: int = 11) -> BuildPlan:
         probe_sets=("eval", "eval2"),
         notes={
             "vision": "random token-aligned 112x224 crops: 5.6x cheaper steps than whole images",
+            "affordance": "stage A2 (with --affordance): whole front-camera images, the tower "
+            "fine-tuned to say what binds the ego and what the driver decides (the world's lead "
+            "kind, inverse gap and decided acceleration given the speed) through a one-query "
+            "pooling head, stage A's per-token losses kept on",
             "planner": "ego status as numbers (EgoEncoder) and a residual over its kinematic "
             "prior, the head zero-initialised so the planner starts as its prior; validated "
             "every 60 steps, the best checkpoint kept; a short prompt-only warm-up (the "
@@ -175,6 +195,8 @@ def tiny_plan(*, seed: int = 5) -> BuildPlan:
         decoder_width=32,
         decoder_warmup_steps=2,
         eval_samples=2,
+        affordance=one_epoch,
+        affordance_val_images=4,
         planner_subset_keep_min=0.5,
         planner_ego_dropout=0.5,
         planner_event_weight=3,

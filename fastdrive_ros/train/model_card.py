@@ -178,6 +178,17 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
                 plan.vision,
             )
         )
+    if plan.affordance is not None:
+        lines.append(
+            row(
+                "A2 affordances",
+                "the tower fine-tuned on whole front-camera images to say what binds the ego: "
+                "the world's lead kind (none / vehicle / red light / pedestrian / cyclist), "
+                "inverse gap and, given the speed, the driver's decided acceleration, through a "
+                "one-query pooling head; stage A's per-token losses kept on",
+                plan.affordance,
+            )
+        )
     extras = []
     if plan.planner_ego_dropout > 0:
         extras.append(
@@ -251,6 +262,15 @@ def _training_results(inputs: CardInputs) -> list[str]:
                 if "val_depth_mse" in vision
                 else "."
             )
+        )
+    affordance = inputs.state.get("affordance", {}).get("last_val", {})
+    if affordance:
+        lines.append(
+            f"- Stage A2 (validation front frames): lead-kind accuracy "
+            f"{_fmt(affordance.get('val_lead_acc'))} (cross-entropy "
+            f"{_fmt(affordance.get('val_lead_ce'))}), inverse gap off by "
+            f"{_fmt(affordance.get('val_inverse_gap_mae'), 3)} (5 m / gap), decided "
+            f"acceleration off by {_fmt(affordance.get('val_decision_mae'))} m/s^2."
         )
     planner = inputs.stage_summaries.get("planner", {})
     for phase in ("text", "full"):

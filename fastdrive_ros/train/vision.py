@@ -15,7 +15,7 @@ heads are training-only and never shipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,10 @@ class VisionAuxModel(nn.Module):
         {"classes": logits [B, n, NUM_CLASSES], "colours": [B, n, 12], "depth": [B, n, 2]
         (sigmoid, 0..1)}.
         """
-        tokens = self.twin(pixels)
+        return self.token_heads(self.twin(pixels))
+
+    def token_heads(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The tower's tokens [B, n, D] -> the per-token predictions of `forward`."""
         return {
             "classes": self.class_head(tokens),
             "colours": self.colour_head(tokens),
@@ -172,7 +175,16 @@ def vision_loss(
     Inverse depths are small (a 20-m car reads 0.1), so the depth MSE is weighted up to count
     about as much as the class term at the start of training.
     """
-    out = model(batch["pixels"])
+    return vision_terms(model(batch["pixels"]), batch, colour_weight, depth_weight)
+
+
+def vision_terms(
+    out: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    colour_weight: float = 1.0,
+    depth_weight: float = 10.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """`vision_loss` from predictions already made (a model with more heads reuses it)."""
     logits = out["classes"]
     target = batch["classes"]
     log_probs = F.log_softmax(logits.float(), dim=-1)
@@ -237,9 +249,35 @@ def pretrain_vision(
         if val_records
         else None
     )
+    return fit_tower(
+        model,
+        loss_fn=lambda m, b: vision_loss(m, b, colour_weight=colour_weight),
+        train_set=train_set,
+        val_set=val_set,
+        config=config,
+        out_dir=out_dir,
+        dist=dist,
+        progress=progress,
+        description="vision (stage A)",
+    )
+
+
+def fit_tower(
+    model: VisionAuxModel,
+    *,
+    loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict]],
+    train_set: Dataset,
+    val_set: Dataset | None,
+    config: TrainConfig,
+    out_dir: str | Path,
+    dist: DistContext | None,
+    progress: bool,
+    description: str,
+) -> TrainSummary:
+    """Train the tower with its training-only heads; load the best tower weights back."""
     trainer = Trainer(
         model=model,
-        loss_fn=lambda m, b: vision_loss(m, b, colour_weight=colour_weight),
+        loss_fn=loss_fn,
         train_set=train_set,
         val_set=val_set,
         config=config,
@@ -247,8 +285,8 @@ def pretrain_vision(
         collate_fn=collate_images,
         dist=dist,
         progress=progress,
-        description="vision (stage A)",
+        description=description,
     )
     summary = trainer.fit()
-    load_best(encoder, out_dir, ENCODER_PREFIX)
+    load_best(model.encoder, out_dir, ENCODER_PREFIX)
     return summary

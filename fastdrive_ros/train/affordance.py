@@ -1,0 +1,214 @@
+"""Stage A2: teach the tower what the driver reacts to, from the front camera (compact default).
+
+Stage A's per-token targets (class, colour, depth) say what is in each cell, not what of it binds
+the ego. On the training world a ridge on the minimal ego inputs (speed, command) reaches 0.94 /
+0.69 m L2 Avg on the two held-out worlds; adding the world's labels of the binding constraint
+(kind, gap: what one frame shows) 0.77 / 0.59, its closing speed 0.67 / 0.47, the driver's decided
+acceleration 0.56 / 0.42 (the full ego status: 0.63 / 0.45). That is what the cameras are there to
+show (issue 8; `python -m fastdrive_ros.train.scene_probe` measures it).
+
+So stage A2 fine-tunes the stage-A tower on whole front-camera images with frame-level heads on
+one learned-query pooling of the camera's tokens: the constraint's kind (LEAD_KINDS,
+cross-entropy), its inverse gap (min(1, NEAR_M / gap), 0 where none; MSE) and, given the ego's
+speed, the acceleration the driver decided (smooth L1, where the world recorded it). The heads are
+deliberately weak (one pooling, one hidden layer) so the tower, not the head, has to put the
+answer into its tokens, where the planner's attention can read it. Stage A's per-token losses
+stay on (same images) so the tokens keep saying what is where. Training-only heads: only the
+tower's weights are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastdrive_ros.data.world_labels import LEAD_KINDS, SceneLabel
+from fastdrive_ros.nn.vision import VisionEncoder
+from fastdrive_ros.train.distributed import DistContext
+from fastdrive_ros.train.loop import TrainConfig, TrainSummary
+from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.vision import (
+    CameraImageDataset,
+    VisionAuxModel,
+    fit_tower,
+    vision_terms,
+)
+
+NEAR_M = 5.0  # a constraint this close or closer reads 1.0; 10 m reads 0.5, 50 m 0.1
+SPEED_SCALE = 10.0  # m/s: the decision head's speed input is speed / SPEED_SCALE
+FRONT_CAMERA = "CAM_FRONT"
+
+
+def inverse_gap(gap_m: float) -> float:
+    """min(1, NEAR_M / gap): bounded, and most resolved where braking is decided."""
+    if not gap_m > 0:
+        return 1.0
+    return 0.0 if math.isinf(gap_m) else min(1.0, NEAR_M / gap_m)
+
+
+class AffordanceHead(nn.Module):
+    """Tokens [B, n, D] (+ ego speed [B]) -> kind logits [B, K], inverse gap [B], decision [B].
+
+    The decision (m/s^2) also sees the speed: the same scene means braking at 15 m/s and creeping
+    at 2; the kind and the gap are facts of the image alone.
+    """
+
+    def __init__(self, width: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(width))
+        self.key = nn.Linear(width, width)
+        self.facts = nn.Sequential(
+            nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, len(LEAD_KINDS) + 1)
+        )
+        self.decision = nn.Sequential(
+            nn.Linear(width + 2, hidden), nn.GELU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(
+        self, tokens: torch.Tensor, speed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scores = self.key(tokens) @ self.query / math.sqrt(tokens.shape[-1])
+        pooled = (scores.softmax(dim=-1).unsqueeze(-1) * tokens).sum(dim=1)
+        facts = self.facts(pooled)
+        v = (speed.to(pooled.dtype) / SPEED_SCALE).unsqueeze(-1)
+        decision = self.decision(torch.cat([pooled, v, v * v], dim=-1))[:, 0]
+        return facts[:, :-1], torch.sigmoid(facts[:, -1]), decision
+
+
+class VisionAffordanceModel(VisionAuxModel):
+    """Stage A's model plus the frame-level AffordanceHead on the same tokens."""
+
+    def __init__(self, *, encoder: VisionEncoder) -> None:
+        super().__init__(encoder=encoder)
+        self.affordance_head = AffordanceHead(encoder.out_dim)
+
+    def forward(self, pixels: torch.Tensor, speed: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens = self.twin(pixels)
+        lead, gap, decision = self.affordance_head(tokens, speed)
+        return {**self.token_heads(tokens), "lead": lead, "inverse_gap": gap, "decision": decision}
+
+
+class FrontFrameDataset(CameraImageDataset):
+    """Whole front-camera images of the keyframes the world labelled, stage A's targets too."""
+
+    def __init__(
+        self,
+        *,
+        records: Sequence[KeyframeRecord],
+        labels: Mapping[str, SceneLabel],
+        image_size: tuple[int, int],
+        unit: int,
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(records=records, image_size=image_size, unit=unit)
+        front = {
+            i: r.cameras.index(FRONT_CAMERA)
+            for i, r in enumerate(self.records)
+            if FRONT_CAMERA in r.cameras and r.token in labels
+        }
+        self.items = [(i, c) for i, c in self.items if front.get(i) == c]
+        if not self.items:
+            raise ValueError(
+                f"no {FRONT_CAMERA} image with a class map belongs to a keyframe the world "
+                "labelled (synth/scenes/<scene>.json): stage A2 needs the synthetic world"
+            )
+        if limit is not None and limit < len(self.items):
+            step = len(self.items) / limit
+            self.items = [self.items[int(k * step)] for k in range(limit)]
+        self.labels = labels
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(index)
+        record = self.records[self.items[index][0]]
+        label = self.labels[record.token]
+        item["lead"] = torch.tensor(LEAD_KINDS.index(label.kind), dtype=torch.long)
+        item["inverse_gap"] = torch.tensor(inverse_gap(label.gap_m), dtype=torch.float32)
+        item["speed"] = torch.tensor(record.ego.speed, dtype=torch.float32)
+        item["decision"] = torch.tensor(label.decided_acceleration, dtype=torch.float32)
+        return item
+
+
+def affordance_loss(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    *,
+    gap_weight: float = 10.0,
+    decision_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Stage A's per-token loss plus the frame-level terms.
+
+    CE on the lead kind + gap_weight x MSE on the inverse gap + decision_weight x smooth L1 on the
+    decided acceleration (on the keyframes that record it).
+    """
+    out = model(batch["pixels"], batch["speed"])
+    loss, metrics = vision_terms(out, batch)
+    lead_loss = F.cross_entropy(out["lead"].float(), batch["lead"])
+    gap_loss = F.mse_loss(out["inverse_gap"].float(), batch["inverse_gap"])
+    loss = loss + lead_loss + gap_weight * gap_loss
+    recorded = torch.isfinite(batch["decision"])
+    if recorded.any():
+        decision = out["decision"].float()[recorded]
+        decision_loss = F.smooth_l1_loss(decision, batch["decision"][recorded])
+        loss = loss + decision_weight * decision_loss
+        metrics["decision_l1"] = float(decision_loss.detach())
+        metrics["decision_mae"] = float(
+            (decision.detach() - batch["decision"][recorded]).abs().mean()
+        )
+    with torch.no_grad():
+        accuracy = (out["lead"].argmax(dim=-1) == batch["lead"]).float().mean()
+        gap_error = (out["inverse_gap"].float() - batch["inverse_gap"]).abs().mean()
+    return loss, {
+        **metrics,
+        "lead_ce": float(lead_loss.detach()),
+        "lead_acc": float(accuracy),
+        "inverse_gap_mae": float(gap_error),
+    }
+
+
+def finetune_affordances(
+    *,
+    encoder: VisionEncoder,
+    train_records: Sequence[KeyframeRecord],
+    val_records: Sequence[KeyframeRecord],
+    train_labels: Mapping[str, SceneLabel],
+    val_labels: Mapping[str, SceneLabel],
+    image_size: tuple[int, int],
+    out_dir: str | Path,
+    config: TrainConfig,
+    max_val_images: int = 64,
+    dist: DistContext | None = None,
+    progress: bool = True,
+) -> TrainSummary:
+    """Fine-tune `encoder` in place; ends with the best-validation weights (resumable)."""
+    unit = encoder.patch_size * encoder.merge_size
+    model = VisionAffordanceModel(encoder=encoder).train()
+    train_set = FrontFrameDataset(
+        records=train_records, labels=train_labels, image_size=image_size, unit=unit
+    )
+    val_set = (
+        FrontFrameDataset(
+            records=val_records,
+            labels=val_labels,
+            image_size=image_size,
+            unit=unit,
+            limit=max_val_images,
+        )
+        if val_records
+        else None
+    )
+    return fit_tower(
+        model,
+        loss_fn=affordance_loss,
+        train_set=train_set,
+        val_set=val_set,
+        config=config,
+        out_dir=out_dir,
+        dist=dist,
+        progress=progress,
+        description="vision affordances (stage A2)",
+    )
