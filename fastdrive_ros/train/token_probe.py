@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,6 +45,44 @@ def _l2_avg(residual, prior, future, valid) -> float:
     return float(np.mean([dist[:, :k].sum() / max(valid[:, :k].sum(), 1) for k in HORIZONS]))
 
 
+@dataclass(frozen=True)
+class MinimalProblem:
+    """Keyframes as a regression on the minimal ego inputs: the residual over the prior.
+
+    ego: [S, 4] speed, speed^2 / 10, command left / right; prior, future: [S, 6, 2];
+    valid: [S, 6] (0 / 1); target: [S, 12] future - prior.
+    """
+
+    ego: np.ndarray
+    prior: np.ndarray
+    future: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def of(cls, records: Sequence[KeyframeRecord]) -> MinimalProblem:
+        egos = [restrict_ego(r.ego, "minimal") for r in records]
+        return cls(
+            ego=np.array(
+                [
+                    [e.speed, e.speed**2 / 10, e.command == "left", e.command == "right"]
+                    for e in egos
+                ],
+                dtype=float,
+            ),
+            prior=np.stack([kinematic_prior(e) for e in egos]),
+            future=np.stack([np.nan_to_num(r.future_xy) for r in records]),
+            valid=np.stack([r.future_valid for r in records]).astype(float),
+        )
+
+    @property
+    def target(self) -> np.ndarray:
+        return (self.future - self.prior).reshape(len(self.future), -1)
+
+    def l2_avg(self, residual: np.ndarray, rows: np.ndarray | slice = slice(None)) -> float:
+        """L2 Avg (m) of prior + residual on `rows` (the residuals of those rows)."""
+        return _l2_avg(residual, self.prior[rows], self.future[rows], self.valid[rows])
+
+
 def probe(
     features: np.ndarray,
     records: Sequence[KeyframeRecord],
@@ -55,15 +94,8 @@ def probe(
     """L2 Avg (m) of prior / ego / ego+tokens / ego+shuffled tokens over scene folds."""
     if len(features) != len(records):
         raise ValueError(f"{len(features)} feature rows for {len(records)} records")
-    egos = [restrict_ego(r.ego, "minimal") for r in records]
-    prior = np.stack([kinematic_prior(e) for e in egos])
-    future = np.stack([np.nan_to_num(r.future_xy) for r in records])
-    valid = np.stack([r.future_valid for r in records]).astype(float)
-    target = (future - prior).reshape(len(records), -1)
-    ego = np.array(
-        [[e.speed, e.speed**2 / 10, e.command == "left", e.command == "right"] for e in egos],
-        dtype=float,
-    )
+    problem = MinimalProblem.of(records)
+    ego, target = problem.ego, problem.target
     scenes = np.array([r.scene for r in records])
     names = sorted(set(scenes))
     if len(names) < folds:
@@ -76,13 +108,12 @@ def probe(
     for fold in np.array_split(np.array(names), folds):
         test = np.isin(scenes, fold)
         fit = ~test
-        args = (prior[test], future[test], valid[test])
-        totals["prior"].append(_l2_avg(np.zeros_like(target[test]), *args))
-        totals["ego"].append(_l2_avg(_ridge(ego[fit], target[fit], ego[test], 1.0), *args))
+        totals["prior"].append(problem.l2_avg(np.zeros_like(target[test]), test))
+        totals["ego"].append(problem.l2_avg(_ridge(ego[fit], target[fit], ego[test], 1.0), test))
         own = _ridge(with_tokens[fit], target[fit], with_tokens[test], alpha)
-        totals["tokens"].append(_l2_avg(own, *args))
+        totals["tokens"].append(problem.l2_avg(own, test))
         other = _ridge(with_tokens[fit], target[fit], shuffled[test], alpha)
-        totals["shuffled"].append(_l2_avg(other, *args))
+        totals["shuffled"].append(problem.l2_avg(other, test))
     return {name: float(np.mean(values)) for name, values in totals.items()}
 
 
