@@ -57,3 +57,31 @@ def imageless_record(token: str, scene: str, ego: EgoState, future: np.ndarray) 
         future_xy=future,
         future_valid=np.ones(len(future), dtype=bool),
     )
+
+
+def decision_world(seed: int, *, future_from: str, n: int = 240):
+    """Imageless keyframes whose 3-s future accelerates by the recorded decision
+    (`future_from="decision"`) or by a cause no label knows ("hidden"), with scene labels.
+
+    Returns (records, {token: SceneLabel}); 12 scenes, kinds none / vehicle / red_light in turn.
+    """
+    import math
+
+    from fastdrive_ros.data.world_labels import SceneLabel
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(1, 7) * 0.5
+    records, labels = [], {}
+    for i in range(n):
+        v = rng.uniform(3, 12)
+        decided = rng.uniform(-3, 1)
+        hidden = rng.uniform(-3, 1)
+        a = decided if future_from == "decision" else hidden
+        future = np.stack([v * t + 0.5 * a * t**2, 0 * t], axis=1)
+        ego = EgoState(np.zeros((7, 2)), speed=v, acceleration=a, yaw_rate=0.0, steering=0.0)
+        record = imageless_record(f"k{seed}-{i}", f"s{i % 12}", ego, future)
+        kind = ("none", "vehicle", "red_light")[i % 3]
+        gap = math.inf if kind == "none" else rng.uniform(5, 60)
+        labels[record.token] = SceneLabel(kind, gap, rng.uniform(0, 10), decided)
+        records.append(record)
+    return records, labels

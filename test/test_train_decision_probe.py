@@ -1,0 +1,56 @@
+"""The decision probe reads a decision that is in the tokens, and finds none in noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from train_tiny import decision_world
+
+from fastdrive_ros.train.decision_probe import ProbeSet, decision_probe, render_table
+
+
+def _tokens(labels, records, *, signal: bool, seed: int) -> np.ndarray:
+    """[S, 4, 8] noise tokens; with `signal`, channel 0 of every token carries the decision."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.normal(size=(len(records), 4, 8))
+    if signal:
+        tokens[:, :, 0] = np.array([labels[r.token].decided_acceleration for r in records])[
+            :, None
+        ]
+    return tokens
+
+
+def _sets(signal: bool):
+    train, test = (
+        decision_world(0, future_from="decision"),
+        decision_world(1, future_from="decision"),
+    )
+    return (
+        ProbeSet.of(*train, _tokens(train[1], train[0], signal=signal, seed=2)),
+        {"held": ProbeSet.of(*test, _tokens(test[1], test[0], signal=signal, seed=3))},
+    )
+
+
+def test_a_decision_in_the_tokens_is_read_and_is_this_keyframes() -> None:
+    train, tests = _sets(signal=True)
+    figures = decision_probe(train, tests, epochs=40, folds=4)["held"]
+    assert figures["corr"] > 0.8 and figures["train_corr"] > 0.8
+    assert figures["own"] < 0.5 * figures["ego"]
+    assert figures["shuffled"] > 1.5 * figures["own"]  # another scene's tokens do not help
+    assert "| t | held | " in render_table({"t": {"held": figures}})
+
+
+def test_noise_tokens_buy_nothing() -> None:
+    train, tests = _sets(signal=False)
+    figures = decision_probe(train, tests, epochs=10, folds=4)["held"]
+    assert abs(figures["corr"]) < 0.3
+    assert figures["own"] > 0.9 * figures["ego"]
+
+
+def test_rows_must_match_and_decisions_must_be_recorded() -> None:
+    records, labels = decision_world(0, future_from="decision", n=6)
+    with pytest.raises(ValueError, match="5 token rows for 6 records"):
+        ProbeSet.of(records, labels, np.zeros((5, 4, 8)))
+    labels[records[0].token] = type(labels[records[0].token])("vehicle", 10.0)
+    with pytest.raises(ValueError, match="regenerate"):
+        ProbeSet.of(records, labels, np.zeros((6, 4, 8)))
