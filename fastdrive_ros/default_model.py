@@ -241,8 +241,6 @@ class DefaultModelBuilder:
         from fastdrive_ros.nn.vla import VLA
         from fastdrive_ros.train.affordance import finetune_affordances
 
-        if self.plan.affordance is None:
-            return False
         if (self.tower_bundle / "config.json").is_file() and not self.force:
             return False
         run = self.work / "stageA2" / "run"
@@ -697,7 +695,8 @@ class DefaultModelBuilder:
     def run(self, *, evaluate: bool = True, export: bool = True) -> Path:
         self._stage("data", self.make_data)
         self._stage("vision", self.train_vision)
-        self._stage("affordance", self.train_affordances)
+        if self.plan.affordance is not None:  # else no line: "up to date" would mislead
+            self._stage("affordance", self.train_affordances)
         self._stage("cache", self.make_caches)
         self._stage("heads", self.train_heads)
         self._stage("bundle", self.assemble)
