@@ -42,6 +42,9 @@ DrivingCommand = Literal["left", "right", "straight"]
 # is the driving command and the current speed only, so that the cameras must carry the rest.
 EgoInputs = Literal["full", "minimal"]
 EGO_INPUTS: tuple[str, ...] = ("full", "minimal")
+# What binds the ego at a keyframe, grouped by what the front camera sees (the synthetic world's
+# labels, data/world_labels.py; the planner's SceneReader predicts them, nn/scene_reader.py).
+LEAD_KINDS: tuple[str, ...] = ("none", "vehicle", "red_light", "pedestrian", "cyclist")
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,8 @@ class DefaultModelBuilder:
             args += ["--text-warmup-steps", str(text.warmup_steps)]
         if plan.cache_train.limit is not None:
             args += ["--max-samples", str(plan.cache_train.limit)]
+        if plan.planner_reader_epochs > 0:
+            args += ["--scene-reader", "--reader-epochs", str(plan.planner_reader_epochs)]
         return args
 
     def _pruner_args(self) -> list[str]:

@@ -12,10 +12,10 @@ from train_tiny import IMAGE_SIZE, tiny_bundle
 
 from fastdrive_ros.data.world_labels import LEAD_KINDS, read_scene_labels
 from fastdrive_ros.nn.configs import tiny_config
+from fastdrive_ros.nn.scene_reader import SceneHead
 from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.affordance import (
     FRONT_CAMERA,
-    AffordanceHead,
     FrontFrameDataset,
     VisionAffordanceModel,
     affordance_loss,
@@ -72,18 +72,19 @@ def test_inverse_gap_is_bounded_and_finest_near() -> None:
 
 
 def test_affordance_head_puts_its_gradient_on_the_tokens() -> None:
-    head = AffordanceHead(16)
+    head = SceneHead(16)
     tokens = torch.randn(3, 7, 16, requires_grad=True)
     speed = torch.tensor([0.0, 5.0, 15.0])
-    logits, gap, decision = head(tokens, speed)
+    facts, _ = head(tokens, speed)
+    logits, gap, decision = facts.kind_logits, facts.inverse_gap, facts.decision
     assert logits.shape == (3, len(LEAD_KINDS)) and gap.shape == decision.shape == (3,)
     assert ((gap > 0) & (gap < 1)).all()
     (logits.sum() + gap.sum() + decision.sum()).backward()
     assert tokens.grad is not None and tokens.grad.abs().sum() > 0
     # the decision depends on the speed, the image facts do not
-    again = head(tokens.detach(), torch.tensor([9.0, 1.0, 3.0]))
-    torch.testing.assert_close(again[0], logits.detach())
-    assert not torch.allclose(again[2], decision.detach())
+    again, _ = head(tokens.detach(), torch.tensor([9.0, 1.0, 3.0]))
+    torch.testing.assert_close(again.kind_logits, logits.detach())
+    assert not torch.allclose(again.decision, decision.detach())
 
 
 def test_the_decision_term_counts_only_where_recorded(records, world: Path) -> None:

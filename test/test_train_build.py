@@ -91,6 +91,9 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
         not torch.equal(value, tower.vision.state_dict()[key])
         for key, value in stage_a.vision.state_dict().items()
     )
+    # the planner reads the front camera through a SceneReader taught the world's labels first
+    assert tower.config.scene_reader
+    assert json.loads((work / "planner" / "summary.json").read_text())["reader"]["steps"] > 0
     figures = state["image_dependence"]
     for key in ("l2_avg_own", "l2_avg_none", "l2_avg_other", "l2_avg_constant_velocity"):
         assert figures[key] >= 0, key

@@ -16,8 +16,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastdrive_ros.core_types import LEAD_KINDS
+
+__all__ = ["LEAD_KINDS", "SceneLabel", "read_scene_labels"]
+
 # The world's constraint names grouped by what the camera sees (as eval/events.py groups causes).
-LEAD_KINDS: tuple[str, ...] = ("none", "vehicle", "red_light", "pedestrian", "cyclist")
 _KIND_OF = {
     "none": "none",
     "vehicle": "vehicle",

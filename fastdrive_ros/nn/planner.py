@@ -12,6 +12,8 @@ bundles load and plan exactly as before): `ego_encoder` reads the ego status as 
 embedding added to the <plan> token (the prompt then holds only the command as text), and
 `waypoint_prior="kinematic"` makes the regression head predict a residual over the kinematic prior
 of the status (CTRA with full ego inputs, constant velocity with minimal ones; ego_encoder.py).
+A third, `scene_reader`, adds a SceneReader over the kept front-camera tokens whose embedding joins
+the <plan> token too and whose facts training supervises (scene_reader.py).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from fastdrive_ros.nn.llm_stage import (
 from fastdrive_ros.nn.mrope import ImageSegment, TextSegment, mrope_position_ids, next_position
 from fastdrive_ros.nn.prompt import PROMPT_STYLES, PromptStyle, build_prompt, check_waypoints
 from fastdrive_ros.nn.prompt import parse_planning as _parse_planning
+from fastdrive_ros.nn.scene_reader import SceneFacts, SceneReader
 from fastdrive_ros.nn.selection import Selection
 from fastdrive_ros.nn.tokenizer import PlannerTokenizer
 
@@ -100,6 +103,14 @@ class PlannerOutput:
 
 
 @dataclass(frozen=True)
+class RegressionOutput:
+    """forward_training's result: waypoints [B, 6, 2] and the SceneReader's facts (or None)."""
+
+    waypoints: torch.Tensor
+    facts: SceneFacts | None = None
+
+
+@dataclass(frozen=True)
 class _Assembled:
     embeds: torch.Tensor  # [L, D] kept rows, prompt order
     positions: torch.Tensor  # [3, L]
@@ -121,6 +132,8 @@ class VLAPlanner(nn.Module):
             prompt only; the prompt text then carries just the command).
         waypoint_prior: "kinematic": the head predicts a residual over the ego status'
             kinematic prior (needs the regression head); "none": absolute waypoints.
+        scene_reader: a SceneReader over the kept tokens of the first camera (CAM_FRONT) into
+            the <plan> token (compact prompt only).
     """
 
     def __init__(
@@ -133,12 +146,13 @@ class VLAPlanner(nn.Module):
         waypoint_scale: float = 10.0,
         ego_encoder: bool = False,
         waypoint_prior: WaypointPrior = "none",
+        scene_reader: bool = False,
     ) -> None:
         super().__init__()
         if prompt_style not in PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
-        if ego_encoder and prompt_style != "compact":
-            raise ValueError("the ego encoder writes into the compact prompt's <plan> token")
+        if (ego_encoder or scene_reader) and prompt_style != "compact":
+            raise ValueError("the ego encoder and the scene reader write into the <plan> token")
         if waypoint_prior not in WAYPOINT_PRIORS:
             raise ValueError(
                 f"waypoint_prior must be one of {WAYPOINT_PRIORS}, got {waypoint_prior!r}"
@@ -179,6 +193,7 @@ class VLAPlanner(nn.Module):
             else None
         )
         self.ego_encoder = EgoEncoder(width=text_config.hidden_size) if ego_encoder else None
+        self.scene_reader = SceneReader(width=text_config.hidden_size) if scene_reader else None
         self.waypoint_prior: WaypointPrior = waypoint_prior
         self._cache_kw = cache_keyword(type(self.model.layers[0]).forward)
         self._mrope_section = mrope_section_of(text_config)
@@ -199,8 +214,13 @@ class VLAPlanner(nn.Module):
         kept_tokens: torch.Tensor,
         kept_index: torch.Tensor,
         grid_thw: torch.Tensor,
+        scene_row: torch.Tensor | None = None,
     ) -> _Assembled:
-        """Prompt + kept visual tokens in prompt order, with their full-sequence positions."""
+        """Prompt + kept visual tokens in prompt order, with their full-sequence positions.
+
+        `scene_row` [D]: the SceneReader's embedding for this sample (read_scene), added to the
+        <plan> token; required when the planner has a reader.
+        """
         device = kept_tokens.device
         grid = [tuple(int(v) for v in row) for row in grid_thw.tolist()]
         images = [ImageSegment(g, merge=self.merge) for g in grid]
@@ -243,9 +263,14 @@ class VLAPlanner(nn.Module):
         embeds = embeds.index_copy(
             0, torch.nonzero(visual_index >= 0).flatten(), kept_tokens.to(text_embeds.dtype)
         )
+        plan_row = embeds[-1:]
         if self.ego_encoder is not None:  # the status, as numbers, into the <plan> token
-            ego_row = self.ego_encoder([ego]).to(embeds.dtype)
-            embeds = torch.cat([embeds[:-1], embeds[-1:] + ego_row])
+            plan_row = plan_row + self.ego_encoder([ego]).to(embeds.dtype)
+        if self.scene_reader is not None:
+            if scene_row is None:
+                raise ValueError("this planner reads the scene: pass read_scene()'s embedding")
+            plan_row = plan_row + scene_row.to(embeds.dtype)
+        embeds = torch.cat([embeds[:-1], plan_row])
         return _Assembled(
             embeds=embeds,
             positions=full_pos[:, seq_index],
@@ -253,6 +278,39 @@ class VLAPlanner(nn.Module):
             visual_index=visual_index,
             next_pos=next_position(full_pos),
         )
+
+    def read_scene(
+        self,
+        kept_tokens: Sequence[torch.Tensor],
+        kept_index: Sequence[torch.Tensor],
+        grid_thw: torch.Tensor,
+        egos: Sequence[EgoState],
+    ) -> tuple[torch.Tensor, SceneFacts] | None:
+        """The SceneReader on each sample's kept tokens of the first camera: ([B, D], facts).
+
+        None for a planner without a reader. A sample that kept no front token reads nothing
+        (its pooled feature is zero), as a pruner that dropped them all would leave it.
+        """
+        if self.scene_reader is None:
+            return None
+        first = self.first_camera_length(grid_thw)
+        front = [
+            tokens[index.to(tokens.device) < first]
+            for tokens, index in zip(kept_tokens, kept_index)
+        ]
+        return self.scene_reader(front, [ego.speed for ego in egos])
+
+    def first_camera_length(self, grid_thw: torch.Tensor) -> int:
+        """Visual tokens of the first camera (CAM_FRONT): indices below this are its own."""
+        return ImageSegment(tuple(int(v) for v in grid_thw[0].tolist()), merge=self.merge).length
+
+    def _assemble_one(
+        self, ego: EgoState, kept_tokens: torch.Tensor, kept_index: torch.Tensor, grid_thw
+    ) -> _Assembled:
+        """_assemble for one frame, reading its scene first if the planner has a reader."""
+        read = self.read_scene([kept_tokens], [kept_index], grid_thw, [ego])
+        scene_row = None if read is None else read[0][0]
+        return self._assemble(ego, kept_tokens, kept_index, grid_thw, scene_row)
 
     def _prompt(self, ego: EgoState, num_cameras: int):
         return build_prompt(
@@ -354,7 +412,7 @@ class VLAPlanner(nn.Module):
         `lm_head(state.hidden)` gives the logits; the last row is the <plan> / answer position.
         """
         device = self.model.embed_tokens.weight.device
-        parts = self._assemble(ego, kept_tokens.to(device), kept_index, grid_thw)
+        parts = self._assemble_one(ego, kept_tokens.to(device), kept_index, grid_thw)
         state = PrefillState(
             hidden=parts.embeds[None],
             positions=parts.positions[:, None],
@@ -413,7 +471,7 @@ class VLAPlanner(nn.Module):
             raise ValueError(f"selector {getattr(selector, 'name', selector)!r} is not LLM-stage")
         device = self.model.embed_tokens.weight.device
         start = tick(device)
-        parts = self._assemble(ego, kept_tokens.to(device), kept_index, grid_thw)
+        parts = self._assemble_one(ego, kept_tokens.to(device), kept_index, grid_thw)
         state = PrefillState(
             hidden=parts.embeds[None],
             positions=parts.positions[:, None],
@@ -508,7 +566,20 @@ class VLAPlanner(nn.Module):
         grid_thw: torch.Tensor,
         egos: Sequence[EgoState],
     ) -> torch.Tensor:
-        """Differentiable batched waypoints [B, 6, 2] (metres) for training the compact model.
+        """Differentiable batched waypoints [B, 6, 2] (metres): forward_training's waypoints."""
+        return self.forward_training(
+            visual_tokens=visual_tokens, kept_index=kept_index, grid_thw=grid_thw, egos=egos
+        ).waypoints
+
+    def forward_training(
+        self,
+        *,
+        visual_tokens: Sequence[torch.Tensor],
+        kept_index: Sequence[torch.Tensor],
+        grid_thw: torch.Tensor,
+        egos: Sequence[EgoState],
+    ) -> RegressionOutput:
+        """Differentiable batched waypoints [B, 6, 2] (metres) and the reader's facts.
 
         Args:
             visual_tokens: B tensors [K_b, D] (kept tokens, ascending original order).
@@ -517,15 +588,17 @@ class VLAPlanner(nn.Module):
             egos: B EgoState.
         Sequences are right-padded to the longest; a padding-aware causal mask keeps each
         sample's result equal to plan()'s (up to float rounding). Loss (e.g. L1 to the
-        ground-truth future) is the caller's.
+        ground-truth future, plus the facts' terms) is the caller's.
         """
         if self.waypoint_head is None:
             raise ValueError("this planner has no regression head")
         if not len(visual_tokens) == len(kept_index) == len(egos) >= 1:
             raise ValueError("visual_tokens, kept_index and egos must have the same length >= 1")
+        read = self.read_scene(visual_tokens, kept_index, grid_thw, egos)
+        rows = [None] * len(egos) if read is None else list(read[0])
         parts = [
-            self._assemble(ego, tokens, index, grid_thw)
-            for tokens, index, ego in zip(visual_tokens, kept_index, egos)
+            self._assemble(ego, tokens, index, grid_thw, row)
+            for tokens, index, ego, row in zip(visual_tokens, kept_index, egos, rows)
         ]
         lengths = torch.tensor([p.embeds.shape[0] for p in parts])
         length, batch = int(lengths.max()), len(parts)
@@ -545,7 +618,8 @@ class VLAPlanner(nn.Module):
             hidden = self._layer(index, hidden, rope, None, mask)
         hidden = self.model.norm(hidden)
         last = lengths.to(device) - 1
-        return self._waypoints(hidden[torch.arange(batch, device=device), last], egos)
+        waypoints = self._waypoints(hidden[torch.arange(batch, device=device), last], egos)
+        return RegressionOutput(waypoints=waypoints, facts=None if read is None else read[1])
 
 
 def tick(device: torch.device) -> float:

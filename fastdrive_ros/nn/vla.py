@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +58,8 @@ class VLAConfig:
         ego_encoder: ego status as numbers (EgoEncoder into the <plan> token) instead of digits.
         waypoint_prior: "kinematic": the regression head adds its output to the ego status'
             kinematic prior; "none" (older bundles): absolute waypoints.
+        scene_reader: a SceneReader (nn/scene_reader.py) reads the kept CAM_FRONT tokens into
+            the <plan> token; False in older bundles.
     """
 
     qwen: dict[str, Any]
@@ -72,6 +74,7 @@ class VLAConfig:
     resize: str = "bilinear"
     ego_encoder: bool = False
     waypoint_prior: str = "none"
+    scene_reader: bool = False
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -159,6 +162,10 @@ class VLAConfig:
             )
         if self.waypoint_prior != "none" and self.head != "regression":
             raise ValueError("waypoint_prior needs the regression head")
+        if self.scene_reader and (
+            self.prompt_style != "compact" or self.camera_names[0] != "CAM_FRONT"
+        ):
+            raise ValueError("scene_reader needs the compact prompt and CAM_FRONT as first camera")
         if not self.waypoint_scale > 0:
             raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
         from fastdrive_ros.nn.resize import check_mode
@@ -225,6 +232,7 @@ class VLA(nn.Module):
                 waypoint_scale=config.waypoint_scale,
                 ego_encoder=config.ego_encoder,
                 waypoint_prior=config.waypoint_prior,  # type: ignore[arg-type]
+                scene_reader=config.scene_reader,
             )
         )
         if pruner is None and config.pruner is not None:
@@ -232,6 +240,16 @@ class VLA(nn.Module):
 
             pruner = ReconPruner(config=ReconPrunerConfig.from_dict(config.pruner))
         self.pruner = pruner
+
+    def add_scene_reader(self) -> None:
+        """Give the planner a fresh SceneReader (silent until trained: its projection is zero)."""
+        if self.config.scene_reader:
+            return
+        from fastdrive_ros.nn.scene_reader import SceneReader
+
+        self.config = replace(self.config, scene_reader=True)  # validates
+        device = self.planner.model.embed_tokens.weight.device
+        self.planner.scene_reader = SceneReader(width=self.planner.hidden_size).to(device)
 
     @classmethod
     def build(

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastdrive_ros.data.world_labels import LEAD_KINDS, SceneLabel
+from fastdrive_ros.nn.scene_reader import SceneFacts, SceneHead
 from fastdrive_ros.nn.vision import VisionEncoder
 from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.loop import TrainConfig, TrainSummary
@@ -44,7 +45,6 @@ from fastdrive_ros.train.vision import (
 )
 
 NEAR_M = 5.0  # a constraint this close or closer reads 1.0; 10 m reads 0.5, 50 m 0.1
-SPEED_SCALE = 10.0  # m/s: the decision head's speed input is speed / SPEED_SCALE
 FRONT_CAMERA = "CAM_FRONT"
 
 
@@ -55,46 +55,17 @@ def inverse_gap(gap_m: float) -> float:
     return 0.0 if math.isinf(gap_m) else min(1.0, NEAR_M / gap_m)
 
 
-class AffordanceHead(nn.Module):
-    """Tokens [B, n, D] (+ ego speed [B]) -> kind logits [B, K], inverse gap [B], decision [B].
-
-    The decision (m/s^2) also sees the speed: the same scene means braking at 15 m/s and creeping
-    at 2; the kind and the gap are facts of the image alone.
-    """
-
-    def __init__(self, width: int, hidden: int = 128) -> None:
-        super().__init__()
-        self.query = nn.Parameter(torch.zeros(width))
-        self.key = nn.Linear(width, width)
-        self.facts = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, len(LEAD_KINDS) + 1)
-        )
-        self.decision = nn.Sequential(
-            nn.Linear(width + 2, hidden), nn.GELU(), nn.Linear(hidden, 1)
-        )
-
-    def forward(
-        self, tokens: torch.Tensor, speed: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        scores = self.key(tokens) @ self.query / math.sqrt(tokens.shape[-1])
-        pooled = (scores.softmax(dim=-1).unsqueeze(-1) * tokens).sum(dim=1)
-        facts = self.facts(pooled)
-        v = (speed.to(pooled.dtype) / SPEED_SCALE).unsqueeze(-1)
-        decision = self.decision(torch.cat([pooled, v, v * v], dim=-1))[:, 0]
-        return facts[:, :-1], torch.sigmoid(facts[:, -1]), decision
-
-
 class VisionAffordanceModel(VisionAuxModel):
-    """Stage A's model plus the frame-level AffordanceHead on the same tokens."""
+    """Stage A's model plus the frame-level SceneHead (the planner reader's facts)."""
 
     def __init__(self, *, encoder: VisionEncoder) -> None:
         super().__init__(encoder=encoder)
-        self.affordance_head = AffordanceHead(encoder.out_dim)
+        self.affordance_head = SceneHead(encoder.out_dim)
 
     def forward(self, pixels: torch.Tensor, speed: torch.Tensor) -> dict[str, torch.Tensor]:
         tokens = self.twin(pixels)
-        lead, gap, decision = self.affordance_head(tokens, speed)
-        return {**self.token_heads(tokens), "lead": lead, "inverse_gap": gap, "decision": decision}
+        facts, _ = self.affordance_head(tokens, speed)
+        return {**self.token_heads(tokens), **fact_outputs(facts)}
 
 
 class FrontFrameDataset(CameraImageDataset):
@@ -130,11 +101,64 @@ class FrontFrameDataset(CameraImageDataset):
         item = super().__getitem__(index)
         record = self.records[self.items[index][0]]
         label = self.labels[record.token]
-        item["lead"] = torch.tensor(LEAD_KINDS.index(label.kind), dtype=torch.long)
-        item["inverse_gap"] = torch.tensor(inverse_gap(label.gap_m), dtype=torch.float32)
+        item.update(fact_targets(label))
         item["speed"] = torch.tensor(record.ego.speed, dtype=torch.float32)
-        item["decision"] = torch.tensor(label.decided_acceleration, dtype=torch.float32)
         return item
+
+
+def fact_targets(label: SceneLabel | None) -> dict[str, torch.Tensor]:
+    """A keyframe's SceneFacts targets; without a label (real data): kind -1, NaNs (unused)."""
+    if label is None:
+        return {
+            "lead": torch.tensor(-1, dtype=torch.long),
+            "inverse_gap": torch.tensor(float("nan")),
+            "decision": torch.tensor(float("nan")),
+        }
+    return {
+        "lead": torch.tensor(LEAD_KINDS.index(label.kind), dtype=torch.long),
+        "inverse_gap": torch.tensor(inverse_gap(label.gap_m), dtype=torch.float32),
+        "decision": torch.tensor(label.decided_acceleration, dtype=torch.float32),
+    }
+
+
+def fact_outputs(facts: SceneFacts) -> dict[str, torch.Tensor]:
+    """SceneFacts under the batch keys of fact_targets, for fact_terms."""
+    return {
+        "lead": facts.kind_logits,
+        "inverse_gap": facts.inverse_gap,
+        "decision": facts.decision,
+    }
+
+
+def fact_terms(
+    out: Mapping[str, torch.Tensor],
+    batch: Mapping[str, torch.Tensor],
+    *,
+    gap_weight: float = 10.0,
+    decision_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The SceneFacts loss over the samples that have each label (0 where none has).
+
+    CE on the kind + gap_weight x MSE on the inverse gap + decision_weight x smooth L1 on the
+    decided acceleration.
+    """
+    labelled = batch["lead"] >= 0
+    loss = out["inverse_gap"].float().sum() * 0.0  # keeps the graph when nothing is labelled
+    metrics: dict[str, float] = {}
+    if labelled.any():
+        logits, kinds = out["lead"].float()[labelled], batch["lead"][labelled]
+        gap, gap_target = out["inverse_gap"].float()[labelled], batch["inverse_gap"][labelled]
+        lead_loss = F.cross_entropy(logits, kinds)
+        loss = loss + lead_loss + gap_weight * F.mse_loss(gap, gap_target)
+        metrics["lead_ce"] = float(lead_loss.detach())
+        metrics["lead_acc"] = float((logits.argmax(dim=-1) == kinds).float().mean())
+        metrics["inverse_gap_mae"] = float((gap.detach() - gap_target).abs().mean())
+    recorded = torch.isfinite(batch["decision"])
+    if recorded.any():
+        decision, target = out["decision"].float()[recorded], batch["decision"][recorded]
+        loss = loss + decision_weight * F.smooth_l1_loss(decision, target)
+        metrics["decision_mae"] = float((decision.detach() - target).abs().mean())
+    return loss, metrics
 
 
 def affordance_loss(
@@ -151,27 +175,10 @@ def affordance_loss(
     """
     out = model(batch["pixels"], batch["speed"])
     loss, metrics = vision_terms(out, batch)
-    lead_loss = F.cross_entropy(out["lead"].float(), batch["lead"])
-    gap_loss = F.mse_loss(out["inverse_gap"].float(), batch["inverse_gap"])
-    loss = loss + lead_loss + gap_weight * gap_loss
-    recorded = torch.isfinite(batch["decision"])
-    if recorded.any():
-        decision = out["decision"].float()[recorded]
-        decision_loss = F.smooth_l1_loss(decision, batch["decision"][recorded])
-        loss = loss + decision_weight * decision_loss
-        metrics["decision_l1"] = float(decision_loss.detach())
-        metrics["decision_mae"] = float(
-            (decision.detach() - batch["decision"][recorded]).abs().mean()
-        )
-    with torch.no_grad():
-        accuracy = (out["lead"].argmax(dim=-1) == batch["lead"]).float().mean()
-        gap_error = (out["inverse_gap"].float() - batch["inverse_gap"]).abs().mean()
-    return loss, {
-        **metrics,
-        "lead_ce": float(lead_loss.detach()),
-        "lead_acc": float(accuracy),
-        "inverse_gap_mae": float(gap_error),
-    }
+    facts, fact_metrics = fact_terms(
+        out, batch, gap_weight=gap_weight, decision_weight=decision_weight
+    )
+    return loss + facts, {**metrics, **fact_metrics}
 
 
 def finetune_affordances(

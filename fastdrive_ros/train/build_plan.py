@@ -67,6 +67,8 @@ class BuildPlan:
     planner_ego_dropout: float = 0.0
     planner_event_weight: int = 1
     planner_val_settings: tuple[str, ...] = ("full",)
+    # the planner's SceneReader (nn/scene_reader.py) and its reader-only epochs; 0: no reader
+    planner_reader_epochs: int = 0
     probe_sets: tuple[str, ...] = ()  # held-out datasets the image-dependence probes run on
     probe_limit: int | None = 100  # keyframes per probe set, spread over its scenes
     # every selector plus the probes that show whether the benchmark can tell them apart
@@ -203,6 +205,7 @@ def tiny_plan(*, seed: int = 5) -> BuildPlan:
         planner_ego_dropout=0.5,
         planner_event_weight=3,
         planner_val_settings=("full", "minimal"),
+        planner_reader_epochs=1,
         probe_sets=("train",),
         eval_pruners=("reconpruner", "random", "none"),
         eval_ratios=(0.0, 0.5),

@@ -54,6 +54,17 @@ def parse_cameras(text: str | None) -> tuple[str, ...] | None:
     return tuple(c for c in CAMERA_NAMES if c in names)
 
 
+def scene_labels(*dataroots: Path | None):
+    """The world's scene labels of every given dataroot ({} for real nuScenes)."""
+    from fastdrive_ros.data.world_labels import read_scene_labels
+
+    labels = {}
+    for root in dataroots:
+        if root is not None:
+            labels.update(read_scene_labels(root))
+    return labels
+
+
 def train_planner_command(
     model: Annotated[
         Path, Opt(help="VLA bundle to start from (its vision tower is frozen and cached).")
@@ -119,6 +130,18 @@ def train_planner_command(
     ] = None,
     max_val_samples: Annotated[int | None, Opt(help="At most this many val keyframes.")] = 64,
     val_every: Annotated[int, Opt(help="Validate every N steps (0: at epoch ends only).")] = 0,
+    scene_reader: Annotated[
+        bool,
+        Opt(help="Give the planner a SceneReader over the kept front tokens if it has none."),
+    ] = False,
+    fact_weight: Annotated[
+        float,
+        Opt(help="Weight of the reader's fact terms (world labels) in the all-token phase."),
+    ] = 1.0,
+    reader_epochs: Annotated[
+        int, Opt(help="Epochs of a reader-only phase before the all-token phase (0 = none).")
+    ] = 0,
+    reader_lr: Annotated[float, Opt(help="Peak learning rate of the reader-only phase.")] = 1e-3,
     seed: Annotated[int, Opt(help="Seed of everything (data order, init, augmentation).")] = 0,
     device: Annotated[str, Opt(help="auto, cpu or cuda.")] = "auto",
     threads: Annotated[int | None, Opt(help="Torch CPU threads per process.")] = None,
@@ -127,7 +150,12 @@ def train_planner_command(
     ] = 1,
     progress: Annotated[bool, Opt(help="Show progress bars.")] = True,
 ) -> None:
-    """Train the compact VLA planner (LLM + regression head) on frozen, cached visual tokens."""
+    """Train the compact VLA planner (LLM + regression head) on frozen, cached visual tokens.
+
+    A planner with a SceneReader (or --scene-reader) also learns the world's labels of what binds
+    the ego (synth/scenes/*.json; real nuScenes has none: the reader then learns from the
+    trajectory alone).
+    """
     import json
 
     import torch
@@ -147,6 +175,26 @@ def train_planner_command(
         vla = VLA.from_pretrained(model)
         if vla.planner.waypoint_head is None:
             raise ValueError(f"{model} has a text head: train-planner trains the regression head")
+        if scene_reader:
+            vla.add_scene_reader()
+        labels = scene_labels(dataroot, val_dataroot) if vla.config.scene_reader else {}
+        reader_config = (
+            TrainConfig(
+                epochs=reader_epochs,
+                batch_size=32,
+                lr=reader_lr,
+                warmup_steps=20,
+                weight_decay=weight_decay,
+                seed=seed,
+            )
+            if reader_epochs > 0
+            else None
+        )
+        if reader_config is not None and not labels:
+            raise ValueError(
+                f"--reader-epochs needs the world's scene labels, and {dataroot} has none "
+                "(synth/scenes/*.json): drop --reader-epochs for real data"
+            )
         config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -218,6 +266,9 @@ def train_planner_command(
         event_weight=event_weight,
         val_settings=settings,
         max_items=max_items,
+        labels=labels,
+        fact_weight=fact_weight,
+        reader_config=reader_config,
         dist=dist,
         progress=progress,
     )

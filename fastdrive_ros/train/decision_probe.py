@@ -2,7 +2,7 @@
 
 The scene probe (train/scene_probe.py) shows the driver's decided acceleration is what a
 minimal-ego planner most needs from its cameras. This probe asks whether a tower's tokens carry
-it: a pooled head (train/affordance.AffordanceHead, its decision output: one learned query over
+it: a pooled head (nn/scene_reader.SceneHead, its decision output: one learned query over
 the front camera's tokens, then the speed) is fitted on the training world, its predictions are
 added to the minimal ego inputs of the scene probe's ridge, and L2 Avg (m) is scored on held-out
 worlds with each keyframe's own tokens and with another scene's (the content effect). The ridge
@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from fastdrive_ros.data.world_labels import SceneLabel
-from fastdrive_ros.train.affordance import FRONT_CAMERA, AffordanceHead
+from fastdrive_ros.nn.scene_reader import SceneHead
+from fastdrive_ros.train.affordance import FRONT_CAMERA
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
 
@@ -79,16 +80,16 @@ def front_tokens(bundle: str | Path, records: Sequence[KeyframeRecord]) -> np.nd
 
 def fit_decision_head(
     tokens: torch.Tensor, speed: torch.Tensor, decided: np.ndarray, *, epochs: int, seed: int
-) -> AffordanceHead:
-    """AffordanceHead trained on its decision output only (smooth L1, AdamW, batch 64)."""
+) -> SceneHead:
+    """SceneHead trained on its decision output only (smooth L1, AdamW, batch 64)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = AffordanceHead(tokens.shape[-1])
+    head = SceneHead(tokens.shape[-1])
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
     target = torch.as_tensor(decided, dtype=torch.float32)
     for _ in range(epochs):
         for batch in torch.randperm(len(tokens), generator=generator).split(64):
-            decision = head(tokens[batch], speed[batch])[2]
+            decision = head(tokens[batch], speed[batch])[0].decision
             loss = F.smooth_l1_loss(decision, target[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -96,9 +97,9 @@ def fit_decision_head(
     return head.eval()
 
 
-def _predict(head: AffordanceHead, tokens: torch.Tensor, speed: torch.Tensor) -> np.ndarray:
+def _predict(head: SceneHead, tokens: torch.Tensor, speed: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        return head(tokens, speed)[2].numpy()
+        return head(tokens, speed)[0].decision.numpy()
 
 
 def _with_decision(problem: MinimalProblem, decision: np.ndarray) -> np.ndarray:

@@ -54,7 +54,8 @@ def _architecture(vla: Any) -> list[str]:
     planner = vla.planner
     head = _params(planner.waypoint_head)
     ego = _params(getattr(planner, "ego_encoder", None))
-    llm = _params(planner) - head - ego
+    reader = _params(getattr(planner, "scene_reader", None))
+    llm = _params(planner) - head - ego - reader
     pruner = vla.pruner
     lines = [
         "| Part | Shape | Parameters |",
@@ -81,6 +82,13 @@ def _architecture(vla: Any) -> list[str]:
             "| Ego encoder | 2-layer MLP: command, minimal flag, speed, acceleration, yaw rate, "
             "steering, 6 past positions (zeros beyond command and speed with minimal inputs) -> "
             f"one embedding added to the `<plan>` token | {_m(ego)} |"
+        )
+    if reader:
+        lines.append(
+            "| Scene reader | one learned-query pooling over the KEPT CAM_FRONT tokens -> the "
+            "binding constraint's kind, inverse gap and (with the speed) the driver's decided "
+            "acceleration, trained on the world's labels; those and the pooled feature -> one "
+            f"embedding added to the `<plan>` token | {_m(reader)} |"
         )
     if pruner is not None:
         p = pruner.config

@@ -17,11 +17,17 @@ settings; `event_weight` repeats keyframes whose future the ego status cannot te
 prior of the full status misses the 3-s position by more than EVENT_MISS_M: something ahead made
 the ego brake, stop, start or turn) that many times per epoch; `val_settings` validates on every
 keyframe in each listed ego-input setting.
+
+A planner with a SceneReader (nn/scene_reader.py) is trained to say what binds the ego too: with
+the world's labels (data/world_labels.py), `fact_weight` x the reader's fact terms (kind CE,
+inverse-gap MSE, decision smooth L1; train/affordance.fact_terms) join the trajectory loss, and an
+optional `reader_config` phase first trains the reader alone on the cached tokens (cheap: no LLM),
+so that the all-token phase starts from a reader that already reads the scene.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +38,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, EgoState, restrict_ego
+from fastdrive_ros.data.world_labels import SceneLabel
 from fastdrive_ros.nn.ego_encoder import kinematic_prior
-from fastdrive_ros.nn.planner import VLAPlanner
+from fastdrive_ros.nn.planner import RegressionOutput, VLAPlanner
+from fastdrive_ros.nn.scene_reader import SceneFacts, SceneReader
+from fastdrive_ros.train.affordance import fact_outputs, fact_targets, fact_terms
 from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
 from fastdrive_ros.train.records import KeyframeRecord
@@ -41,6 +50,7 @@ from fastdrive_ros.train.token_cache import TokenCache
 from fastdrive_ros.train.token_subsets import SubsetPolicy
 
 PLANNER_PREFIX = "planner."
+READER_PREFIX = "reader."
 HORIZON_STEPS = {"1s": 2, "2s": 4, "3s": 6}
 EVENT_MISS_M = 1.0  # a keyframe is an "event" when the full status' prior misses +3 s by this
 
@@ -74,14 +84,32 @@ class PlannerTrainModule(nn.Module):
         tokens: Sequence[torch.Tensor],
         kept_index: Sequence[torch.Tensor],
         egos: Sequence[EgoState],
-    ) -> torch.Tensor:
+    ) -> RegressionOutput:
         dtype = self.planner.model.embed_tokens.weight.dtype
-        return self.planner.forward_regression(
+        return self.planner.forward_training(
             visual_tokens=[t.to(dtype) for t in tokens],
             kept_index=[i.cpu() for i in kept_index],
             grid_thw=self.grid_thw.cpu(),
             egos=egos,
         )
+
+
+class ReaderTrainModule(nn.Module):
+    """The planner's SceneReader alone on the kept front tokens: tokens + egos -> SceneFacts."""
+
+    def __init__(self, *, reader: SceneReader, front_length: int) -> None:
+        super().__init__()
+        self.reader = reader
+        self.front_length = int(front_length)
+
+    def forward(
+        self,
+        tokens: Sequence[torch.Tensor],
+        kept_index: Sequence[torch.Tensor],
+        egos: Sequence[EgoState],
+    ) -> SceneFacts:
+        front = [t[i.to(t.device) < self.front_length] for t, i in zip(tokens, kept_index)]
+        return self.reader(front, [ego.speed for ego in egos])[1]
 
 
 class PlannerDataset(Dataset):
@@ -101,6 +129,7 @@ class PlannerDataset(Dataset):
         ego_dropout: float = 0.0,
         event_weight: int = 1,
         settings: Sequence[str] = ("full",),
+        labels: Mapping[str, SceneLabel] | None = None,
         cameras: int = 1,
         max_items: int | None = None,
         seed: int = 0,
@@ -125,6 +154,7 @@ class PlannerDataset(Dataset):
         self.subsets = subsets
         self.ego_dropout = float(ego_dropout)
         self.settings = tuple(settings)
+        self.labels = dict(labels or {})
         self.cameras = int(cameras)
         repeats = np.ones(len(self.records), dtype=np.int64)
         if event_weight > 1:
@@ -174,7 +204,11 @@ class PlannerDataset(Dataset):
             "ego": ego,
             "future": torch.as_tensor(future, dtype=torch.float32),
             "valid": torch.as_tensor(record.future_valid, dtype=torch.bool),
+            **fact_targets(self.labels.get(record.token)),
         }
+
+
+FACT_KEYS = ("lead", "inverse_gap", "decision")
 
 
 def collate_planner(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -184,6 +218,7 @@ def collate_planner(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "egos": [item["ego"] for item in items],
         "future": torch.stack([item["future"] for item in items]),
         "valid": torch.stack([item["valid"] for item in items]),
+        **{key: torch.stack([item[key] for item in items]) for key in FACT_KEYS},
     }
 
 
@@ -207,10 +242,15 @@ def constant_velocity_batch(egos: Sequence[EgoState], device: torch.device) -> t
 
 
 def planner_loss(
-    model: nn.Module, batch: dict[str, Any], *, beta: float = 1.0
+    model: nn.Module, batch: dict[str, Any], *, beta: float = 1.0, fact_weight: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Smooth-L1 (beta metres) over x and y of the valid steps; L2 metrics, and CV's in eval."""
-    pred = model(batch["tokens"], batch["kept_index"], batch["egos"])
+    """Smooth-L1 (beta metres) over x and y of the valid steps; L2 metrics, and CV's in eval.
+
+    With a SceneReader and fact_weight > 0, plus fact_weight x its fact terms where labelled
+    (in training only: validation's loss, which picks the best weights, is the trajectory's).
+    """
+    out = model(batch["tokens"], batch["kept_index"], batch["egos"])
+    pred = out.waypoints
     future, valid = batch["future"], batch["valid"]
     if pred.shape[1:] != (PLAN_STEPS, 2):
         raise ValueError(f"planner output must be [B, {PLAN_STEPS}, 2], got {tuple(pred.shape)}")
@@ -219,6 +259,12 @@ def planner_loss(
     loss = (per_step * mask).sum() / mask.sum().clamp(min=1.0)
     with torch.no_grad():
         metrics = horizon_l2(pred.detach(), future, valid)
+    if out.facts is not None and fact_weight > 0:
+        facts, fact_metrics = fact_terms(fact_outputs(out.facts), batch)
+        if model.training:
+            loss = loss + fact_weight * facts
+        metrics.update({f"fact_{k}": v for k, v in fact_metrics.items()})
+    with torch.no_grad():
         if not model.training:
             cv = constant_velocity_batch(batch["egos"], pred.device)
             metrics.update({f"cv_{k}": v for k, v in horizon_l2(cv, future, valid).items()})
@@ -243,15 +289,22 @@ def train_planner(
     val_settings: Sequence[str] = ("full",),
     max_items: int | None = None,
     beta: float = 1.0,
+    labels: Mapping[str, SceneLabel] | None = None,
+    fact_weight: float = 0.0,
+    reader_config: TrainConfig | None = None,
     dist: DistContext | None = None,
     progress: bool = True,
 ) -> dict[str, TrainSummary]:
     """Train `planner` in place on cached tokens; ends with the best-validation weights.
 
     With `text_config`, a prompt-only phase runs first (out_dir/text, on `text_records`, default
-    the training records: it needs no cache), then the all-token phase (out_dir/full) starts
-    from its best weights. Returns {"text"?, "full"} summaries.
+    the training records: it needs no cache); with `reader_config` (a planner with a SceneReader
+    and `labels` of its keyframes, train and val), a reader-only phase (out_dir/reader); then the
+    all-token phase (out_dir/full) starts from their best weights. Returns {"text"?, "reader"?,
+    "full"} summaries.
     """
+    if reader_config is not None and (planner.scene_reader is None or not labels):
+        raise ValueError("the reader phase needs a planner with a SceneReader and scene labels")
     summaries: dict[str, TrainSummary] = {}
     width, grid = train_cache.spec.width, train_cache.grid_thw
     cameras = int(grid.shape[0])
@@ -274,13 +327,16 @@ def train_planner(
         cameras=cameras,
         max_items=max_items,
         seed=config.seed,
+        labels=labels,
         **shared,
     )
     full_val = None
     if val_cache is not None and val_records:
         full_val = PlannerDataset(
-            cache=val_cache, records=val_records, width=width, settings=val_settings
+            cache=val_cache, records=val_records, width=width, settings=val_settings, labels=labels
         )
+    if reader_config is not None:
+        phases.append(("reader", reader_config, full_set, full_val))
     phases.append(("full", config, full_set, full_val))
     for name, phase_config, train_set, val_set in phases:
         summaries[name] = _train_phase(
@@ -291,11 +347,19 @@ def train_planner(
             out_dir=Path(out_dir) / name,
             config=phase_config,
             beta=beta,
+            fact_weight=fact_weight,
+            reader_only=name == "reader",
             dist=dist,
             progress=progress,
             description=f"planner {name} (stage B)",
         )
     return summaries
+
+
+def reader_loss(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The reader-only phase: the SceneReader's fact terms on the labelled keyframes."""
+    facts = model(batch["tokens"], batch["kept_index"], batch["egos"])
+    return fact_terms(fact_outputs(facts), batch)
 
 
 def _train_phase(
@@ -307,16 +371,29 @@ def _train_phase(
     out_dir: Path,
     config: TrainConfig,
     beta: float,
+    fact_weight: float,
+    reader_only: bool,
     dist: DistContext | None,
     progress: bool,
     description: str,
 ) -> TrainSummary:
     from fastdrive_ros.train.checkpoint import load_best
 
-    module = PlannerTrainModule(planner=planner, grid_thw=grid_thw).train()
+    if reader_only:  # the SceneReader alone: its facts, no LLM
+        target, prefix, loss_fn = planner.scene_reader, READER_PREFIX, reader_loss
+        module: nn.Module = ReaderTrainModule(
+            reader=planner.scene_reader, front_length=planner.first_camera_length(grid_thw)
+        )
+    else:
+        target, prefix = planner, PLANNER_PREFIX
+        module = PlannerTrainModule(planner=planner, grid_thw=grid_thw)
+
+        def loss_fn(m, b):
+            return planner_loss(m, b, beta=beta, fact_weight=fact_weight)
+
     trainer = Trainer(
-        model=module,
-        loss_fn=lambda m, b: planner_loss(m, b, beta=beta),
+        model=module.train(),
+        loss_fn=loss_fn,
         train_set=train_set,
         val_set=val_set,
         config=config,
@@ -327,5 +404,5 @@ def _train_phase(
         description=description,
     )
     summary = trainer.fit()
-    load_best(planner, out_dir, PLANNER_PREFIX)
+    load_best(target, out_dir, prefix)
     return summary
