@@ -142,6 +142,10 @@ def train_planner_command(
         int, Opt(help="Epochs of a reader-only phase before the all-token phase (0 = none).")
     ] = 0,
     reader_lr: Annotated[float, Opt(help="Peak learning rate of the reader-only phase.")] = 1e-3,
+    loss_beta: Annotated[
+        float,
+        Opt(help="Smooth-L1 beta in metres: errors below it are squared (small: closer to L1)."),
+    ] = 1.0,
     seed: Annotated[int, Opt(help="Seed of everything (data order, init, augmentation).")] = 0,
     device: Annotated[str, Opt(help="auto, cpu or cuda.")] = "auto",
     threads: Annotated[int | None, Opt(help="Torch CPU threads per process.")] = None,
@@ -166,6 +170,8 @@ def train_planner_command(
     from fastdrive_ros.train.token_subsets import SubsetPolicy
     from fastdrive_ros.train.workspace import DataSpec, Workspace
 
+    if not loss_beta > 0:
+        raise typer.BadParameter(f"must be > 0, got {loss_beta}", param_hint="--loss-beta")
     if not 0.0 < keep_min <= 1.0:  # a share of the tokens: 2 or -0.5 kept nothing sensible
         raise typer.BadParameter(f"must be in (0, 1], got {keep_min}", param_hint="--keep-min")
     if threads is not None:
@@ -269,6 +275,7 @@ def train_planner_command(
         labels=labels,
         fact_weight=fact_weight,
         reader_config=reader_config,
+        beta=loss_beta,
         dist=dist,
         progress=progress,
     )

@@ -27,6 +27,7 @@ so that the all-token phase starts from a reader that already reads the scene.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -318,25 +319,26 @@ def train_planner(
             cache=None, records=val_records, width=width, settings=val_settings
         )
         phases.append(("text", text_config, text_set, text_val if val_records else None))
-    full_set = PlannerDataset(
+    token_set = functools.partial(
+        PlannerDataset,
         cache=train_cache,
         records=train_records,
         width=width,
         keep_min=keep_min,
         subsets=subsets,
         cameras=cameras,
-        max_items=max_items,
         seed=config.seed,
         labels=labels,
         **shared,
     )
+    full_set = token_set(max_items=max_items)
     full_val = None
     if val_cache is not None and val_records:
         full_val = PlannerDataset(
             cache=val_cache, records=val_records, width=width, settings=val_settings, labels=labels
         )
-    if reader_config is not None:
-        phases.append(("reader", reader_config, full_set, full_val))
+    if reader_config is not None:  # cheap without the LLM: every keyframe, not max_items
+        phases.append(("reader", reader_config, token_set(), full_val))
     phases.append(("full", config, full_set, full_val))
     for name, phase_config, train_set, val_set in phases:
         summaries[name] = _train_phase(
