@@ -784,7 +784,8 @@ def build_default_command(
         bool,
         typer.Option(
             help="Add stage A2: fine-tune the tower on the world's scene labels (lead kind, gap, "
-            "the driver's decision) before the caches (not in the shipped default yet)."
+            "the driver's decision) before the caches, and give the planner a SceneReader "
+            "taught the same labels (not in the shipped default yet)."
         ),
     ] = False,
     vision_from: Annotated[

@@ -139,6 +139,8 @@ def test_plans_are_consistent() -> None:
     # stage A2 is opt-in until a default is built with it; the tiny build runs it
     assert plan.affordance is None and tiny_plan().affordance is not None
     assert default_plan(affordance=True).affordance is not None
+    assert default_plan().planner_reader_epochs == 0  # the shipped default has no reader
+    assert default_plan(affordance=True).planner_reader_epochs > 0
     assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}
     assert tiny_plan().config == "tiny"
     with pytest.raises(ValueError, match="--scenes"):
