@@ -49,10 +49,13 @@ def run(scene_bag: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
             r["name"].startswith("fastdrive") for r in records(out, "diagnostics")
         )
         wait_for("diagnostics from the node", node_diag, 240, launch, listener)
+        # Each --no-daemon call discovers the graph afresh; the verbs' defaults (0.5 s spin, 1 s
+        # wait for the node) lost the race once on a loaded CI machine ("Node not found").
+        patient = ("--spin-time", "2", "--timeout", "10")
         params = {
-            "describe": ros2_cli("param", "describe", NODE, "prune_ratio"),
-            "get": ros2_cli("param", "get", NODE, "prune_ratio"),
-            "set": ros2_cli("param", "set", NODE, "prune_ratio", "0.25"),
+            "describe": ros2_cli("param", "describe", NODE, "prune_ratio", *patient),
+            "get": ros2_cli("param", "get", NODE, "prune_ratio", *patient),
+            "set": ros2_cli("param", "set", NODE, "prune_ratio", "0.25", *patient),
         }
         player = Proc(
             "player",
