@@ -321,9 +321,33 @@ class DefaultModelBuilder:
             args += ["--text-warmup-steps", str(text.warmup_steps)]
         if plan.cache_train.limit is not None:
             args += ["--max-samples", str(plan.cache_train.limit)]
-        if plan.planner_reader_epochs > 0:
-            args += ["--scene-reader", "--reader-epochs", str(plan.planner_reader_epochs)]
         return args
+
+    def _reader_args(self) -> list[str]:
+        """Stage 4b: the trained planner (work/planner/model) with a SceneReader, fine-tuned."""
+        plan, cfg = self.plan, self.plan.reader
+        assert cfg is not None
+        args = self._planner_args()
+        args[args.index("--model") + 1] = str(self.work / "planner" / "model")
+        args[args.index("--out") + 1] = str(self.work / "reader")
+        args[args.index("--text-epochs") + 1] = "0"
+        for flag, value in (
+            ("--epochs", cfg.epochs),
+            ("--batch-size", cfg.batch_size),
+            ("--lr", cfg.lr),
+            ("--warmup-steps", cfg.warmup_steps),
+            ("--weight-decay", cfg.weight_decay),
+            ("--val-every", cfg.val_every),
+            ("--seed", cfg.seed),
+        ):
+            args[args.index(flag) + 1] = str(value)
+        args += ["--scene-reader", "--reader-epochs", str(plan.reader_only_epochs)]
+        return args + ["--loss-beta", str(plan.reader_loss_beta)]
+
+    @property
+    def planner_dir(self) -> Path:
+        """The bundle's planner: the reader stage's output when the plan has one."""
+        return self.work / ("reader" if self.plan.reader is not None else "planner") / "model"
 
     def _pruner_args(self) -> list[str]:
         plan, train, val, cfg = self.plan, self.plan.train, self.plan.val, self.plan.pruner
@@ -352,27 +376,29 @@ class DefaultModelBuilder:
         return args
 
     def train_heads(self) -> bool:
-        jobs = []
-        planner_done = (self.work / "planner" / "model" / "config.json").is_file()
-        pruner_done = (self.work / "pruner" / "pruner" / "reconpruner.json").is_file()
+        commands = {"planner": self._planner_args(), "pruner": self._pruner_args()}
+        if self.plan.reader is not None:
+            commands["reader"] = self._reader_args()
         if self.force:
-            for name in ("planner", "pruner"):
+            for name in commands:
                 shutil.rmtree(self.work / name, ignore_errors=True)
-            planner_done = pruner_done = False
-        if not planner_done:
-            jobs.append(("planner", self._planner_args()))
-        if not pruner_done:
-            jobs.append(("pruner", self._pruner_args()))
-        self.state["commands"] = {
-            "planner": "fastdrive " + " ".join(self._planner_args()),
-            "pruner": "fastdrive " + " ".join(self._pruner_args()),
+        done = {
+            "planner": (self.work / "planner" / "model" / "config.json").is_file(),
+            "pruner": (self.work / "pruner" / "pruner" / "reconpruner.json").is_file(),
+            "reader": (self.work / "reader" / "model" / "config.json").is_file(),
         }
+        self.state["commands"] = {name: "fastdrive " + " ".join(a) for name, a in commands.items()}
         self._save_state()
+        jobs = [(name, args) for name, args in commands.items() if not done[name]]
         if not jobs:
             return False
-        waves = [jobs] if self.jobs >= 2 else [[job] for job in jobs]
-        for wave in waves:
-            self._run_parallel(wave)
+        # the reader starts from the trained planner, so it waits for it
+        first = [job for job in jobs if job[0] != "reader"]
+        later = [job for job in jobs if job[0] == "reader"]
+        waves = [first] if self.jobs >= 2 else [[job] for job in first]
+        for wave in [*waves, later]:
+            if wave:
+                self._run_parallel(wave)
         return True
 
     def _run_parallel(self, jobs: list[tuple[str, list[str]]], *, monitor: bool = True) -> None:
@@ -424,7 +450,7 @@ class DefaultModelBuilder:
         from fastdrive_ros.nn.vla import VLA
         from fastdrive_ros.train.token_cache import module_hash
 
-        vla = VLA.from_pretrained(self.work / "planner" / "model")
+        vla = VLA.from_pretrained(self.planner_dir)
         pruner = ReconPruner.load(self.work / "pruner" / "pruner", expected_width=None)
         vla.pruner = pruner
         vla.config.pruner = pruner.config.to_dict()
@@ -684,6 +710,7 @@ class DefaultModelBuilder:
             command=self.command,
             stage_summaries={
                 "planner": _read_json(self.work / "planner" / "summary.json"),
+                "reader": _read_json(self.work / "reader" / "summary.json"),
                 "pruner": _read_json(self.work / "pruner" / "summary.json"),
             },
             eval_results=_read_json(self.work / "eval" / "results.json"),

@@ -91,9 +91,14 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
         not torch.equal(value, tower.vision.state_dict()[key])
         for key, value in stage_a.vision.state_dict().items()
     )
-    # the planner reads the front camera through a SceneReader taught the world's labels first
+    # stage 4b: the trained planner was given a SceneReader, taught the world's labels first,
+    # and the bundle carries that planner (the plain one stays in work/planner)
     assert tower.config.scene_reader
-    assert json.loads((work / "planner" / "summary.json").read_text())["reader"]["steps"] > 0
+    assert not VLA.from_pretrained(work / "planner" / "model").config.scene_reader
+    reader = json.loads((work / "reader" / "summary.json").read_text())
+    assert reader["reader"]["steps"] > 0 and reader["full"]["steps"] > 0
+    assert "text" not in reader  # the fine-tune starts from the trained planner
+    assert "--loss-beta" in state["commands"]["reader"]
     figures = state["image_dependence"]
     for key in ("l2_avg_own", "l2_avg_none", "l2_avg_other", "l2_avg_constant_velocity"):
         assert figures[key] >= 0, key
@@ -115,6 +120,7 @@ def test_model_card_tells_what_was_built(built) -> None:
     assert "build-default --tiny" in card and "train-planner" in card and "train-pruner" in card
     assert "**6 merged tokens per camera**" in card and "**36 visual tokens**" in card
     assert "Constant velocity" in card and "parity: passed" in card
+    assert "Stage B with a SceneReader" in card
     assert "Does the planner use the cameras?" in card
     assert "Do the cameras matter? (issue 8 targets)" in card
 
@@ -139,8 +145,8 @@ def test_plans_are_consistent() -> None:
     # stage A2 is opt-in until a default is built with it; the tiny build runs it
     assert plan.affordance is None and tiny_plan().affordance is not None
     assert default_plan(affordance=True).affordance is not None
-    assert default_plan().planner_reader_epochs == 0  # the shipped default has no reader
-    assert default_plan(affordance=True).planner_reader_epochs > 0
+    assert default_plan().reader is None  # the shipped default has no reader
+    assert default_plan(affordance=True).reader is not None and tiny_plan().reader is not None
     assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}
     assert tiny_plan().config == "tiny"
     with pytest.raises(ValueError, match="--scenes"):

@@ -290,6 +290,18 @@ def _training_results(inputs: CardInputs) -> list[str]:
                 f"{_fmt(last.get('val_l2_avg'))} m vs constant velocity "
                 f"{_fmt(last.get('val_cv_l2_avg'))} m on the same keyframes."
             )
+    reader = inputs.stage_summaries.get("reader", {})
+    alone, full = (reader.get(k, {}).get("last_val", {}) for k in ("reader", "full"))
+    if alone and full:
+        lines.append(
+            f"- Stage B with a SceneReader ({reader['reader'].get('steps')} reader-only steps, "
+            f"then {reader['full'].get('steps')} all-token steps): lead-kind accuracy "
+            f"{_fmt(full.get('val_fact_lead_acc'))}, inverse gap off by "
+            f"{_fmt(full.get('val_fact_inverse_gap_mae'), 3)}, decision off by "
+            f"{_fmt(full.get('val_fact_decision_mae'))} m/s^2; validation L2 Avg "
+            f"{_fmt(full.get('val_l2_avg'))} m vs constant velocity "
+            f"{_fmt(full.get('val_cv_l2_avg'))} m."
+        )
     pruner = inputs.stage_summaries.get("pruner", {})
     last = pruner.get("last_val", {})
     if last:
