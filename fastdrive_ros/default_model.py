@@ -392,9 +392,9 @@ class DefaultModelBuilder:
         jobs = [(name, args) for name, args in commands.items() if not done[name]]
         if not jobs:
             return False
-        # the reader starts from the trained planner, so it waits for it
-        first = [job for job in jobs if job[0] != "reader"]
-        later = [job for job in jobs if job[0] == "reader"]
+        # the reader starts from the trained planner: it waits for it unless it is already done
+        later = [job for job in jobs if job[0] == "reader" and not done["planner"]]
+        first = [job for job in jobs if job not in later]
         waves = [first] if self.jobs >= 2 else [[job] for job in first]
         for wave in [*waves, later]:
             if wave:
