@@ -7,7 +7,7 @@ figures here are what the model card reports; change them here, not in the orche
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from fastdrive_ros.nn.registry import EVAL_SELECTOR_NAMES
@@ -94,6 +94,16 @@ def default_plan(*, scenes: int = 48, seed: int = 11, affordance: bool = False) 
     """
     if scenes < 2:
         raise ValueError(f"--scenes must be >= 2, got {scenes}")
+    # the planner's all-token schedule; stage A2 and the reader fine-tune share its optimiser
+    planner = TrainConfig(
+        epochs=2,
+        batch_size=8,
+        lr=3e-4,
+        weight_decay=0.01,
+        warmup_steps=20,
+        seed=seed,
+        val_every=60,
+    )
     return BuildPlan(
         name="default",
         config="compact",
@@ -118,15 +128,7 @@ def default_plan(*, scenes: int = 48, seed: int = 11, affordance: bool = False) 
         planner_text=TrainConfig(
             epochs=8, batch_size=32, lr=1e-3, weight_decay=0.01, warmup_steps=30, seed=seed
         ),
-        planner=TrainConfig(
-            epochs=2,
-            batch_size=8,
-            lr=3e-4,
-            weight_decay=0.01,
-            warmup_steps=20,
-            seed=seed,
-            val_every=60,
-        ),
+        planner=planner,
         planner_val_samples=64,
         pruner=TrainConfig(
             epochs=1, batch_size=8, lr=3e-4, warmup_steps=10, seed=seed, val_every=100
@@ -137,33 +139,13 @@ def default_plan(*, scenes: int = 48, seed: int = 11, affordance: bool = False) 
         decoder_width=256,
         decoder_warmup_steps=150,
         eval_samples=96,
-        affordance=TrainConfig(
-            epochs=3,
-            batch_size=8,
-            lr=3e-4,
-            weight_decay=0.01,
-            warmup_steps=20,
-            seed=seed,
-            val_every=100,
-        )
-        if affordance
-        else None,
+        affordance=replace(planner, epochs=3, val_every=100) if affordance else None,
         planner_subset_keep_min=0.2,
         planner_subset_full_share=0.25,
         planner_ego_dropout=0.5,
         planner_event_weight=3,
         planner_val_settings=("full", "minimal"),
-        reader=TrainConfig(
-            epochs=1,
-            batch_size=8,
-            lr=3e-4,
-            weight_decay=0.01,
-            warmup_steps=20,
-            seed=seed,
-            val_every=60,
-        )
-        if affordance
-        else None,
+        reader=replace(planner, epochs=1) if affordance else None,
         reader_only_epochs=15,
         reader_loss_beta=0.1,
         probe_sets=("eval", "eval2"),
