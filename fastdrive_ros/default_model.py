@@ -810,11 +810,12 @@ def build_default_command(
     affordance: Annotated[
         bool,
         typer.Option(
-            help="Add stage A2: fine-tune the tower on the world's scene labels (lead kind, gap, "
-            "the driver's decision) before the caches, and give the planner a SceneReader "
-            "taught the same labels (not in the shipped default yet)."
+            help="Stage A2 (fine-tune the tower on the world's scene labels: lead kind, gap, "
+            "the driver's decision) before the caches, and stage 4b (the trained planner given a "
+            "SceneReader taught the same labels), as the shipped default is built. "
+            "--no-affordance: the earlier default's recipe."
         ),
-    ] = False,
+    ] = True,
     vision_from: Annotated[
         Path | None,
         typer.Option(
@@ -839,7 +840,7 @@ def build_default_command(
     command += "" if tiny or scenes == 48 else f" --scenes {scenes}"
     command += "" if seed == 11 else f" --seed {seed}"
     command += "" if work_dir is None else f" --work-dir {work_dir}"
-    command += " --affordance" if affordance and not tiny else ""
+    command += " --no-affordance" if not affordance and not tiny else ""
     command += "" if vision_from is None else f" --vision-from {vision_from}"
     builder = DefaultModelBuilder(
         plan=plan,

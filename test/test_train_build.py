@@ -142,11 +142,12 @@ def test_plans_are_consistent() -> None:
     assert plan.probe_sets == ("eval", "eval2") and plan.planner_ego_dropout > 0
     assert plan.datasets["val"].scenes == 6 and plan.datasets["eval"].scenes == 8
     assert plan.eval.dataset == "eval" and plan.train.dataset == "train"
-    # stage A2 is opt-in until a default is built with it; the tiny build runs it
-    assert plan.affordance is None and tiny_plan().affordance is not None
-    assert default_plan(affordance=True).affordance is not None
-    assert default_plan().reader is None  # the shipped default has no reader
-    assert default_plan(affordance=True).reader is not None and tiny_plan().reader is not None
+    # the shipped default is built with stage A2 and the reader (stage 4b), as is the tiny build;
+    # --no-affordance is the earlier recipe, which needs no world labels
+    assert plan.affordance is not None and plan.reader is not None
+    assert tiny_plan().affordance is not None and tiny_plan().reader is not None
+    earlier = default_plan(affordance=False)
+    assert earlier.affordance is None and earlier.reader is None
     assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}
     assert tiny_plan().config == "tiny"
     with pytest.raises(ValueError, match="--scenes"):
