@@ -25,9 +25,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:  # torch-free at import: the CLI lists commands without it
+    from fastdrive_ros.train.loop import TrainConfig
 
 VERSION = "v1.0-synth"
 STATE_FILE = "state.json"
@@ -289,22 +292,41 @@ class DefaultModelBuilder:
     # -- 4. planner and pruner ----------------------------------------------------------------
 
     def _planner_args(self) -> list[str]:
+        """Stage 4: the planner on the stage-A2 tower, prompt-only warm-up first."""
+        plan = self.plan
+        return self._train_planner_args(
+            self.tower_bundle, self.work / "planner", plan.planner, plan.planner_text
+        )
+
+    def _reader_args(self) -> list[str]:
+        """Stage 4b: the trained planner (work/planner/model) with a SceneReader, fine-tuned."""
+        plan = self.plan
+        assert plan.reader is not None
+        args = self._train_planner_args(
+            self.work / "planner" / "model", self.work / "reader", plan.reader, None
+        )
+        args += ["--scene-reader", "--reader-epochs", str(plan.reader_only_epochs)]
+        return args + ["--loss-beta", str(plan.reader_loss_beta)]
+
+    def _train_planner_args(
+        self, model: Path, out: Path, cfg: TrainConfig, text: TrainConfig | None
+    ) -> list[str]:
+        """`fastdrive train-planner` from `model` into `out`, on the plan's data and token sets."""
         plan, train, val = self.plan, self.plan.train, self.plan.val
-        text = plan.planner_text
         args = [
             "train-planner",
-            *("--model", str(self.tower_bundle)),
+            *("--model", str(model)),
             *("--dataroot", str(self.data_root(train.dataset)), "--version", VERSION),
             *("--split", train.split),
             *("--val-dataroot", str(self.data_root(val.dataset)), "--val-split", val.split),
-            *("--out", str(self.work / "planner"), "--work-dir", str(self.work / "work")),
-            *("--epochs", str(plan.planner.epochs), "--batch-size", str(plan.planner.batch_size)),
-            *("--lr", str(plan.planner.lr), "--warmup-steps", str(plan.planner.warmup_steps)),
-            *("--weight-decay", str(plan.planner.weight_decay)),
+            *("--out", str(out), "--work-dir", str(self.work / "work")),
+            *("--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size)),
+            *("--lr", str(cfg.lr), "--warmup-steps", str(cfg.warmup_steps)),
+            *("--weight-decay", str(cfg.weight_decay)),
             *("--text-epochs", str(text.epochs if text else 0)),
-            *("--val-every", str(plan.planner.val_every)),
+            *("--val-every", str(cfg.val_every)),
             *("--max-val-samples", str(plan.planner_val_samples)),
-            *("--seed", str(plan.planner.seed), "--device", "cpu"),
+            *("--seed", str(cfg.seed), "--device", "cpu"),
             *("--threads", str(self.threads)),
         ]
         if plan.planner_subset_keep_min is not None:
@@ -322,27 +344,6 @@ class DefaultModelBuilder:
         if plan.cache_train.limit is not None:
             args += ["--max-samples", str(plan.cache_train.limit)]
         return args
-
-    def _reader_args(self) -> list[str]:
-        """Stage 4b: the trained planner (work/planner/model) with a SceneReader, fine-tuned."""
-        plan, cfg = self.plan, self.plan.reader
-        assert cfg is not None
-        args = self._planner_args()
-        args[args.index("--model") + 1] = str(self.work / "planner" / "model")
-        args[args.index("--out") + 1] = str(self.work / "reader")
-        args[args.index("--text-epochs") + 1] = "0"
-        for flag, value in (
-            ("--epochs", cfg.epochs),
-            ("--batch-size", cfg.batch_size),
-            ("--lr", cfg.lr),
-            ("--warmup-steps", cfg.warmup_steps),
-            ("--weight-decay", cfg.weight_decay),
-            ("--val-every", cfg.val_every),
-            ("--seed", cfg.seed),
-        ):
-            args[args.index(flag) + 1] = str(value)
-        args += ["--scene-reader", "--reader-epochs", str(plan.reader_only_epochs)]
-        return args + ["--loss-beta", str(plan.reader_loss_beta)]
 
     @property
     def planner_dir(self) -> Path:
