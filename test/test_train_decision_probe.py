@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from train_tiny import decision_world
 
 from fastdrive_ros.train.decision_probe import ProbeSet, decision_probe, render_table
@@ -45,6 +46,51 @@ def test_noise_tokens_buy_nothing() -> None:
     figures = decision_probe(train, tests, epochs=10, folds=4)["held"]
     assert abs(figures["corr"]) < 0.3
     assert figures["own"] > 0.9 * figures["ego"]
+
+
+def _moving_tokens(labels, records, seed: int) -> tuple[np.ndarray, dict[str, str]]:
+    """[S, 4, 8] noise tokens whose channel 0 walks by the decision from one keyframe of a scene
+    to the next: only two frames show it. Also the chain {token: the keyframe before}."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.normal(size=(len(records), 4, 8))
+    last: dict[str, tuple[str, float]] = {}
+    chain = {}
+    for i, r in enumerate(records):
+        token, level = last.get(r.scene, ("", rng.normal(scale=5.0)))
+        level += labels[r.token].decided_acceleration
+        tokens[i, :, 0] = level
+        if token:
+            chain[r.token] = token
+        last[r.scene] = (r.token, level)
+    return tokens, chain
+
+
+def test_a_decision_only_motion_shows_needs_two_frames() -> None:
+    worlds = [decision_world(s, future_from="decision") for s in (0, 1)]
+    (train, held) = (ProbeSet.of(*w, *_moving_tokens(w[1], w[0], seed=s)) for s, w in
+                     zip((2, 3), worlds))  # fmt: skip
+    one = decision_probe(train, {"held": held}, frames=1, epochs=30, folds=4)["held"]
+    two = decision_probe(train, {"held": held}, frames=2, epochs=30, folds=4)["held"]
+    assert two["corr"] > 0.8 and abs(one["corr"]) < 0.5
+    assert two["own"] < 0.7 * one["own"]
+    assert two["shuffled"] > 1.5 * two["own"]  # another scene's pair of frames does not help
+
+
+def test_without_a_chain_every_keyframe_is_its_own_predecessor() -> None:
+    records, labels = decision_world(0, future_from="decision", n=6)
+    tokens = np.arange(6 * 2 * 3, dtype=float).reshape(6, 2, 3)
+    alone = ProbeSet.of(records, labels, tokens)
+    assert torch.equal(alone.previous, alone.tokens)
+    chained = ProbeSet.of(
+        records,
+        labels,
+        tokens,
+        {records[1].token: records[0].token, records[2].token: "not-a-keyframe"},
+    )
+    assert torch.equal(chained.previous[1], chained.tokens[0])
+    assert torch.equal(chained.previous[2], chained.tokens[2])
+    with pytest.raises(ValueError, match="frames must be 1 or 2"):
+        decision_probe(alone, {}, frames=3)
 
 
 def test_rows_must_match_and_decisions_must_be_recorded() -> None:

@@ -78,6 +78,45 @@ class SceneHead(nn.Module):
         return SceneFacts(facts[:, :-1], torch.sigmoid(facts[:, -1]), decision), pooled
 
 
+@dataclass(frozen=True)
+class MotionFacts:
+    """What two frames show and one cannot.
+
+    closing_speed [B] m/s: how fast the gap to the binding constraint shrinks (the ego's speed
+    minus the constraint's along the lane); decision [B]: the driver's decided acceleration, m/s^2.
+    """
+
+    closing_speed: torch.Tensor
+    decision: torch.Tensor
+
+
+class MotionHead(nn.Module):
+    """Tokens of a keyframe and of the one before it (0.5 s earlier) + speed -> MotionFacts.
+
+    One frame shows where the constraint is, not how fast the ego closes on it, which the scene
+    probe values at about as much as everything one frame shows. SceneHead's pooling (one learned
+    query) runs on both frames; the facts read the pooled feature, its change between the frames
+    and the speed, so the tower has to make that change say how the scene moved.
+    """
+
+    def __init__(self, width: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.pool = SceneHead(width, hidden)
+        self.facts = nn.Sequential(
+            nn.Linear(2 * width + 2, hidden), nn.GELU(), nn.Linear(hidden, 2)
+        )
+
+    def forward(
+        self, tokens: torch.Tensor, previous: torch.Tensor, speed: torch.Tensor
+    ) -> MotionFacts:
+        """tokens, previous: [B, n, D]; speed [B] m/s."""
+        now = self.pool(tokens, speed)[1]
+        before = self.pool(previous, speed)[1]
+        v = (speed.to(now.dtype) / SPEED_SCALE).unsqueeze(-1)
+        out = self.facts(torch.cat([now, now - before, v, v * v], dim=-1))
+        return MotionFacts(closing_speed=out[:, 0], decision=out[:, 1])
+
+
 class SceneReader(nn.Module):
     """Kept front-camera tokens + speed -> (<plan> embedding [B, D], SceneFacts)."""
 

@@ -15,6 +15,7 @@ frames. A reader that helps here has found real signal; one that does not may st
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdrive_ros.data.world_labels import SceneLabel
-from fastdrive_ros.nn.scene_reader import SceneHead
+from fastdrive_ros.nn.scene_reader import MotionHead, SceneHead
 from fastdrive_ros.train.affordance import FRONT_CAMERA
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
@@ -32,10 +33,14 @@ from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
 
 @dataclass(frozen=True)
 class ProbeSet:
-    """One world's keyframes: front tokens [S, n, D], speeds, recorded decisions, scenes."""
+    """One world's keyframes: front tokens, speeds, recorded decisions, scenes.
+
+    previous: the previous keyframe's front tokens (its own where it has none), like tokens.
+    """
 
     problem: MinimalProblem
     tokens: torch.Tensor
+    previous: torch.Tensor
     speed: torch.Tensor
     decided: np.ndarray
     scenes: np.ndarray
@@ -46,19 +51,39 @@ class ProbeSet:
         records: Sequence[KeyframeRecord],
         labels: Mapping[str, SceneLabel],
         tokens: np.ndarray | torch.Tensor,
+        previous: Mapping[str, str] | None = None,
     ) -> ProbeSet:
+        """Rows of `tokens` follow `records`.
+
+        previous: {sample token: the keyframe before it} (`sample_chain`); a keyframe whose
+        predecessor is not among the records (a scene's first) is its own: no motion.
+        """
         if len(tokens) != len(records):
             raise ValueError(f"{len(tokens)} token rows for {len(records)} records")
         decided = np.array([labels[r.token].decided_acceleration for r in records])
         if not np.isfinite(decided).all():
             raise ValueError("the world did not record the driver's decisions: regenerate it")
+        tokens = torch.as_tensor(tokens, dtype=torch.float32)
+        row = {r.token: i for i, r in enumerate(records)}
+        before = [row.get((previous or {}).get(r.token, ""), i) for i, r in enumerate(records)]
         return cls(
             problem=MinimalProblem.of(records),
-            tokens=torch.as_tensor(tokens, dtype=torch.float32),
+            tokens=tokens,
+            previous=tokens[before],
             speed=torch.tensor([r.ego.speed for r in records], dtype=torch.float32),
             decided=decided,
             scenes=np.array([r.scene for r in records]),
         )
+
+
+def sample_chain(dataroot: str | Path, version: str) -> dict[str, str]:
+    """{sample token: the previous keyframe's token} from the dataset's sample table."""
+    path = Path(dataroot) / version / "sample.json"
+    try:
+        samples = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the sample table {path}: {exc}") from exc
+    return {s["token"]: s["prev"] for s in samples if s.get("prev")}
 
 
 def front_tokens(bundle: str | Path, records: Sequence[KeyframeRecord]) -> np.ndarray:
@@ -78,28 +103,40 @@ def front_tokens(bundle: str | Path, records: Sequence[KeyframeRecord]) -> np.nd
     return np.concatenate(out)
 
 
+DecisionHead = SceneHead | MotionHead
+
+
+def _decide(head: DecisionHead, data: ProbeSet, rows: torch.Tensor) -> torch.Tensor:
+    if isinstance(head, MotionHead):
+        return head(data.tokens[rows], data.previous[rows], data.speed[rows]).decision
+    return head(data.tokens[rows], data.speed[rows])[0].decision
+
+
 def fit_decision_head(
-    tokens: torch.Tensor, speed: torch.Tensor, decided: np.ndarray, *, epochs: int, seed: int
-) -> SceneHead:
-    """SceneHead trained on its decision output only (smooth L1, AdamW, batch 64)."""
+    data: ProbeSet, rows: torch.Tensor, *, frames: int, epochs: int, seed: int
+) -> DecisionHead:
+    """A head fitted to the decision of `rows` only (smooth L1, AdamW, batch 64).
+
+    frames=1: SceneHead (its decision output); frames=2: MotionHead (its decision output).
+    """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = SceneHead(tokens.shape[-1])
+    width = data.tokens.shape[-1]
+    head = MotionHead(width) if frames == 2 else SceneHead(width)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
-    target = torch.as_tensor(decided, dtype=torch.float32)
+    target = torch.as_tensor(data.decided, dtype=torch.float32)
     for _ in range(epochs):
-        for batch in torch.randperm(len(tokens), generator=generator).split(64):
-            decision = head(tokens[batch], speed[batch])[0].decision
-            loss = F.smooth_l1_loss(decision, target[batch])
+        for batch in rows[torch.randperm(len(rows), generator=generator)].split(64):
+            loss = F.smooth_l1_loss(_decide(head, data, batch), target[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     return head.eval()
 
 
-def _predict(head: SceneHead, tokens: torch.Tensor, speed: torch.Tensor) -> np.ndarray:
+def _predict(head: DecisionHead, data: ProbeSet, rows: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        return head(tokens, speed)[0].decision.numpy()
+        return _decide(head, data, rows).numpy()
 
 
 def _with_decision(problem: MinimalProblem, decision: np.ndarray) -> np.ndarray:
@@ -111,6 +148,7 @@ def decision_probe(
     train: ProbeSet,
     tests: Mapping[str, ProbeSet],
     *,
+    frames: int = 1,
     epochs: int = 20,
     folds: int = 5,
     seed: int = 0,
@@ -118,29 +156,34 @@ def decision_probe(
     """Per held-out world: how well the tokens tell the decision, and what that buys.
 
     The correlation of predicted and recorded decisions, and L2 Avg (m) of the ridge on the
-    minimal ego / plus the decision read from the keyframe's own tokens / from another scene's.
+    minimal ego / plus the decision read from the keyframe's own tokens / from another scene's
+    (with frames=2, another scene's keyframe and its predecessor).
     """
+    if frames not in (1, 2):
+        raise ValueError(f"frames must be 1 or 2, got {frames}")
     names = sorted(set(train.scenes))
     if len(names) < folds:
         raise ValueError(f"need at least {folds} training scenes, got {len(names)}")
     crossed = np.zeros(len(train.decided))
     for k, fold in enumerate(np.array_split(np.array(names), folds)):
         held = np.isin(train.scenes, fold)
-        fit = torch.from_numpy(np.flatnonzero(~held))
-        head = fit_decision_head(
-            train.tokens[fit], train.speed[fit], train.decided[~held], epochs=epochs, seed=seed + k
-        )
-        crossed[held] = _predict(head, train.tokens[held], train.speed[held])
-    head = fit_decision_head(train.tokens, train.speed, train.decided, epochs=epochs, seed=seed)
+        fit, rest = (torch.from_numpy(np.flatnonzero(m)) for m in (~held, held))
+        head = fit_decision_head(train, fit, frames=frames, epochs=epochs, seed=seed + k)
+        crossed[held] = _predict(head, train, rest)
+    everything = torch.arange(len(train.decided))
+    head = fit_decision_head(train, everything, frames=frames, epochs=epochs, seed=seed)
     x_fit, y_fit = _with_decision(train.problem, crossed), train.problem.target
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, float]] = {}
     for name, test in tests.items():
-        predicted = _predict(head, test.tokens, test.speed)
-        partner = np.array([rng.choice(np.flatnonzero(test.scenes != s)) for s in test.scenes])
+        predicted = _predict(head, test, torch.arange(len(test.decided)))
+        partner = torch.from_numpy(
+            np.array([rng.choice(np.flatnonzero(test.scenes != s)) for s in test.scenes])
+        )
         ego = _ridge(train.problem.ego, y_fit, test.problem.ego, 1.0)
         own = _ridge(x_fit, y_fit, _with_decision(test.problem, predicted), 1.0)
-        other = _ridge(x_fit, y_fit, _with_decision(test.problem, predicted[partner]), 1.0)
+        shuffled = _predict(head, test, partner)
+        other = _ridge(x_fit, y_fit, _with_decision(test.problem, shuffled), 1.0)
         out[name] = {
             "keyframes": float(len(test.decided)),
             "train_corr": float(np.corrcoef(crossed, train.decided)[0, 1]),
@@ -179,21 +222,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("test", nargs="+", help="held-out dataset roots")
     parser.add_argument("--version", default="v1.0-synth")
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument(
+        "--frames",
+        type=int,
+        nargs="+",
+        choices=(1, 2),
+        default=[1],
+        help="1: the keyframe's front tokens; 2: also the previous keyframe's (a row each)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     worlds = {
         root: (read_records(dataroot=root, version=args.version, progress=False),
-               read_scene_labels(root))
+               read_scene_labels(root), sample_chain(root, args.version))
         for root in (args.train, *args.test)
     }  # fmt: skip
     rows = {}
     for tower in args.towers:
         sets = {
-            root: ProbeSet.of(r, lab, front_tokens(tower, r)) for root, (r, lab) in worlds.items()
+            root: ProbeSet.of(r, lab, front_tokens(tower, r), chain)
+            for root, (r, lab, chain) in worlds.items()
         }
         train = sets.pop(args.train)
-        rows[tower] = decision_probe(train, sets, epochs=args.epochs)
+        for frames in args.frames:
+            name = tower if args.frames == [1] else f"{tower}, {frames} frame(s)"
+            rows[name] = decision_probe(train, sets, frames=frames, epochs=args.epochs)
     print(render_table(rows))
 
 
