@@ -8,20 +8,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_tiny import IMAGE_SIZE, tiny_bundle
+from train_tiny import IMAGE_SIZE, VERSION, tiny_bundle
 
 from fastdrive_ros.data.world_labels import LEAD_KINDS, read_scene_labels
 from fastdrive_ros.nn.configs import tiny_config
-from fastdrive_ros.nn.scene_reader import SceneHead
+from fastdrive_ros.nn.scene_reader import MotionHead, SceneHead
 from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.affordance import (
     FRONT_CAMERA,
     FrontFrameDataset,
     VisionAffordanceModel,
     affordance_loss,
+    closing_speed,
     finetune_affordances,
     inverse_gap,
 )
+from fastdrive_ros.train.decision_probe import sample_chain
 from fastdrive_ros.train.loop import TrainConfig
 from fastdrive_ros.train.vision import collate_images
 
@@ -87,6 +89,67 @@ def test_affordance_head_puts_its_gradient_on_the_tokens() -> None:
     assert not torch.allclose(again.decision, decision.detach())
 
 
+def test_the_motion_head_reads_what_changed_between_the_frames() -> None:
+    torch.manual_seed(0)
+    head = MotionHead(16)
+    tokens = torch.randn(3, 7, 16, requires_grad=True)
+    previous = torch.randn(3, 7, 16, requires_grad=True)
+    speed = torch.tensor([0.0, 5.0, 15.0])
+    moved = head(tokens, previous, speed)
+    assert moved.closing_speed.shape == moved.decision.shape == (3,)
+    (moved.closing_speed.sum() + moved.decision.sum()).backward()
+    assert tokens.grad.abs().sum() > 0 and previous.grad.abs().sum() > 0  # both frames train
+    still = head(tokens.detach(), tokens.detach(), speed)  # no motion
+    assert not torch.allclose(still.closing_speed, moved.closing_speed.detach())
+
+
+def test_two_frame_items_pair_each_keyframe_with_the_one_before(records, world: Path) -> None:
+    labels = read_scene_labels(world)
+    chain = sample_chain(world, VERSION)
+    data = FrontFrameDataset(
+        records=records, labels=labels, image_size=IMAGE_SIZE, unit=28, chain=chain
+    )
+    by_token = {r.token: i for i, r in enumerate(data.records)}
+    firsts = [k for k, (i, _) in enumerate(data.items) if data.records[i].token not in chain]
+    later = [k for k, (i, _) in enumerate(data.items) if data.records[i].token in chain]
+    assert firsts and later
+    for k in (firsts[0], later[0]):
+        i = data.items[k][0]
+        record, item = data.records[i], data[k]
+        before = by_token.get(chain.get(record.token, ""), i)
+        expected = data[[j for j, (r, _) in enumerate(data.items) if r == before][0]]["pixels"]
+        torch.testing.assert_close(item["previous"], expected)
+        label = labels[record.token]
+        want = closing_speed(label, record.ego.speed)
+        assert math.isnan(float(item["closing_speed"])) == math.isnan(want)
+        if not math.isnan(want):
+            assert float(item["closing_speed"]) == pytest.approx(want, abs=1e-5)
+    assert (
+        "previous"
+        not in FrontFrameDataset(records=records, labels=labels, image_size=IMAGE_SIZE, unit=28)[0]
+    )  # one frame unless asked
+    nothing = type(labels[records[0].token])("none", math.inf)
+    assert math.isnan(closing_speed(nothing, 9.0))  # nothing binds: no target, not 0 or 9
+
+
+def test_the_motion_terms_join_the_loss_only_with_two_frames(records, world: Path) -> None:
+    labels = read_scene_labels(world)
+    chain = sample_chain(world, VERSION)
+    data = FrontFrameDataset(
+        records=records, labels=labels, image_size=IMAGE_SIZE, unit=28, chain=chain
+    )
+    batch = collate_images([data[k] for k in range(4)])
+    model = VisionAffordanceModel(encoder=VLA.build(tiny_config(), seed=0).vision, motion=True)
+    loss, metrics = affordance_loss(model, batch)
+    assert "motion_decision_mae" in metrics and torch.isfinite(loss)
+    batch["closing_speed"] = torch.full_like(batch["closing_speed"], math.nan)  # nothing binds
+    loss, metrics = affordance_loss(model, batch)
+    assert torch.isfinite(loss) and "closing_speed_mae" not in metrics
+    one_frame = {k: v for k, v in batch.items() if k not in ("previous", "closing_speed")}
+    _, metrics = affordance_loss(model, one_frame)
+    assert "motion_decision_mae" not in metrics and "decision_mae" in metrics
+
+
 def test_the_decision_term_counts_only_where_recorded(records, world: Path) -> None:
     labels = read_scene_labels(world)
     data = FrontFrameDataset(records=records, labels=labels, image_size=IMAGE_SIZE, unit=28)
@@ -140,3 +203,22 @@ def test_stage_a2_fits_the_labels_into_the_tower(records, world, tmp_path_factor
     assert {"val_class_ce", "val_inverse_gap_mae", "val_lead_acc", "val_decision_mae"} <= set(last)
     after = vla.vision.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_stage_a2_with_sample_chains_trains_the_motion_head(records, world, tmp_path) -> None:
+    vla = VLA.build(tiny_config(), seed=0)
+    labels, chain = read_scene_labels(world), sample_chain(world, VERSION)
+    summary = finetune_affordances(
+        encoder=vla.vision,
+        train_records=records,
+        val_records=records,
+        train_labels=labels,
+        val_labels=labels,
+        image_size=IMAGE_SIZE,
+        out_dir=tmp_path,
+        config=TrainConfig(epochs=1, batch_size=4, lr=1e-3, seed=0),
+        train_chain=chain,
+        val_chain=chain,
+        progress=False,
+    )
+    assert {"val_motion_decision_mae", "val_lead_ce"} <= set(summary.val_history[-1])

@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastdrive_ros.data.world_labels import LEAD_KINDS, SceneLabel
-from fastdrive_ros.nn.scene_reader import SceneFacts, SceneHead
+from fastdrive_ros.nn.scene_reader import MotionHead, SceneFacts, SceneHead
 from fastdrive_ros.nn.vision import VisionEncoder
 from fastdrive_ros.train.distributed import DistContext
+from fastdrive_ros.train.images import load_pixels
 from fastdrive_ros.train.loop import TrainConfig, TrainSummary
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.vision import (
@@ -56,16 +57,33 @@ def inverse_gap(gap_m: float) -> float:
 
 
 class VisionAffordanceModel(VisionAuxModel):
-    """Stage A's model plus the frame-level SceneHead (the planner reader's facts)."""
+    """Stage A's model plus the frame-level SceneHead (the planner reader's facts).
 
-    def __init__(self, *, encoder: VisionEncoder) -> None:
+    With `motion`, also a MotionHead on the frame and the keyframe before it (the tower runs on
+    both): the closing speed and the decision, which one frame cannot show.
+    """
+
+    def __init__(self, *, encoder: VisionEncoder, motion: bool = False) -> None:
         super().__init__(encoder=encoder)
         self.affordance_head = SceneHead(encoder.out_dim)
+        self.motion_head = MotionHead(encoder.out_dim) if motion else None
 
-    def forward(self, pixels: torch.Tensor, speed: torch.Tensor) -> dict[str, torch.Tensor]:
-        tokens = self.twin(pixels)
+    def forward(
+        self, pixels: torch.Tensor, speed: torch.Tensor, previous: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        if self.motion_head is None or previous is None:
+            tokens = self.twin(pixels)
+            facts, _ = self.affordance_head(tokens, speed)
+            return {**self.token_heads(tokens), **fact_outputs(facts)}
+        tokens, before = self.twin(torch.cat([pixels, previous])).split(len(pixels))
         facts, _ = self.affordance_head(tokens, speed)
-        return {**self.token_heads(tokens), **fact_outputs(facts)}
+        moved = self.motion_head(tokens, before, speed)
+        return {
+            **self.token_heads(tokens),
+            **fact_outputs(facts),
+            "closing_speed": moved.closing_speed,
+            "motion_decision": moved.decision,
+        }
 
 
 class FrontFrameDataset(CameraImageDataset):
@@ -79,7 +97,13 @@ class FrontFrameDataset(CameraImageDataset):
         image_size: tuple[int, int],
         unit: int,
         limit: int | None = None,
+        chain: Mapping[str, str] | None = None,
     ) -> None:
+        """Front images of the labelled keyframes (spread-subsampled to `limit`).
+
+        chain: {sample token: the keyframe before it}; given, every item also has the previous
+        keyframe's front image (its own for a scene's first) and the closing speed.
+        """
         super().__init__(records=records, image_size=image_size, unit=unit)
         front = {
             i: r.cameras.index(FRONT_CAMERA)
@@ -96,14 +120,27 @@ class FrontFrameDataset(CameraImageDataset):
             step = len(self.items) / limit
             self.items = [self.items[int(k * step)] for k in range(limit)]
         self.labels = labels
+        self.chain = chain
+        self.row = {r.token: i for i, r in enumerate(self.records)}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = super().__getitem__(index)
-        record = self.records[self.items[index][0]]
+        i = self.items[index][0]
+        record = self.records[i]
         label = self.labels[record.token]
         item.update(fact_targets(label))
         item["speed"] = torch.tensor(record.ego.speed, dtype=torch.float32)
+        if self.chain is not None:
+            before = self.records[self.row.get(self.chain.get(record.token, ""), i)]
+            front = before.images[before.cameras.index(FRONT_CAMERA)]
+            item["previous"] = load_pixels([front], self.image_size)[0]
+            item["closing_speed"] = torch.tensor(closing_speed(label, record.ego.speed))
         return item
+
+
+def closing_speed(label: SceneLabel, speed: float) -> float:
+    """How fast the gap to the binding constraint shrinks, m/s; NaN where nothing binds."""
+    return math.nan if label.kind == "none" else float(speed - label.lead_speed)
 
 
 def fact_targets(label: SceneLabel | None) -> dict[str, torch.Tensor]:
@@ -173,12 +210,34 @@ def affordance_loss(
     CE on the lead kind + gap_weight x MSE on the inverse gap + decision_weight x smooth L1 on the
     decided acceleration (on the keyframes that record it).
     """
-    out = model(batch["pixels"], batch["speed"])
+    out = model(batch["pixels"], batch["speed"], batch.get("previous"))
     loss, metrics = vision_terms(out, batch)
     facts, fact_metrics = fact_terms(
         out, batch, gap_weight=gap_weight, decision_weight=decision_weight
     )
-    return loss + facts, {**metrics, **fact_metrics}
+    loss = loss + facts
+    if "closing_speed" in out:
+        moved, motion_metrics = motion_terms(out, batch)
+        loss, metrics = loss + moved, {**metrics, **motion_metrics}
+    return loss, {**metrics, **fact_metrics}
+
+
+def motion_terms(
+    out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The MotionHead's loss: smooth L1 on the closing speed and on the decision.
+
+    Each term counts only the samples that have its label (something binds / recorded).
+    """
+    loss = out["closing_speed"].float().sum() * 0.0
+    metrics: dict[str, float] = {}
+    for key, target_key in (("closing_speed", "closing_speed"), ("motion_decision", "decision")):
+        known = torch.isfinite(batch[target_key])
+        if known.any():
+            predicted, target = out[key].float()[known], batch[target_key][known]
+            loss = loss + F.smooth_l1_loss(predicted, target)
+            metrics[f"{key}_mae"] = float((predicted.detach() - target).abs().mean())
+    return loss, metrics
 
 
 def finetune_affordances(
@@ -192,14 +251,25 @@ def finetune_affordances(
     out_dir: str | Path,
     config: TrainConfig,
     max_val_images: int = 64,
+    train_chain: Mapping[str, str] | None = None,
+    val_chain: Mapping[str, str] | None = None,
     dist: DistContext | None = None,
     progress: bool = True,
 ) -> TrainSummary:
-    """Fine-tune `encoder` in place; ends with the best-validation weights (resumable)."""
+    """Fine-tune `encoder` in place; ends with the best-validation weights (resumable).
+
+    With the worlds' sample chains ({token: the keyframe before}), also the MotionHead on two
+    frames (the tower sees twice the images per step).
+    """
     unit = encoder.patch_size * encoder.merge_size
-    model = VisionAffordanceModel(encoder=encoder).train()
+    motion = train_chain is not None
+    model = VisionAffordanceModel(encoder=encoder, motion=motion).train()
     train_set = FrontFrameDataset(
-        records=train_records, labels=train_labels, image_size=image_size, unit=unit
+        records=train_records,
+        labels=train_labels,
+        image_size=image_size,
+        unit=unit,
+        chain=train_chain,
     )
     val_set = (
         FrontFrameDataset(
@@ -208,6 +278,7 @@ def finetune_affordances(
             image_size=image_size,
             unit=unit,
             limit=max_val_images,
+            chain=val_chain if motion else None,
         )
         if val_records
         else None
