@@ -93,6 +93,17 @@ def test_without_a_chain_every_keyframe_is_its_own_predecessor() -> None:
         decision_probe(alone, {}, frames=3)
 
 
+def test_the_closing_speed_target_is_zero_where_nothing_binds() -> None:
+    records, labels = decision_world(0, future_from="decision", n=6)
+    probe = ProbeSet.of(records, labels, np.zeros((6, 2, 3)), target="closing_speed")
+    for r, value in zip(records, probe.target):
+        label = labels[r.token]
+        want = 0.0 if label.kind == "none" else r.ego.speed - label.lead_speed
+        assert value == pytest.approx(want)
+    with pytest.raises(ValueError, match="target must be one of"):
+        ProbeSet.of(records, labels, np.zeros((6, 2, 3)), target="gap")
+
+
 def test_rows_must_match_and_decisions_must_be_recorded() -> None:
     records, labels = decision_world(0, future_from="decision", n=6)
     with pytest.raises(ValueError, match="5 token rows for 6 records"):

@@ -9,7 +9,13 @@ worlds with each keyframe's own tokens and with another scene's (the content eff
 is fitted on cross-fitted predictions (scene folds), so it weighs them as they are on unseen
 frames. A reader that helps here has found real signal; one that does not may still exist
 (a planner reads all six cameras and is trained end to end).
-`python -m fastdrive_ros.train.decision_probe --towers A B -- TRAIN TEST...`
+
+One frame cannot show how fast the ego closes on what binds it, which the scene probe values at
+about as much as everything one frame shows. `--frames 1 2` adds a row per tower for a two-frame
+head (nn/scene_reader.MotionHead: the same pooling on the keyframe and on the one before it,
+0.5 s earlier, from the dataset's sample chain); `--target closing_speed` reads that speed instead
+of the decision, to see whether motion is in the tokens at all.
+`python -m fastdrive_ros.train.decision_probe --towers A B [--frames 1 2] -- TRAIN TEST...`
 """
 
 from __future__ import annotations
@@ -36,13 +42,14 @@ class ProbeSet:
     """One world's keyframes: front tokens, speeds, recorded decisions, scenes.
 
     previous: the previous keyframe's front tokens (its own where it has none), like tokens.
+    target: what the head reads per keyframe (PROBE_TARGETS: the decision, or the closing speed).
     """
 
     problem: MinimalProblem
     tokens: torch.Tensor
     previous: torch.Tensor
     speed: torch.Tensor
-    decided: np.ndarray
+    target: np.ndarray
     scenes: np.ndarray
 
     @classmethod
@@ -52,6 +59,7 @@ class ProbeSet:
         labels: Mapping[str, SceneLabel],
         tokens: np.ndarray | torch.Tensor,
         previous: Mapping[str, str] | None = None,
+        target: str = "decision",
     ) -> ProbeSet:
         """Rows of `tokens` follow `records`.
 
@@ -60,8 +68,13 @@ class ProbeSet:
         """
         if len(tokens) != len(records):
             raise ValueError(f"{len(tokens)} token rows for {len(records)} records")
-        decided = np.array([labels[r.token].decided_acceleration for r in records])
-        if not np.isfinite(decided).all():
+        if target not in PROBE_TARGETS:
+            raise ValueError(f"target must be one of {PROBE_TARGETS}, got {target!r}")
+        if target == "decision":
+            values = np.array([labels[r.token].decided_acceleration for r in records])
+        else:  # 0 where nothing binds: nothing to close on
+            values = np.array([_closing(labels[r.token], r.ego.speed) for r in records])
+        if not np.isfinite(values).all():
             raise ValueError("the world did not record the driver's decisions: regenerate it")
         tokens = torch.as_tensor(tokens, dtype=torch.float32)
         row = {r.token: i for i, r in enumerate(records)}
@@ -71,9 +84,16 @@ class ProbeSet:
             tokens=tokens,
             previous=tokens[before],
             speed=torch.tensor([r.ego.speed for r in records], dtype=torch.float32),
-            decided=decided,
+            target=values,
             scenes=np.array([r.scene for r in records]),
         )
+
+
+PROBE_TARGETS = ("decision", "closing_speed")
+
+
+def _closing(label: SceneLabel, speed: float) -> float:
+    return 0.0 if label.kind == "none" else float(speed - label.lead_speed)
 
 
 def sample_chain(dataroot: str | Path, version: str) -> dict[str, str]:
@@ -124,7 +144,7 @@ def fit_decision_head(
     width = data.tokens.shape[-1]
     head = MotionHead(width) if frames == 2 else SceneHead(width)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
-    target = torch.as_tensor(data.decided, dtype=torch.float32)
+    target = torch.as_tensor(data.target, dtype=torch.float32)
     for _ in range(epochs):
         for batch in rows[torch.randperm(len(rows), generator=generator)].split(64):
             loss = F.smooth_l1_loss(_decide(head, data, batch), target[batch])
@@ -139,9 +159,10 @@ def _predict(head: DecisionHead, data: ProbeSet, rows: torch.Tensor) -> np.ndarr
         return _decide(head, data, rows).numpy()
 
 
-def _with_decision(problem: MinimalProblem, decision: np.ndarray) -> np.ndarray:
+def _with_read(problem: MinimalProblem, read: np.ndarray) -> np.ndarray:
+    """The minimal ego inputs plus what the head read (and it times the speed)."""
     speed = problem.ego[:, 0]
-    return np.hstack([problem.ego, np.stack([decision, decision * speed], 1)])
+    return np.hstack([problem.ego, np.stack([read, read * speed], 1)])
 
 
 def decision_probe(
@@ -164,30 +185,30 @@ def decision_probe(
     names = sorted(set(train.scenes))
     if len(names) < folds:
         raise ValueError(f"need at least {folds} training scenes, got {len(names)}")
-    crossed = np.zeros(len(train.decided))
+    crossed = np.zeros(len(train.target))
     for k, fold in enumerate(np.array_split(np.array(names), folds)):
         held = np.isin(train.scenes, fold)
         fit, rest = (torch.from_numpy(np.flatnonzero(m)) for m in (~held, held))
         head = fit_decision_head(train, fit, frames=frames, epochs=epochs, seed=seed + k)
         crossed[held] = _predict(head, train, rest)
-    everything = torch.arange(len(train.decided))
+    everything = torch.arange(len(train.target))
     head = fit_decision_head(train, everything, frames=frames, epochs=epochs, seed=seed)
-    x_fit, y_fit = _with_decision(train.problem, crossed), train.problem.target
+    x_fit, y_fit = _with_read(train.problem, crossed), train.problem.target
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, float]] = {}
     for name, test in tests.items():
-        predicted = _predict(head, test, torch.arange(len(test.decided)))
+        predicted = _predict(head, test, torch.arange(len(test.target)))
         partner = torch.from_numpy(
             np.array([rng.choice(np.flatnonzero(test.scenes != s)) for s in test.scenes])
         )
         ego = _ridge(train.problem.ego, y_fit, test.problem.ego, 1.0)
-        own = _ridge(x_fit, y_fit, _with_decision(test.problem, predicted), 1.0)
+        own = _ridge(x_fit, y_fit, _with_read(test.problem, predicted), 1.0)
         shuffled = _predict(head, test, partner)
-        other = _ridge(x_fit, y_fit, _with_decision(test.problem, shuffled), 1.0)
+        other = _ridge(x_fit, y_fit, _with_read(test.problem, shuffled), 1.0)
         out[name] = {
-            "keyframes": float(len(test.decided)),
-            "train_corr": float(np.corrcoef(crossed, train.decided)[0, 1]),
-            "corr": float(np.corrcoef(predicted, test.decided)[0, 1]),
+            "keyframes": float(len(test.target)),
+            "train_corr": float(np.corrcoef(crossed, train.target)[0, 1]),
+            "corr": float(np.corrcoef(predicted, test.target)[0, 1]),
             "ego": test.problem.l2_avg(ego),
             "own": test.problem.l2_avg(own),
             "shuffled": test.problem.l2_avg(other),
@@ -195,10 +216,12 @@ def decision_probe(
     return out
 
 
-def render_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
-    """Markdown: a row per (tower, held-out world)."""
+def render_table(
+    rows: Mapping[str, Mapping[str, Mapping[str, float]]], what: str = "decision"
+) -> str:
+    """Markdown: a row per (tower, held-out world); `what`: the target the heads read."""
     lines = [
-        "| tower | world | decision corr (train, cross-fitted / held-out) | ego | ego + own "
+        f"| tower | world | {what} corr (train, cross-fitted / held-out) | ego | ego + own "
         "tokens | ego + another scene's | content effect |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -223,6 +246,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", default="v1.0-synth")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument(
+        "--target",
+        choices=PROBE_TARGETS,
+        default="decision",
+        help="what the head reads: the driver's decision, or the closing speed (motion)",
+    )
+    parser.add_argument(
         "--frames",
         type=int,
         nargs="+",
@@ -241,14 +270,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = {}
     for tower in args.towers:
         sets = {
-            root: ProbeSet.of(r, lab, front_tokens(tower, r), chain)
+            root: ProbeSet.of(r, lab, front_tokens(tower, r), chain, args.target)
             for root, (r, lab, chain) in worlds.items()
         }
         train = sets.pop(args.train)
         for frames in args.frames:
             name = tower if args.frames == [1] else f"{tower}, {frames} frame(s)"
             rows[name] = decision_probe(train, sets, frames=frames, epochs=args.epochs)
-    print(render_table(rows))
+    print(render_table(rows, args.target.replace("_", " ")))
 
 
 if __name__ == "__main__":
