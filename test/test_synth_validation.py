@@ -103,6 +103,7 @@ def test_cli_help_lists_every_option() -> None:
         "--keyframes-only",
         "--overwrite",
         "--town-grid",
+        "--brake-lights",
         "--quiet",
         "--no-progress",
     ):

@@ -39,6 +39,10 @@ def register(app: typer.Typer) -> None:
         town_grid: Annotated[
             int, typer.Option(help="Intersections per side of each synthetic town (2..8).")
         ] = 5,
+        brake_lights: Annotated[
+            bool,
+            typer.Option(help="Vehicles light brake lamps while slowing or standing in traffic."),
+        ] = False,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
         quiet: Annotated[bool, typer.Option(help="Same as --no-progress.")] = False,
     ) -> None:
@@ -58,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 progress=progress and not quiet,
                 overwrite=overwrite,
                 town_grid=town_grid,
+                brake_lights=brake_lights,
             )
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None

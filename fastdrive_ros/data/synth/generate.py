@@ -151,6 +151,7 @@ def generate_dataset(
     progress: bool = True,
     overwrite: bool = False,
     town_grid: int = 5,
+    brake_lights: bool = False,
 ) -> DatasetSummary:
     """Write a synthetic nuScenes-format dataset to `out` and summarise it.
 
@@ -165,6 +166,9 @@ def generate_dataset(
         progress: show a progress bar.
         overwrite: allow a non-empty `out` (its dataset folders are deleted first).
         town_grid: intersections per side of each synthetic town (small values for tests).
+        brake_lights: vehicles light their brake lamps while slowing or standing in traffic
+            (scene.brake_lamps_on), so a braking lead shows in one frame; off keeps the images
+            of earlier worlds unchanged.
     """
     validate(
         scenes=scenes,
@@ -191,6 +195,7 @@ def generate_dataset(
             int(image_size[1]),
             sweeps,
             town_grid,
+            brake_lights,
         )
         for i, name in enumerate(names)
     ]
@@ -249,7 +254,7 @@ def generate_dataset(
             },
         },
     )
-    _write_info(out, summary, seed, seconds, sweeps)
+    _write_info(out, summary, seed, seconds, sweeps, brake_lights)
     return summary
 
 
@@ -260,7 +265,7 @@ def _progress(enabled: bool, total: int):
 
 
 def _write_info(
-    out: Path, summary: DatasetSummary, seed: int, seconds: float, sweeps: bool
+    out: Path, summary: DatasetSummary, seed: int, seconds: float, sweeps: bool, brake_lights: bool
 ) -> None:
     info = {
         "version": summary.version,
@@ -270,6 +275,7 @@ def _write_info(
         "keyframes_per_scene": keyframe_count(seconds),
         "keyframe_interval_s": KEYFRAME_DT,
         "sweeps": sweeps,
+        "brake_lights": brake_lights,
         "image_size": list(summary.image_size),
         "locations": list(summary.locations),
         "camera_offsets_s": CAMERA_OFFSET_S,

@@ -46,6 +46,9 @@ from fastdrive_ros.data.synth.timeline import interp_mask, interp_track, make_ti
 from fastdrive_ros.data.synth.world import light_material_ids, materials, renderers, town_assets
 
 WARMUP_S = 2.0
+BRAKE_DECEL = 0.7  # m/s^2: slowing harder than this (engine braking) lights the brake lamps
+HOLD_SPEED = 0.5  # m/s: a car standing in traffic holds its brake (parked ones do not)
+BRAKE_WINDOW_S = 0.2  # the speed change is measured over this much time before the image
 BASE_UTIME = 1533000000000000  # 2018-07-31, a nuScenes-like clock
 
 
@@ -63,6 +66,7 @@ class SceneJob:
     height: int
     sweeps: bool
     town_grid: int = 5
+    brake_lights: bool = False
 
 
 @dataclass
@@ -94,6 +98,18 @@ def _shade(normals: np.ndarray, tint: np.ndarray, shading: Shading) -> np.ndarra
     return (light[:, None] * tint).astype(np.float32)
 
 
+def brake_lamps_on(
+    speed: np.ndarray, speed_before: np.ndarray, window_s: float, parked: np.ndarray
+) -> np.ndarray:
+    """(A,) whether each agent's brake lamps are lit.
+
+    Lit while slowing by more than BRAKE_DECEL over the window, or standing (below HOLD_SPEED)
+    without being parked.
+    """
+    decel = (speed_before - speed) / window_s
+    return ~parked & ((decel > BRAKE_DECEL) | (speed < HOLD_SPEED))
+
+
 def run_scene(job: SceneJob) -> SceneResult:
     """Simulate and write one scene; returns its table rows."""
     clock = {"start": time.perf_counter()}
@@ -114,6 +130,8 @@ def run_scene(job: SceneJob) -> SceneResult:
     owners = [a for a, spec in enumerate(specs) for _ in agent_prisms(spec, mats)]
     local = prisms_to_faces([p for spec in specs for p in agent_prisms(spec, mats)], owners)
     light_mats = light_material_ids()
+    back_mat, braking_mat = mats["car_back"], mats["car_back_braking"]
+    parked_mask = np.isin(np.arange(len(specs)), list(scenario.world.fixed))
     cams = renderers(job.width, job.height)
     ego_track = tracks.ego[:, :3]
     agent_track = np.concatenate([tracks.poses, tracks.speed[..., None]], axis=-1)
@@ -156,6 +174,11 @@ def run_scene(job: SceneJob) -> SceneResult:
             active = interp_mask(t0, DT, tracks.active, t)
             poses = np.where(active[:, None], state[:, :3], [1e6, 1e6, 0.0])
             moved = transform_faces(local, poses)
+            if job.brake_lights:
+                before = interp_track(t0, DT, agent_track, t - BRAKE_WINDOW_S)[:, 3]
+                on = brake_lamps_on(state[:, 3], before, BRAKE_WINDOW_S, parked_mask)
+                lamps = (moved.mat == back_mat) & on[moved.owner]
+                moved.mat = np.where(lamps, braking_mat, moved.mat).astype(moved.mat.dtype)
             faces = concat_faces([static, moved])
             moved_frames = face_frames(moved, mats)
             frames = concat_frames([static_frames, moved_frames])

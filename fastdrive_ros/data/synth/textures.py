@@ -234,7 +234,20 @@ def build_materials() -> MaterialSet:
     for lit, name in enumerate(("red", "yellow", "green")):
         add(f"light_{name}", _traffic_light(lit))
     add("housing", _base(rng, (30, 32, 30), 4.0, 32))
+    add("car_back_braking", _brake_lamps_lit(back))  # last: every other id stays as it was
     return MaterialSet(np.stack(tiles), np.array(sizes, np.float32), ids)
+
+
+def _brake_lamps_lit(back: np.ndarray) -> np.ndarray:
+    """A car's back with its brake lamps on.
+
+    Larger, brighter tail lamps and a high centre lamp, so that a braking car ahead reads at the
+    distances the front camera resolves.
+    """
+    lit = np.array(back, copy=True)
+    lit[30:78, 0:40] = lit[30:78, 88:128] = (255, 40, 30)
+    lit[0:18, 30:98] = (255, 40, 30)
+    return lit
 
 
 def sky_panorama(rng: np.random.Generator, width: int = 2048, height: int = 256) -> np.ndarray:
