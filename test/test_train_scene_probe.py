@@ -16,6 +16,7 @@ def test_the_decision_level_reads_what_the_future_depends_on() -> None:
     assert figures["+decision"] < 0.1 * figures["ego"]  # the future is the decision
     assert figures["full ego"] < 0.1 * figures["ego"]  # here the applied accel is it too
     assert figures["kind+gap"] > 0.8 * figures["ego"]  # random facts: nothing to read
+    assert abs(figures["decision corr kind+gap"]) < 0.3  # nor tell the decision
 
 
 def test_labels_that_do_not_cause_the_future_gain_nothing() -> None:
@@ -36,8 +37,24 @@ def test_missing_or_unrecorded_labels_are_named() -> None:
         label_features(records, labels)
 
 
-def test_table_has_a_row_perdecision_world() -> None:
+def test_labels_that_cause_the_decision_tell_it() -> None:
+    def world(seed: int):
+        records, labels = decision_world(seed, future_from="decision")
+        return records, {  # the driver brakes harder the closer the lead
+            t: type(label)(
+                label.kind, label.gap_m, label.lead_speed, -3.0 * min(1, 5 / label.gap_m)
+            )
+            for t, label in labels.items()
+        }
+
+    figures = scene_probe(world(0), world(1))
+    assert figures["decision corr kind+gap"] > 0.9
+
+
+def test_table_has_a_row_per_world() -> None:
     figures = {"keyframes": 12, "prior": 1.0, "ego": 0.9, "kind+gap": 0.8, "+closing": 0.7}
-    figures |= {"+decision": 0.6, "full ego": 0.65}
+    figures |= {"+decision": 0.6, "full ego": 0.65, "decision corr kind+gap": 0.5}
     table = render_table({"eval": figures})
-    assert table.splitlines()[2] == "| eval | 12 | 1.000 | 0.900 | 0.800 | 0.700 | 0.600 | 0.650 |"
+    assert table.splitlines()[2] == (
+        "| eval | 12 | 1.000 | 0.900 | 0.800 | 0.700 | 0.600 | 0.650 | 0.500 | - |"
+    )

@@ -10,7 +10,10 @@ minimal ego inputs (speed, command) plus, step by step, what a camera reader cou
 - `+decision`: also the acceleration the driver decided (everything that binds it),
 
 next to `full ego`: the applied acceleration the full ego status gives instead of any image.
-Scored in L2 Avg (m) on held-out worlds. Perfect labels and a linear fit: an upper reference for
+Scored in L2 Avg (m) on held-out worlds. Also how well those labels tell the driver's decision
+(held-out correlation of a ridge from the minimal ego inputs and the labels to the decided
+acceleration): the ceiling for a camera reader's decision (train/decision_probe.py measures the
+tokens' own). Perfect labels and a linear fit: an upper reference for
 what the planner could gain from its cameras, not a planning result; a camera reader that beats
 `ego` here has found real signal. `python -m fastdrive_ros.train.scene_probe TRAIN TEST...`
 (dataset roots of the synthetic world, e.g. build-default's work/data/{train,eval,eval2}).
@@ -28,6 +31,7 @@ from fastdrive_ros.train.affordance import inverse_gap
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
 
+DECISION_FROM = ("kind+gap", "+closing")  # the levels whose labels are asked for the decision
 LEVELS: dict[str, tuple[str, ...]] = {
     "ego": (),
     "kind+gap": ("facts",),
@@ -87,18 +91,27 @@ def scene_probe(
         x = np.hstack([fit.ego, *(fit_groups[g] for g in groups)])
         x_held = np.hstack([held.ego, *(held_groups[g] for g in groups)])
         out[name] = held.l2_avg(_ridge(x, fit.target, x_held, alpha))
+        if name in DECISION_FROM:
+            decided = fit_groups["decision"][:, :1]
+            read = _ridge(x, decided, x_held, alpha)[:, 0]
+            out[f"decision corr {name}"] = float(
+                np.corrcoef(read, held_groups["decision"][:, 0])[0, 1]
+            )
     return out
 
 
 def render_table(rows: Mapping[str, Mapping[str, float]]) -> str:
-    """Markdown: one row per held-out world, L2 Avg (m) per level."""
-    columns = ["prior", *LEVELS]
+    """Markdown: one row per held-out world.
+
+    L2 Avg (m) per level, then how well the labels tell the decision (correlation).
+    """
+    columns = ["prior", *LEVELS, *(f"decision corr {name}" for name in DECISION_FROM)]
     lines = [
         "| world | keyframes | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 2) + "|",
     ]
     for world, figures in rows.items():
-        cells = " | ".join(f"{figures[c]:.3f}" for c in columns)
+        cells = " | ".join(f"{figures[c]:.3f}" if c in figures else "-" for c in columns)
         lines.append(f"| {world} | {int(figures['keyframes'])} | {cells} |")
     return "\n".join(lines)
 
