@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from fastdrive_ros.data.world_labels import SceneLabel
 from fastdrive_ros.nn.scene_reader import MotionHead, SceneHead
-from fastdrive_ros.train.affordance import FRONT_CAMERA
+from fastdrive_ros.train.affordance import FRONT_CAMERA, closing_speed
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
 
@@ -73,7 +73,9 @@ class ProbeSet:
         if target == "decision":
             values = np.array([labels[r.token].decided_acceleration for r in records])
         else:  # 0 where nothing binds: nothing to close on
-            values = np.array([_closing(labels[r.token], r.ego.speed) for r in records])
+            values = np.nan_to_num(
+                [closing_speed(labels[r.token], r.ego.speed) for r in records], nan=0.0
+            )
         if not np.isfinite(values).all():
             raise ValueError("the world did not record the driver's decisions: regenerate it")
         tokens = torch.as_tensor(tokens, dtype=torch.float32)
@@ -90,10 +92,6 @@ class ProbeSet:
 
 
 PROBE_TARGETS = ("decision", "closing_speed")
-
-
-def _closing(label: SceneLabel, speed: float) -> float:
-    return 0.0 if label.kind == "none" else float(speed - label.lead_speed)
 
 
 def sample_chain(dataroot: str | Path, version: str) -> dict[str, str]:
