@@ -67,15 +67,25 @@ class SceneHead(nn.Module):
     def forward(
         self, tokens: torch.Tensor, speed: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[SceneFacts, torch.Tensor]:
-        scores = self.key(tokens) @ self.query / math.sqrt(tokens.shape[-1])
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.nan_to_num(scores.softmax(dim=-1))  # all-masked rows: NaN -> 0
-        pooled = (weights.unsqueeze(-1) * tokens).sum(dim=1)
+        pooled = query_pool(tokens, self.query, self.key, mask)
         facts = self.facts(pooled)
         v = (speed.to(pooled.dtype) / SPEED_SCALE).unsqueeze(-1)
         decision = self.decision(torch.cat([pooled, v, v * v], dim=-1))[:, 0]
         return SceneFacts(facts[:, :-1], torch.sigmoid(facts[:, -1]), decision), pooled
+
+
+def query_pool(
+    tokens: torch.Tensor, query: torch.Tensor, key: nn.Linear, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[B, n, D] -> [B, D]: one learned query's softmax attention over the (unmasked) tokens.
+
+    A row whose mask keeps no token pools to zeros.
+    """
+    scores = key(tokens) @ query / math.sqrt(tokens.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.nan_to_num(scores.softmax(dim=-1))  # all-masked rows: NaN -> 0
+    return (weights.unsqueeze(-1) * tokens).sum(dim=1)
 
 
 @dataclass(frozen=True)
@@ -94,14 +104,15 @@ class MotionHead(nn.Module):
     """Tokens of a keyframe and of the one before it (0.5 s earlier) + speed -> MotionFacts.
 
     One frame shows where the constraint is, not how fast the ego closes on it, which the scene
-    probe values at about as much as everything one frame shows. SceneHead's pooling (one learned
-    query) runs on both frames; the facts read the pooled feature, its change between the frames
-    and the speed, so the tower has to make that change say how the scene moved.
+    probe values at about as much as everything one frame shows. One learned-query pooling (as
+    SceneHead's) runs on both frames; the facts read the pooled feature, its change between the
+    frames and the speed, so the tower has to make that change say how the scene moved.
     """
 
     def __init__(self, width: int, hidden: int = 128) -> None:
         super().__init__()
-        self.pool = SceneHead(width, hidden)
+        self.query = nn.Parameter(torch.zeros(width))
+        self.key = nn.Linear(width, width)
         self.facts = nn.Sequential(
             nn.Linear(2 * width + 2, hidden), nn.GELU(), nn.Linear(hidden, 2)
         )
@@ -110,8 +121,8 @@ class MotionHead(nn.Module):
         self, tokens: torch.Tensor, previous: torch.Tensor, speed: torch.Tensor
     ) -> MotionFacts:
         """tokens, previous: [B, n, D]; speed [B] m/s."""
-        now = self.pool(tokens, speed)[1]
-        before = self.pool(previous, speed)[1]
+        now = query_pool(tokens, self.query, self.key)
+        before = query_pool(previous, self.query, self.key)
         v = (speed.to(now.dtype) / SPEED_SCALE).unsqueeze(-1)
         out = self.facts(torch.cat([now, now - before, v, v * v], dim=-1))
         return MotionFacts(closing_speed=out[:, 0], decision=out[:, 1])
