@@ -240,22 +240,30 @@ class DefaultModelBuilder:
         return True
 
     def train_affordances(self) -> bool:
-        from fastdrive_ros.data.world_labels import read_scene_labels
+        from fastdrive_ros.data.world_labels import read_scene_labels, read_worlds_labels
         from fastdrive_ros.nn.vla import VLA
         from fastdrive_ros.train.affordance import finetune_affordances
 
+        splits, val = self.plan.affordance_splits, self.plan.val
+        worlds = [ref.dataset for ref in splits]
         if (self.tower_bundle / "config.json").is_file() and not self.force:
+            # builds before the worlds were recorded trained on `train` alone
+            built_on = self.state.get("affordance", {}).get("worlds", [self.plan.train.dataset])
+            if built_on != worlds:
+                raise BuildError(
+                    f"{self.tower_bundle} was trained on the worlds {built_on}, this plan's "
+                    f"stage A2 reads {worlds}: pass --force or another --work-dir"
+                )
             return False
         run = self.work / "stageA2" / "run"
         if self.force:
             shutil.rmtree(run, ignore_errors=True)
         vla = VLA.from_pretrained(self.stage_a_bundle)
-        train, val = self.plan.train, self.plan.val
         summary = finetune_affordances(
             encoder=vla.vision,
-            train_records=self.records(train, None),
+            train_records=[record for ref in splits for record in self.records(ref, None)],
             val_records=self.records(val),
-            train_labels=read_scene_labels(self.data_root(train.dataset)),
+            train_labels=read_worlds_labels([self.data_root(ref.dataset) for ref in splits]),
             val_labels=read_scene_labels(self.data_root(val.dataset)),
             image_size=self.vla_config.image_size,
             out_dir=run,
@@ -265,6 +273,7 @@ class DefaultModelBuilder:
         )
         vla.save_pretrained(self.tower_bundle)
         self.state["affordance"] = {
+            "worlds": worlds,
             "steps": summary.steps,
             "last_val": summary.val_history[-1] if summary.val_history else {},
         }
@@ -817,6 +826,13 @@ def build_default_command(
             "--no-affordance: the earlier default's recipe."
         ),
     ] = True,
+    a2_worlds: Annotated[
+        int,
+        typer.Option(
+            help="Training worlds stage A2 reads (each --scenes scenes, its own seed; the "
+            "planner trains on the first). 1: the shipped default's recipe."
+        ),
+    ] = 1,
     vision_from: Annotated[
         Path | None,
         typer.Option(
@@ -831,17 +847,21 @@ def build_default_command(
     from fastdrive_ros.train.build_plan import default_plan, tiny_plan
 
     torch.set_num_threads(threads)
-    plan = (
-        tiny_plan(seed=seed)
-        if tiny
-        else default_plan(scenes=scenes, seed=seed, affordance=affordance)
-    )
+    try:
+        plan = (
+            tiny_plan(seed=seed)
+            if tiny
+            else default_plan(scenes=scenes, seed=seed, affordance=affordance, a2_worlds=a2_worlds)
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     work = work_dir or Path.home() / ".cache" / "fastdrive_ros" / f"build-{plan.name}"
     command = "fastdrive build-default" + (" --tiny" if tiny else "") + f" --out {out}"
     command += "" if tiny or scenes == 48 else f" --scenes {scenes}"
     command += "" if seed == 11 else f" --seed {seed}"
     command += "" if work_dir is None else f" --work-dir {work_dir}"
     command += " --no-affordance" if not affordance and not tiny else ""
+    command += "" if tiny or a2_worlds == 1 else f" --a2-worlds {a2_worlds}"
     command += "" if vision_from is None else f" --vision-from {vision_from}"
     builder = DefaultModelBuilder(
         plan=plan,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_tiny import IMAGE_SIZE, VERSION, tiny_bundle
 
-from fastdrive_ros.data.world_labels import LEAD_KINDS, read_scene_labels
+from fastdrive_ros.data.world_labels import LEAD_KINDS, read_scene_labels, read_worlds_labels
 from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.scene_reader import MotionHead, SceneHead
 from fastdrive_ros.nn.vla import VLA
@@ -66,6 +66,16 @@ def test_an_unknown_constraint_names_the_file(tmp_path: Path) -> None:
     path = _scene_file(tmp_path, [{"sample_token": "a", "lead": "moose", "gap_m": 3.0}])
     with pytest.raises(ValueError, match=f"{path}.*moose"):
         read_scene_labels(tmp_path)
+
+
+def test_several_worlds_labels_join_and_one_world_twice_is_refused(tmp_path: Path) -> None:
+    first, second = tmp_path / "train", tmp_path / "train2"
+    _scene_file(first, [{"sample_token": "a", "lead": "vehicle", "gap_m": 9.0}])
+    _scene_file(second, [{"sample_token": "b", "lead": "cyclist", "gap_m": 6.0}])
+    labels = read_worlds_labels([first, second])
+    assert {t: labels[t].kind for t in labels} == {"a": "vehicle", "b": "cyclist"}
+    with pytest.raises(ValueError, match=f"{first}.*shares 1 sample tokens.*once"):
+        read_worlds_labels([first, second, first])
 
 
 def test_inverse_gap_is_bounded_and_finest_near() -> None:

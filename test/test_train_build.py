@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from typer.testing import CliRunner
 from fastdrive_ros.core_types import EgoState
 from fastdrive_ros.default_model import register
 from fastdrive_ros.nn.vla import VLA
-from fastdrive_ros.train.build_plan import default_plan, tiny_plan
+from fastdrive_ros.train.build_plan import DatasetPlan, SplitRef, default_plan, tiny_plan
 
 STAGES = (
     "data",
@@ -152,6 +154,64 @@ def test_plans_are_consistent() -> None:
     assert tiny_plan().config == "tiny"
     with pytest.raises(ValueError, match="--scenes"):
         default_plan(scenes=1)
+    # stage A2 on more worlds: each its own seed, clear of every other; the planner keeps one
+    assert plan.affordance_splits == (plan.train,) and "train2" not in plan.datasets
+    wider = default_plan(a2_worlds=3)
+    assert [ref.dataset for ref in wider.affordance_splits] == ["train", "train2", "train3"]
+    assert wider.datasets["train2"] == DatasetPlan(seed=66, scenes=48, seconds=20.0)
+    assert len({d.seed for d in wider.datasets.values()}) == len(wider.datasets) == 6
+    assert wider.train == plan.train and wider.cache_train == plan.cache_train
+    with pytest.raises(ValueError, match="--a2-worlds"):
+        default_plan(a2_worlds=0)
+    with pytest.raises(ValueError, match="--no-affordance"):
+        default_plan(a2_worlds=2, affordance=False)
+
+
+def test_a_plan_that_cannot_be_built_is_a_usage_error(tmp_path) -> None:
+    app = typer.Typer()
+    register(app)
+    app.command()(lambda: None)  # a second command keeps typer's subcommand parsing
+    for args, message in ((["--a2-worlds", "0"], "--a2-worlds must be >= 1"),
+                          (["--scenes", "1"], "--scenes must be >= 2")):  # fmt: skip
+        result = CliRunner().invoke(app, ["build-default", "--work-dir", str(tmp_path), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+@pytest.mark.slow
+def test_stage_a2_reads_every_training_world(tmp_path, monkeypatch) -> None:
+    from fastdrive_ros.default_model import BuildError, DefaultModelBuilder
+
+    tiny = tiny_plan()
+    plan = replace(
+        tiny,
+        datasets={**tiny.datasets, "train2": DatasetPlan(seed=6, scenes=1, seconds=4.5)},
+        affordance_train=(tiny.train, SplitRef("train2")),
+    )
+    seen: dict = {}
+
+    def fake_finetune(**kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(steps=0, val_history=[])
+
+    monkeypatch.setattr("fastdrive_ros.train.affordance.finetune_affordances", fake_finetune)
+    work = tmp_path / "work"
+    builder = DefaultModelBuilder(plan=plan, out=tmp_path / "out", work=work, progress=False)
+    builder.make_data()
+    VLA.build(builder.vla_config, seed=0).save_pretrained(builder.stage_a_bundle)
+    builder._stage("affordance", builder.train_affordances)
+
+    tokens = {record.token for record in seen["train_records"]}
+    first = {record.token for record in builder.records(tiny.train, None)}
+    second = {record.token for record in builder.records(SplitRef("train2"))}
+    assert first and second and tokens == first | second  # both worlds' keyframes
+    assert tokens <= seen["train_labels"].keys()  # every one labelled
+    assert builder.state["affordance"]["worlds"] == ["train", "train2"]
+    # the same folder under a one-world plan: its stage-A2 tower was not trained that way
+    VLA.from_pretrained(builder.stage_a_bundle).save_pretrained(builder.tower_bundle)
+    one_world = DefaultModelBuilder(plan=tiny, out=tmp_path / "out", work=work, progress=False)
+    with pytest.raises(BuildError, match=r"\['train', 'train2'\].*--force"):
+        one_world.train_affordances()
 
 
 def test_vision_from_reuses_a_bundles_tower(tmp_path) -> None:

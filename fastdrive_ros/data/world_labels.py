@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastdrive_ros.core_types import LEAD_KINDS
 
-__all__ = ["LEAD_KINDS", "SceneLabel", "read_scene_labels"]
+__all__ = ["LEAD_KINDS", "SceneLabel", "read_scene_labels", "read_worlds_labels"]
 
 # The world's constraint names grouped by what the camera sees (as eval/events.py groups causes).
 _KIND_OF = {
@@ -73,4 +73,23 @@ def read_scene_labels(dataroot: str | Path) -> dict[str, SceneLabel]:
                 0.0 if lead_speed is None or math.isinf(gap_m) else float(lead_speed),
                 math.nan if decided is None else float(decided),
             )
+    return out
+
+
+def read_worlds_labels(dataroots: list[str | Path]) -> dict[str, SceneLabel]:
+    """`read_scene_labels` of several worlds in one table (e.g. stage A2's training worlds).
+
+    Sample tokens are unique per world; one shared by two worlds means the same world was
+    given twice (or two copies of it), which would weight its scenes double: that is refused.
+    """
+    out: dict[str, SceneLabel] = {}
+    for root in dataroots:
+        labels = read_scene_labels(root)
+        shared = labels.keys() & out.keys()
+        if shared:
+            raise ValueError(
+                f"{root} shares {len(shared)} sample tokens with an earlier world "
+                f"(e.g. {min(shared)}): give each world once"
+            )
+        out.update(labels)
     return out

@@ -61,6 +61,9 @@ class BuildPlan:
     # stage A2 (train/affordance.py): the tower fine-tuned on the world's lead labels; None: off
     affordance: TrainConfig | None = None
     affordance_val_images: int = 64
+    # the splits stage A2 trains on; () = `train` alone. More worlds, more scenes to read the
+    # lead from: with one world's 48 scenes extra A2 epochs fit those scenes, not the task
+    affordance_train: tuple[SplitRef, ...] = ()
     # issue 8's planner training (None / 0 / 1 / ("full",): off, as the first default was built)
     planner_subset_keep_min: float | None = None
     planner_subset_full_share: float = 0.25
@@ -80,20 +83,47 @@ class BuildPlan:
     eval_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     notes: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def affordance_splits(self) -> tuple[SplitRef, ...]:
+        return self.affordance_train or (self.train,)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def default_plan(*, scenes: int = 48, seed: int = 11, affordance: bool = True) -> BuildPlan:
+# extra stage-A2 worlds take seeds seed + 55, seed + 110, ...: clear of val / eval / eval2's
+_A2_WORLD_SEED_STEP = 55
+
+
+def _a2_worlds(seed: int, scenes: int, worlds: int) -> dict[str, DatasetPlan]:
+    """The training worlds beyond `train` that stage A2 reads ("train2", "train3", ...)."""
+    return {
+        f"train{k}": DatasetPlan(
+            seed=seed + _A2_WORLD_SEED_STEP * (k - 1), scenes=scenes, seconds=20.0
+        )
+        for k in range(2, worlds + 1)
+    }
+
+
+def default_plan(
+    *, scenes: int = 48, seed: int = 11, affordance: bool = True, a2_worlds: int = 1
+) -> BuildPlan:
     """The shipped default: `scenes` 20-s training scenes at the model's input size.
 
     Validation and held-out evaluation scenes come from other seeds (seed + 11, seed + 22).
     `affordance` (the shipped default's recipe) adds stage A2 (train/affordance.py) and stage
     4b, the trained planner given a SceneReader taught the same labels (nn/scene_reader.py);
-    without it, the earlier default's recipe (no world labels needed).
+    without it, the earlier default's recipe (no world labels needed). `a2_worlds` > 1 gives
+    stage A2 that many training worlds of `scenes` scenes each (the planner still trains on
+    the first): the one change so far that raised the held-out decision probe on both worlds.
     """
     if scenes < 2:
         raise ValueError(f"--scenes must be >= 2, got {scenes}")
+    if a2_worlds < 1:
+        raise ValueError(f"--a2-worlds must be >= 1, got {a2_worlds}")
+    if a2_worlds > 1 and not affordance:
+        raise ValueError("--a2-worlds needs stage A2: drop --no-affordance")
+    extra_worlds = _a2_worlds(seed, scenes, a2_worlds)
     # the planner's all-token schedule; stage A2 and the reader fine-tune share its optimiser
     planner = TrainConfig(
         epochs=2,
@@ -114,6 +144,7 @@ def default_plan(*, scenes: int = 48, seed: int = 11, affordance: bool = True) -
             "eval": DatasetPlan(seed=seed + 22, scenes=max(2, round(scenes / 6)), seconds=20.0),
             # a second held-out world for the issue-8 probes (two worlds no training used)
             "eval2": DatasetPlan(seed=seed + 33, scenes=max(2, round(scenes / 7)), seconds=20.0),
+            **extra_worlds,
         },
         train=SplitRef("train"),
         val=SplitRef("val", limit=64),
@@ -140,6 +171,9 @@ def default_plan(*, scenes: int = 48, seed: int = 11, affordance: bool = True) -
         decoder_warmup_steps=150,
         eval_samples=96,
         affordance=replace(planner, epochs=3, val_every=100) if affordance else None,
+        affordance_train=(
+            (SplitRef("train"), *(SplitRef(name) for name in extra_worlds)) if extra_worlds else ()
+        ),
         planner_subset_keep_min=0.2,
         planner_subset_full_share=0.25,
         planner_ego_dropout=0.5,

@@ -193,7 +193,8 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
                 "the tower fine-tuned on whole front-camera images to say what binds the ego: "
                 "the world's lead kind (none / vehicle / red light / pedestrian / cyclist), "
                 "inverse gap and, given the speed, the driver's decided acceleration, through a "
-                "one-query pooling head; stage A's per-token losses kept on",
+                "one-query pooling head; stage A's per-token losses kept on"
+                + _worlds_clause(plan),
                 plan.affordance,
             )
         )
@@ -568,3 +569,12 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
     path = Path(path)
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _worlds_clause(plan: Any) -> str:  # a BuildPlan
+    """Where stage A2 reads more worlds than the planner's: which, with their seeds."""
+    splits = plan.affordance_splits
+    if len(splits) == 1:
+        return ""
+    seeds = ", ".join(str(plan.datasets[ref.dataset].seed) for ref in splits)
+    return f"; {len(splits)} training worlds (seeds {seeds}), the planner's and more"
