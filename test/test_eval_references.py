@@ -11,16 +11,18 @@ import torch
 
 from fastdrive_ros.core_types import EgoState, restrict_ego
 from fastdrive_ros.eval.constant_velocity import constant_velocity_plan
-from fastdrive_ros.eval.ctra import ctra_plan, ctra_positions
-from fastdrive_ros.nn.integrity import WeightsIntegrityError
-from fastdrive_ros.train.ego_mlp import (
-    EgoExample,
+from fastdrive_ros.nn.ctra import ctra_plan, ctra_positions
+from fastdrive_ros.nn.ego_mlp import (
     EgoMLP,
-    EgoMLPConfig,
     ego_features,
     ego_mlp_path,
     feature_count,
     kinematic_prior,
+)
+from fastdrive_ros.nn.integrity import WeightsIntegrityError
+from fastdrive_ros.train.ego_mlp import (
+    EgoExample,
+    EgoMLPConfig,
     l2_avg,
     train_bundle_ego_mlps,
     train_ego_mlp,

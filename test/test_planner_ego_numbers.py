@@ -152,7 +152,7 @@ def test_older_configs_keep_the_text_status_and_absolute_head() -> None:
 
 
 def test_the_planners_prior_agrees_with_evals_ctra_reference() -> None:
-    from fastdrive_ros.eval.ctra import ctra_plan
+    from fastdrive_ros.nn.ctra import ctra_plan
 
     for speed, accel, yaw_rate in ((8.0, -1.0, 0.1), (12.0, 0.5, -0.2), (3.0, -2.5, 0.3)):
         ego = _ego(speed=speed, accel=accel, yaw_rate=yaw_rate)

@@ -33,7 +33,6 @@ import torch
 from fastdrive_ros.core_types import EGO_INPUTS, EgoInputs, EgoState, PlanOk, restrict_ego
 from fastdrive_ros.data.types import KeyframeSample
 from fastdrive_ros.eval.constant_velocity import constant_velocity_plan
-from fastdrive_ros.eval.ctra import ctra_plan
 from fastdrive_ros.eval.discrimination import by_event, discrimination
 from fastdrive_ros.eval.events import WorldRecords, label_event
 from fastdrive_ros.eval.flops import TFLOP, llm_prefill_flops, reconpruner_flops, vision_flops
@@ -42,6 +41,7 @@ from fastdrive_ros.eval.metrics import GroundTruth, MetricAccumulator
 from fastdrive_ros.eval.model_api import EvalModel, ModelShapes, PlanOutput
 from fastdrive_ros.eval.overlays import render_overlay
 from fastdrive_ros.eval.records import EvalRecord, EvalResults, relative
+from fastdrive_ros.nn.ctra import ctra_plan
 from fastdrive_ros.nn.probes import FG_SHARE, PARTNER_TOKENS, WHOLE_FRAME_PROBES
 from fastdrive_ros.nn.registry import EVAL_SELECTOR_NAMES
 from fastdrive_ros.nn.selection import Selection, VisualTokens, keep_count
@@ -162,7 +162,7 @@ def _gt_trajectory(sample: KeyframeSample) -> np.ndarray:
 
 
 class EgoPlanner(Protocol):
-    """A camera-free reference planner (train/ego_mlp.py's EgoMLP): ego state -> (6, 2)."""
+    """A camera-free reference planner (nn/ego_mlp.py's EgoMLP): ego state -> (6, 2)."""
 
     inputs: str
 

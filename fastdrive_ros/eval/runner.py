@@ -60,7 +60,7 @@ def machine_description(device: str) -> str:
 
 def load_ego_mlp(model_folder: str | Path, inputs: EgoInputs) -> tuple[EgoPlanner | None, str]:
     """(the bundle's ego MLP for `inputs` or None, a sentence saying which file or why none)."""
-    from fastdrive_ros.train.ego_mlp import EgoMLP, ego_mlp_path
+    from fastdrive_ros.nn.ego_mlp import EgoMLP, ego_mlp_path
 
     path = ego_mlp_path(model_folder, inputs)
     if not path.is_file():

@@ -37,6 +37,7 @@ from fastdrive_ros.core_types import (
     PlanResult,
 )
 from fastdrive_ros.nn.ego_encoder import EgoEncoder, prior_batch
+from fastdrive_ros.nn.ego_mlp import EgoPrior
 from fastdrive_ros.nn.llm_stage import (
     LayerCache,
     LLMStageSelector,
@@ -56,8 +57,8 @@ from fastdrive_ros.nn.selection import Selection
 from fastdrive_ros.nn.tokenizer import PlannerTokenizer
 
 HeadChoice = Literal["auto", "text", "regression"]
-WaypointPrior = Literal["none", "kinematic"]
-WAYPOINT_PRIORS: tuple[str, ...] = ("none", "kinematic")
+WaypointPrior = Literal["none", "kinematic", "ego_mlp"]
+WAYPOINT_PRIORS: tuple[str, ...] = ("none", "kinematic", "ego_mlp")
 
 
 class WaypointHead(nn.Module):
@@ -131,7 +132,9 @@ class VLAPlanner(nn.Module):
         ego_encoder: ego status as numbers through an EgoEncoder into the <plan> token (compact
             prompt only; the prompt text then carries just the command).
         waypoint_prior: "kinematic": the head predicts a residual over the ego status'
-            kinematic prior (needs the regression head); "none": absolute waypoints.
+            kinematic prior (needs the regression head); "ego_mlp": over the plan of the
+            ego-only reference MLP of the sample's ego inputs (nn/ego_mlp.EgoPrior, frozen);
+            "none": absolute waypoints.
         scene_reader: a SceneReader over the kept tokens of the first camera (CAM_FRONT) into
             the <plan> token (compact prompt only).
     """
@@ -195,6 +198,7 @@ class VLAPlanner(nn.Module):
         self.ego_encoder = EgoEncoder(width=text_config.hidden_size) if ego_encoder else None
         self.scene_reader = SceneReader(width=text_config.hidden_size) if scene_reader else None
         self.waypoint_prior: WaypointPrior = waypoint_prior
+        self.ego_prior = EgoPrior() if waypoint_prior == "ego_mlp" else None
         self._cache_kw = cache_keyword(type(self.model.layers[0]).forward)
         self._mrope_section = mrope_section_of(text_config)
 
@@ -321,10 +325,12 @@ class VLAPlanner(nn.Module):
         )
 
     def _waypoints(self, hidden: torch.Tensor, egos: Sequence[EgoState]) -> torch.Tensor:
-        """[B, D] <plan> states -> [B, 6, 2] metres (plus the kinematic prior if configured)."""
+        """[B, D] <plan> states -> [B, 6, 2] metres (plus the configured prior)."""
         waypoints = self.waypoint_head(hidden)
         if self.waypoint_prior == "kinematic":
             waypoints = waypoints + prior_batch(egos, waypoints.device).to(waypoints.dtype)
+        elif self.ego_prior is not None:
+            waypoints = waypoints + self.ego_prior(egos).to(waypoints)
         return waypoints
 
     # -- layers -----------------------------------------------------------------------------

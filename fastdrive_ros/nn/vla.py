@@ -57,7 +57,8 @@ class VLAConfig:
             default), "bicubic" (Qwen's processor) or "impromptu" (Impromptu-VLA's pipeline).
         ego_encoder: ego status as numbers (EgoEncoder into the <plan> token) instead of digits.
         waypoint_prior: "kinematic": the regression head adds its output to the ego status'
-            kinematic prior; "none" (older bundles): absolute waypoints.
+            kinematic prior; "ego_mlp": to the ego-only reference MLPs' plan (their weights
+            inside the planner's); "none" (older bundles): absolute waypoints.
         scene_reader: a SceneReader (nn/scene_reader.py) reads the kept CAM_FRONT tokens into
             the <plan> token; False in older bundles.
     """
@@ -156,9 +157,10 @@ class VLAConfig:
             )
         if self.ego_encoder and self.prompt_style != "compact":
             raise ValueError("ego_encoder needs the compact prompt (its <plan> token)")
-        if self.waypoint_prior not in ("none", "kinematic"):
+        if self.waypoint_prior not in ("none", "kinematic", "ego_mlp"):
             raise ValueError(
-                f"waypoint_prior must be 'none' or 'kinematic', got {self.waypoint_prior!r}"
+                "waypoint_prior must be 'none', 'kinematic' or 'ego_mlp', got "
+                f"{self.waypoint_prior!r}"
             )
         if self.waypoint_prior != "none" and self.head != "regression":
             raise ValueError("waypoint_prior needs the regression head")
@@ -250,6 +252,24 @@ class VLA(nn.Module):
         self.config = replace(self.config, scene_reader=True)  # validates
         device = self.planner.model.embed_tokens.weight.device
         self.planner.scene_reader = SceneReader(width=self.planner.hidden_size).to(device)
+
+    def use_ego_mlp_prior(self, bundle: str | Path) -> None:
+        """Predict the residual over `bundle`'s ego MLPs (nn/ego_mlp.EgoPrior) from now on.
+
+        The head's output layer is zeroed, so the planner starts AS the ego-only reference and
+        training can only add what the cameras and the reader tell beyond the ego status.
+        """
+        from fastdrive_ros.nn.ego_mlp import EgoPrior
+
+        head = self.planner.waypoint_head
+        if head is None or self.config.waypoint_prior == "none":
+            raise ValueError("the ego-MLP prior replaces a residual head's prior: this has none")
+        prior = EgoPrior.from_bundle(bundle)
+        self.config = replace(self.config, waypoint_prior="ego_mlp")  # validates
+        self.planner.waypoint_prior = "ego_mlp"
+        self.planner.ego_prior = prior.to(head.mlp[-1].weight.device)
+        torch.nn.init.zeros_(head.mlp[-1].weight)
+        torch.nn.init.zeros_(head.mlp[-1].bias)
 
     @classmethod
     def build(

@@ -134,6 +134,14 @@ def train_planner_command(
         bool,
         Opt(help="Give the planner a SceneReader over the kept front tokens if it has none."),
     ] = False,
+    ego_mlp_prior: Annotated[
+        bool,
+        Opt(
+            help="Predict the residual over the model's ego MLPs (<model>/ego_mlp, `fastdrive "
+            "train-ego-mlp`) instead of its kinematic prior: the head restarts at zero, so the "
+            "planner starts as the ego-only reference."
+        ),
+    ] = False,
     fact_weight: Annotated[
         float,
         Opt(help="Weight of the reader's fact terms (world labels) in the all-token phase."),
@@ -183,6 +191,8 @@ def train_planner_command(
             raise ValueError(f"{model} has a text head: train-planner trains the regression head")
         if scene_reader:
             vla.add_scene_reader()
+        if ego_mlp_prior and vla.config.waypoint_prior != "ego_mlp":
+            vla.use_ego_mlp_prior(model)
         labels = scene_labels(dataroot, val_dataroot) if vla.config.scene_reader else {}
         reader_config = (
             TrainConfig(
@@ -281,6 +291,8 @@ def train_planner_command(
     )
     if dist.is_main:
         vla.to("cpu").save_pretrained(out / "model")
+        if vla.config.waypoint_prior == "ego_mlp":
+            _keep_ego_mlps(Path(model), out / "model")
         report = {
             name: {
                 "steps": s.steps,
@@ -445,6 +457,19 @@ def train_pruner_command(
         dist.close()
     if dist.is_main:
         typer.echo(f"wrote the trained ReconPruner to {result}")
+
+
+def _keep_ego_mlps(model: Path, bundle: Path) -> None:
+    """Copy the model's ego MLPs into the trained bundle.
+
+    The eval's ego_mlp reference row is then exactly the prior the planner adds its residual to.
+    """
+    import shutil
+
+    from fastdrive_ros.nn.ego_mlp import FOLDER
+
+    if (model / FOLDER).is_dir():
+        shutil.copytree(model / FOLDER, bundle / FOLDER, dirs_exist_ok=True)
 
 
 def register(app: typer.Typer) -> None:

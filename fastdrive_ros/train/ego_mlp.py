@@ -1,22 +1,11 @@
-"""The ego-only reference planner (AD-MLP style): a small MLP on the ego status, no camera.
+"""Training the ego-only reference planner (nn/ego_mlp.py): examples, the fit, a bundle's pair.
 
-On nuScenes an MLP fed only ego status matches published planners on L2 (FACTS.md), so a camera
-planner must at least beat this one, trained on the same keyframes with the same ego inputs, before
-its images can be said to help. It predicts a residual over the kinematic prior of the setting:
-
-- inputs "full": speed, acceleration, yaw rate, steering, the 6 past poses (x, y) and the command
-  (one-hot); prior = CTRA from the ego status (eval/ctra.py).
-- inputs "minimal": speed and the command; prior = CTRA of the restricted ego, which is constant
-  velocity in a straight line (acceleration and yaw rate are 0 there by construction).
-
-Features are standardised with the training set's mean and std (kept as buffers, so the
-safetensors file is all that is needed to predict). One file per setting, inside the model bundle:
-<bundle>/ego_mlp/<inputs>.safetensors, with its setting and training figures in the metadata.
+The model, its features and its file format live in nn/ so that a planner can use it as the
+prior it predicts a residual over (VLAConfig.waypoint_prior = "ego_mlp").
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,130 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, EgoInputs, EgoState, restrict_ego
-from fastdrive_ros.eval.ctra import ctra_plan
-from fastdrive_ros.nn.integrity import verify_file, write_manifest
+from fastdrive_ros.core_types import EgoInputs, EgoState
+from fastdrive_ros.nn.ego_mlp import (
+    EgoMLP,
+    ego_features,
+    ego_mlp_path,
+    kinematic_prior,
+)
 
-FORMAT = "fastdrive_ros.ego_mlp"
-FORMAT_VERSION = "1"
-FOLDER = "ego_mlp"
-COMMANDS: tuple[str, ...] = ("left", "right", "straight")
-OUT_SCALE = 5.0  # metres: residuals are learnt in units of 5 m so the output layer starts small
-
-
-def ego_mlp_path(bundle: str | Path, inputs: EgoInputs) -> Path:
-    """Where the bundle keeps the ego MLP of one input setting."""
-    if inputs not in EGO_INPUTS:
-        raise ValueError(f"inputs must be one of {EGO_INPUTS}, got {inputs!r}")
-    return Path(bundle) / FOLDER / f"{inputs}.safetensors"
-
-
-def feature_count(inputs: EgoInputs) -> int:
-    return 4 + 12 + len(COMMANDS) if inputs == "full" else 1 + len(COMMANDS)
-
-
-def ego_features(ego: EgoState, inputs: EgoInputs) -> np.ndarray:
-    """(feature_count(inputs),) raw features of `ego` as the setting may read it."""
-    seen = restrict_ego(ego, inputs)
-    command = np.array([seen.command == c for c in COMMANDS], dtype=np.float64)
-    if inputs == "minimal":
-        return np.concatenate([[seen.speed], command])
-    status = [seen.speed, seen.acceleration, seen.yaw_rate, seen.steering]
-    history = np.asarray(seen.history_xy, dtype=np.float64)[:-1].reshape(-1)  # last row is 0
-    return np.concatenate([status, history, command])
-
-
-def kinematic_prior(ego: EgoState, inputs: EgoInputs) -> np.ndarray:
-    """(6, 2) prior the MLP adds its residual to: CTRA of the ego as the setting sees it."""
-    return ctra_plan(restrict_ego(ego, inputs))
-
-
-class EgoMLP(nn.Module):
-    """Features -> standardise -> 2 hidden ReLU layers -> 6 x (dx, dy) residual over the prior."""
-
-    def __init__(self, inputs: EgoInputs, hidden: int = 128) -> None:
-        super().__init__()
-        if inputs not in EGO_INPUTS:
-            raise ValueError(f"inputs must be one of {EGO_INPUTS}, got {inputs!r}")
-        if hidden < 1:
-            raise ValueError(f"hidden must be >= 1, got {hidden}")
-        self.inputs: EgoInputs = inputs
-        self.hidden = hidden
-        n = feature_count(inputs)
-        self.register_buffer("feature_mean", torch.zeros(n))
-        self.register_buffer("feature_std", torch.ones(n))
-        self.net = nn.Sequential(
-            nn.Linear(n, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, PLAN_STEPS * 2),
-        )
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, F] raw features -> [B, 6, 2] residual in metres."""
-        z = (features - self.feature_mean) / self.feature_std
-        return OUT_SCALE * self.net(z).view(-1, PLAN_STEPS, 2)
-
-    @torch.no_grad()
-    def plan(self, ego: EgoState) -> np.ndarray:
-        """(6, 2) waypoints for one ego state: prior + predicted residual."""
-        features = torch.as_tensor(ego_features(ego, self.inputs), dtype=torch.float32)[None]
-        residual = self(features)[0].double().numpy()
-        return kinematic_prior(ego, self.inputs) + residual
-
-    def save(self, path: str | Path, **meta: object) -> Path:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        header = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "inputs": self.inputs,
-            "hidden": str(self.hidden),
-            "meta": json.dumps(meta),
-        }
-        save_file(tensors, str(path), metadata=header)
-        # the folder's SHA256SUMS (nn/integrity.py) lists every ego MLP in it, as for the bundle
-        names = sorted(f.name for f in path.parent.glob("*.safetensors"))
-        write_manifest(path.parent, names)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, *, inputs: EgoInputs | None = None) -> EgoMLP:
-        """Load a saved ego MLP; `inputs` (if given) must match the setting it was trained for."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no ego MLP at {path}: train one with `fastdrive train-ego-mlp`"
-            )
-        verify_file(path, remedy="retrain it with `fastdrive train-ego-mlp`")
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-        if header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} file")
-        saved = header.get("inputs")
-        if inputs is not None and saved != inputs:
-            raise ValueError(f"{path} was trained for ego inputs {saved!r}, not {inputs!r}")
-        model = cls(saved, hidden=int(header["hidden"]))  # type: ignore[arg-type]
-        model.load_state_dict(tensors)
-        model.eval()
-        return model
-
-    @staticmethod
-    def metadata(path: str | Path) -> dict:
-        """The training figures saved with the model (`meta` of `save`)."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            return json.loads((handle.metadata() or {}).get("meta", "{}"))
+__all__ = [
+    "EgoExample",
+    "EgoMLP",
+    "EgoMLPConfig",
+    "ego_mlp_path",
+    "train_bundle_ego_mlps",
+    "train_ego_mlp",
+]
 
 
 @dataclass(frozen=True)

@@ -69,12 +69,7 @@ def _architecture(vla: Any) -> list[str]:
         f"{text.intermediate_size}, vocabulary {text.vocab_size} (tied), M-RoPE | {_m(llm)} |",
         f"| Waypoint head | 2-layer MLP on the `<plan>` token -> 6 x (x, y), x "
         f"{vla.config.waypoint_scale:g} m"
-        + (
-            ", added to the kinematic prior of the ego status (CTRA with full ego inputs, "
-            "constant velocity with minimal ones)"
-            if getattr(vla.config, "waypoint_prior", "none") == "kinematic"
-            else ""
-        )
+        + _PRIOR_CLAUSE.get(getattr(vla.config, "waypoint_prior", "none"), "")
         + f" | {_m(head)} |",
     ]
     if ego:
@@ -569,6 +564,14 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
     path = Path(path)
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+_PRIOR_CLAUSE = {
+    "kinematic": ", added to the kinematic prior of the ego status (CTRA with full ego inputs, "
+    "constant velocity with minimal ones)",
+    "ego_mlp": ", added to the plan of the ego-only reference MLP of the sample's ego inputs "
+    "(frozen, inside the planner's weights)",
+}
 
 
 def _worlds_clause(plan: Any) -> str:  # a BuildPlan
