@@ -83,7 +83,7 @@ def test_an_ego_mlp_prior_needs_the_mlps_and_a_residual_head(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="has none"):
         absolute.use_ego_mlp_prior(_bundle(tmp_path / "mlps"))
     EgoMLP("full", hidden=16).save(ego_mlp_path(tmp_path / "mlps", "full"))
-    with pytest.raises(ValueError, match="ego MLPs differ in width"):
+    with pytest.raises(ValueError, match="128 wide, these are \\[16, 128\\].*--hidden 128"):
         EgoPrior.from_bundle(tmp_path / "mlps")
 
 

@@ -150,6 +150,9 @@ class EgoMLP(nn.Module):
             return json.loads((handle.metadata() or {}).get("meta", "{}"))
 
 
+PRIOR_HIDDEN = 128  # the ego MLPs' default width, the only one a planner's prior holds
+
+
 class EgoPrior(nn.Module):
     """Both settings' ego MLPs, frozen: each sample's plan from the MLP of its own ego inputs.
 
@@ -158,9 +161,9 @@ class EgoPrior(nn.Module):
     tell beyond the ego status, and the reference is no longer something it has to relearn.
     """
 
-    def __init__(self, hidden: int = 128) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.mlps = nn.ModuleDict({inputs: EgoMLP(inputs, hidden) for inputs in EGO_INPUTS})
+        self.mlps = nn.ModuleDict({inputs: EgoMLP(inputs, PRIOR_HIDDEN) for inputs in EGO_INPUTS})
         self.requires_grad_(False)
 
     @classmethod
@@ -171,9 +174,13 @@ class EgoPrior(nn.Module):
             for inputs in EGO_INPUTS
         }
         hidden = {mlp.hidden for mlp in loaded.values()}
-        if len(hidden) != 1:
-            raise ValueError(f"{bundle}: its ego MLPs differ in width ({sorted(hidden)})")
-        prior = cls(hidden.pop())
+        if hidden != {PRIOR_HIDDEN}:  # a planner's config does not record another width
+            raise ValueError(
+                f"{bundle}: a planner's ego-MLP prior needs ego MLPs {PRIOR_HIDDEN} wide, these "
+                f"are {sorted(hidden)}: retrain them with `fastdrive train-ego-mlp --hidden "
+                f"{PRIOR_HIDDEN}`"
+            )
+        prior = cls()
         for inputs, mlp in loaded.items():
             prior.mlps[inputs].load_state_dict(mlp.state_dict())
         return prior.eval()
