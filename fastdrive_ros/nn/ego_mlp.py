@@ -94,8 +94,9 @@ class EgoMLP(nn.Module):
     @torch.no_grad()
     def plan(self, ego: EgoState) -> np.ndarray:
         """(6, 2) waypoints for one ego state: prior + predicted residual."""
-        features = torch.as_tensor(ego_features(ego, self.inputs), dtype=torch.float32)[None]
-        residual = self(features)[0].double().numpy()
+        features = torch.as_tensor(ego_features(ego, self.inputs), dtype=torch.float32)
+        # on the weights' device: inside a planner moved to CUDA the prior is there too
+        residual = self(features[None].to(self.feature_mean.device))[0].double().cpu().numpy()
         return kinematic_prior(ego, self.inputs) + residual
 
     def save(self, path: str | Path, **meta: object) -> Path:

@@ -20,7 +20,7 @@ from torch import nn
 from fastdrive_ros.core_types import CAMERA_NAMES, DEFAULT_MAX_NEW_TOKENS, EgoState, PlanResult
 from fastdrive_ros.nn.integrity import verify_file, write_manifest
 from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
-from fastdrive_ros.nn.planner import HeadChoice, VLAPlanner, tick, tock
+from fastdrive_ros.nn.planner import WAYPOINT_PRIORS, HeadChoice, VLAPlanner, tick, tock
 from fastdrive_ros.nn.prompt import PROMPT_STYLES, PromptStyle
 from fastdrive_ros.nn.selection import Selection, VisualTokens, keep_count
 from fastdrive_ros.nn.tokenizer import (
@@ -157,10 +157,9 @@ class VLAConfig:
             )
         if self.ego_encoder and self.prompt_style != "compact":
             raise ValueError("ego_encoder needs the compact prompt (its <plan> token)")
-        if self.waypoint_prior not in ("none", "kinematic", "ego_mlp"):
+        if self.waypoint_prior not in WAYPOINT_PRIORS:
             raise ValueError(
-                "waypoint_prior must be 'none', 'kinematic' or 'ego_mlp', got "
-                f"{self.waypoint_prior!r}"
+                f"waypoint_prior must be one of {WAYPOINT_PRIORS}, got {self.waypoint_prior!r}"
             )
         if self.waypoint_prior != "none" and self.head != "regression":
             raise ValueError("waypoint_prior needs the regression head")
