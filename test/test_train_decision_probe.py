@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from train_tiny import decision_world
+from train_tiny import VERSION, decision_world, tiny_world
 
-from fastdrive_ros.train.decision_probe import ProbeSet, decision_probe, render_table
+from fastdrive_ros.train.decision_probe import (
+    ProbeSet,
+    decision_probe,
+    read_training_worlds,
+    render_table,
+)
+from fastdrive_ros.train.records import read_records
 
 
 def _tokens(labels, records, *, signal: bool, seed: int) -> np.ndarray:
@@ -111,3 +117,22 @@ def test_rows_must_match_and_decisions_must_be_recorded() -> None:
     labels[records[0].token] = type(labels[records[0].token])("vehicle", 10.0)
     with pytest.raises(ValueError, match="regenerate"):
         ProbeSet.of(records, labels, np.zeros((6, 4, 8)))
+
+
+def test_training_worlds_join_with_their_scenes_kept_apart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    first, second = tiny_world(tmp_path_factory), tiny_world(tmp_path_factory, seed=6)
+    records, labels, chain = read_training_worlds([first, second], VERSION)
+    alone = [
+        read_records(dataroot=root, version=VERSION, progress=False) for root in (first, second)
+    ]
+    assert [r.token for r in records] == [r.token for rs in alone for r in rs]
+    assert all(r.token in labels for r in records)
+    # both worlds name their scenes scene-0000...; the folds must not merge them
+    assert {r.scene for r in alone[0]} == {r.scene for r in alone[1]}
+    assert len({r.scene for r in records}) == 2 * len({r.scene for r in alone[0]})
+    assert all(chain.keys() & {r.token for r in rs} for rs in alone)  # both worlds' chains
+    ProbeSet.of(records, labels, np.zeros((len(records), 2, 4)), chain)  # every row labelled
+    with pytest.raises(ValueError, match="give each world once"):
+        read_training_worlds([first, first], VERSION)

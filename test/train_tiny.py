@@ -16,17 +16,19 @@ VERSION = "v1.0-synth"
 IMAGE_SIZE = (56, 84)  # tiny_config's H x W: 2 x 3 merged tokens per camera
 
 
-def tiny_world(factory: pytest.TempPathFactory) -> Path:
+def tiny_world(factory: pytest.TempPathFactory, seed: int = 5) -> Path:
     """Three 4.5-s synthetic scenes at the tiny model's size (train/val split by scene hash)."""
     from fastdrive_ros.data.synth.generate import generate_dataset
 
-    root = factory.getbasetemp() / "train_tiny_world"
+    root = factory.getbasetemp() / (
+        "train_tiny_world" if seed == 5 else f"train_tiny_world_{seed}"
+    )
     if not (root / "synth" / "dataset.json").is_file():
         generate_dataset(
             root,
             scenes=3,
             seconds=4.5,
-            seed=5,
+            seed=seed,
             image_size=(IMAGE_SIZE[1], IMAGE_SIZE[0]),
             sweeps=False,
             progress=False,

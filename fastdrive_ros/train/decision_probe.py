@@ -15,12 +15,15 @@ about as much as everything one frame shows. `--frames 1 2` adds a row per tower
 head (nn/scene_reader.MotionHead: the same pooling on the keyframe and on the one before it,
 0.5 s earlier, from the dataset's sample chain); `--target closing_speed` reads that speed instead
 of the decision, to see whether motion is in the tokens at all.
+With 48 training scenes a head learns the scenes, not the rule; `--also-train ROOT...` fits the
+heads and the ridge on more training worlds (scenes kept apart per world in the folds).
 `python -m fastdrive_ros.train.decision_probe --towers A B [--frames 1 2] -- TRAIN TEST...`
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -214,6 +217,28 @@ def decision_probe(
     return out
 
 
+def read_training_worlds(
+    roots: Sequence[str | Path], version: str
+) -> tuple[list[KeyframeRecord], dict[str, SceneLabel], dict[str, str]]:
+    """Records, labels and sample chains of several worlds as one training set.
+
+    Every synthetic world names its scenes scene-0000...; each record's scene is prefixed with
+    its world so that the probe's scene folds keep the worlds' scenes apart.
+    """
+    from fastdrive_ros.data.world_labels import read_worlds_labels
+    from fastdrive_ros.train.records import read_records
+
+    records: list[KeyframeRecord] = []
+    chain: dict[str, str] = {}
+    for root in roots:
+        records += [
+            dataclasses.replace(r, scene=f"{root}:{r.scene}")
+            for r in read_records(dataroot=root, version=version, progress=False)
+        ]
+        chain.update(sample_chain(root, version))
+    return records, read_worlds_labels(list(roots)), chain
+
+
 def render_table(
     rows: Mapping[str, Mapping[str, Mapping[str, float]]], what: str = "decision"
 ) -> str:
@@ -241,6 +266,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--towers", nargs="+", required=True, help="bundles whose towers to probe")
     parser.add_argument("train", help="dataset root the heads and the ridge are fitted on")
     parser.add_argument("test", nargs="+", help="held-out dataset roots")
+    parser.add_argument(
+        "--also-train",
+        nargs="+",
+        default=[],
+        metavar="ROOT",
+        help="more training worlds, fitted on together with TRAIN",
+    )
     parser.add_argument("--version", default="v1.0-synth")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument(
@@ -263,8 +295,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     worlds = {
         root: (read_records(dataroot=root, version=args.version, progress=False),
                read_scene_labels(root), sample_chain(root, args.version))
-        for root in (args.train, *args.test)
+        for root in args.test
     }  # fmt: skip
+    worlds[args.train] = read_training_worlds([args.train, *args.also_train], args.version)
     rows = {}
     for tower in args.towers:
         sets = {
