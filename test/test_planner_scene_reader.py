@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import typer
-from train_tiny import VERSION, tiny_bundle
+from train_tiny import VERSION, tiny_bundle, tiny_world
 from typer.testing import CliRunner
 
 from fastdrive_ros.core_types import CAMERA_NAMES, LEAD_KINDS, EgoState, restrict_ego
@@ -19,6 +19,7 @@ from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.vla import VLA, VLAConfig
 from fastdrive_ros.train.affordance import fact_terms
 from fastdrive_ros.train.cli import register
+from fastdrive_ros.train.records import read_records
 
 torch.set_num_threads(2)
 GRID = torch.tensor([[1, 4, 6]] * 2)  # two cameras of 6 merged tokens each (tiny_config)
@@ -153,12 +154,16 @@ def _invoke(args: list[str]):
     return CliRunner().invoke(app, args)
 
 
+def _reader_args(bundle: Path, world: Path, out: Path) -> list[str]:
+    args = ["train-planner", "--model", str(bundle), "--dataroot", str(world)]
+    args += ["--version", VERSION, "--split", "train", "--val-split", "val"]
+    return args + ["--out", str(out), "--device", "cpu", "--no-progress", "--seed", "1"]
+
+
 def test_train_planner_teaches_the_reader_the_world(world: Path, tmp_path_factory) -> None:
     bundle = tiny_bundle(tmp_path_factory)
     out = tmp_path_factory.mktemp("reader")
-    args = ["train-planner", "--model", str(bundle), "--dataroot", str(world)]
-    args += ["--version", VERSION, "--split", "train", "--val-split", "val"]
-    args += ["--out", str(out), "--device", "cpu", "--no-progress", "--seed", "1"]
+    args = _reader_args(bundle, world, out)
     args += ["--scene-reader", "--reader-epochs", "20", "--reader-lr", "3e-3"]
     args += ["--epochs", "1", "--batch-size", "4", "--warmup-steps", "1"]
     result = _invoke(args)
@@ -171,3 +176,33 @@ def test_train_planner_teaches_the_reader_the_world(world: Path, tmp_path_factor
     trained = VLA.from_pretrained(out / "model")
     assert trained.config.scene_reader
     assert trained.planner.scene_reader.project.weight.abs().sum() > 0  # it now speaks
+
+
+def test_more_worlds_teach_the_reader_on_their_keyframes_too(
+    world: Path, tmp_path_factory
+) -> None:
+    bundle, other = tiny_bundle(tmp_path_factory), tiny_world(tmp_path_factory, seed=6)
+    out = tmp_path_factory.mktemp("reader_worlds")
+    args = _reader_args(bundle, world, out) + ["--scene-reader", "--reader-epochs", "2"]
+    args += ["--reader-dataroot", str(other), "--epochs", "1", "--max-items", "4"]
+    result = _invoke(args)
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    summary = json.loads((out / "summary.json").read_text())
+    own = len(read_records(dataroot=world, version=VERSION, split="train", progress=False))
+    more = len(read_records(dataroot=other, version=VERSION, progress=False))
+    assert summary["reader"]["steps"] == 2 * math.ceil((own + more) / 32)  # both worlds, 2 epochs
+    assert summary["full"]["steps"] == 1  # the all-token phase keeps the training world: 4 items
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--reader-epochs", "2"], "give each world once"), ([], "give --reader-epochs")],
+)
+def test_a_reader_world_twice_or_without_a_reader_phase_is_refused(
+    world: Path, tmp_path_factory, extra: list[str], message: str
+) -> None:
+    out = tmp_path_factory.mktemp("reader_refused")
+    args = _reader_args(tiny_bundle(tmp_path_factory), world, out) + ["--scene-reader"]
+    result = _invoke(args + ["--reader-dataroot", str(world), *extra])
+    assert result.exit_code == 2 and message in result.output
+    assert not (out / "summary.json").exists()

@@ -150,6 +150,14 @@ def train_planner_command(
         int, Opt(help="Epochs of a reader-only phase before the all-token phase (0 = none).")
     ] = 0,
     reader_lr: Annotated[float, Opt(help="Peak learning rate of the reader-only phase.")] = 1e-3,
+    reader_dataroot: Annotated[
+        list[Path] | None,
+        Opt(
+            help="More labelled worlds (same --version, all scenes) for the reader-only phase, "
+            "repeatable: the reader learns what binds the ego from more scenes (a token cache "
+            "each, no LLM step)."
+        ),
+    ] = None,
     loss_beta: Annotated[
         float,
         Opt(help="Smooth-L1 beta in metres: errors below it are squared (small: closer to L1)."),
@@ -172,9 +180,11 @@ def train_planner_command(
 
     import torch
 
+    from fastdrive_ros.data.world_labels import read_worlds_labels
     from fastdrive_ros.nn.vla import VLA
     from fastdrive_ros.train.loop import TrainConfig
     from fastdrive_ros.train.planner import train_planner
+    from fastdrive_ros.train.token_cache import TokenCache
     from fastdrive_ros.train.token_subsets import SubsetPolicy
     from fastdrive_ros.train.workspace import DataSpec, Workspace
 
@@ -193,7 +203,16 @@ def train_planner_command(
             vla.add_scene_reader()
         if ego_mlp_prior and vla.config.waypoint_prior != "ego_mlp":
             vla.use_ego_mlp_prior(model)
-        labels = scene_labels(dataroot, val_dataroot) if vla.config.scene_reader else {}
+        reader_roots = list(reader_dataroot or [])
+        if reader_roots and reader_epochs <= 0:
+            raise ValueError(
+                "--reader-dataroot trains the reader-only phase: give --reader-epochs"
+            )
+        labels = (  # a world given twice (or as --dataroot too) is refused, not weighted double
+            {**scene_labels(val_dataroot), **read_worlds_labels([dataroot, *reader_roots])}
+            if vla.config.scene_reader
+            else {}
+        )
         reader_config = (
             TrainConfig(
                 epochs=reader_epochs,
@@ -253,8 +272,9 @@ def train_planner_command(
     text_records = space.records(text_data, cameras=cameras, progress=False)
     val_records = space.records(val_data, cameras=cameras, progress=progress)
     size = vla.config.image_size
-    caches = [
-        space.token_cache(
+
+    def cached(data: DataSpec, records: list) -> TokenCache:
+        return space.token_cache(
             encoder=vla.vision,
             data=data,
             records=records,
@@ -264,8 +284,13 @@ def train_planner_command(
             threads=threads or 1,
             progress=progress,
         )
-        for data, records in ((train_data, train_records), (val_data, val_records))
-    ]
+
+    caches = [cached(train_data, train_records), cached(val_data, val_records)]
+    reader_worlds = []
+    for root in reader_roots:  # the reader-only phase's other worlds: all their keyframes
+        data = DataSpec(Path(root), version, "all")
+        records = space.records(data, cameras=cameras, progress=progress)
+        reader_worlds.append((cached(data, records), records))
     summaries = train_planner(
         planner=vla.planner,
         train_cache=caches[0],
@@ -285,6 +310,7 @@ def train_planner_command(
         labels=labels,
         fact_weight=fact_weight,
         reader_config=reader_config,
+        reader_worlds=reader_worlds,
         beta=loss_beta,
         dist=dist,
         progress=progress,

@@ -22,7 +22,10 @@ A planner with a SceneReader (nn/scene_reader.py) is trained to say what binds t
 the world's labels (data/world_labels.py), `fact_weight` x the reader's fact terms (kind CE,
 inverse-gap MSE, decision smooth L1; train/affordance.fact_terms) join the trajectory loss, and an
 optional `reader_config` phase first trains the reader alone on the cached tokens (cheap: no LLM),
-so that the all-token phase starts from a reader that already reads the scene.
+so that the all-token phase starts from a reader that already reads the scene. From 48 training
+scenes a reader learns the scenes, not what binds the ego (its held-out decision correlation is a
+third of its training one); `reader_worlds` gives the reader-only phase more worlds' tokens and
+labels, which cost a token cache each but no LLM step.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, EgoState, restrict_ego
 from fastdrive_ros.data.world_labels import SceneLabel
@@ -293,6 +296,7 @@ def train_planner(
     labels: Mapping[str, SceneLabel] | None = None,
     fact_weight: float = 0.0,
     reader_config: TrainConfig | None = None,
+    reader_worlds: Sequence[tuple[TokenCache, Sequence[KeyframeRecord]]] = (),
     dist: DistContext | None = None,
     progress: bool = True,
 ) -> dict[str, TrainSummary]:
@@ -302,15 +306,32 @@ def train_planner(
     the training records: it needs no cache); with `reader_config` (a planner with a SceneReader
     and `labels` of its keyframes, train and val), a reader-only phase (out_dir/reader); then the
     all-token phase (out_dir/full) starts from their best weights. Returns {"text"?, "reader"?,
-    "full"} summaries.
+    "full"} summaries. `reader_worlds`: more (cache, records) the reader-only phase trains on,
+    their keyframes labelled in `labels` too.
     """
     if reader_config is not None and (planner.scene_reader is None or not labels):
         raise ValueError("the reader phase needs a planner with a SceneReader and scene labels")
+    if reader_worlds and reader_config is None:
+        raise ValueError("more worlds for the reader need a reader-only phase (reader_config)")
+    for cache, records in reader_worlds:
+        if cache.spec.width != train_cache.spec.width or not torch.equal(
+            cache.grid_thw, train_cache.grid_thw
+        ):
+            raise ValueError(
+                "a reader world's token cache has another width or camera layout than the "
+                "training world's: cache it with the same tower and image size"
+            )
+        unlabelled = [r.token for r in records if r.token not in (labels or {})]
+        if unlabelled:
+            raise ValueError(
+                f"{len(unlabelled)} keyframes of a reader world have no scene label (e.g. "
+                f"{unlabelled[0]}): give its labels with the training world's"
+            )
     summaries: dict[str, TrainSummary] = {}
     width, grid = train_cache.spec.width, train_cache.grid_thw
     cameras = int(grid.shape[0])
     shared = {"ego_dropout": ego_dropout, "event_weight": event_weight}
-    phases: list[tuple[str, TrainConfig, PlannerDataset, PlannerDataset | None]] = []
+    phases: list[tuple[str, TrainConfig, Dataset, PlannerDataset | None]] = []
     if text_config is not None:
         text_set = PlannerDataset(
             cache=None, records=text_records or train_records, width=width, **shared
@@ -338,7 +359,9 @@ def train_planner(
             cache=val_cache, records=val_records, width=width, settings=val_settings, labels=labels
         )
     if reader_config is not None:  # cheap without the LLM: every keyframe, not max_items
-        phases.append(("reader", reader_config, token_set(), full_val))
+        worlds = [token_set()] + [token_set(cache=c, records=r) for c, r in reader_worlds]
+        reader_set = worlds[0] if len(worlds) == 1 else ConcatDataset(worlds)
+        phases.append(("reader", reader_config, reader_set, full_val))
     phases.append(("full", config, full_set, full_val))
     for name, phase_config, train_set, val_set in phases:
         summaries[name] = _train_phase(
@@ -367,7 +390,7 @@ def reader_loss(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, 
 def _train_phase(
     *,
     planner: VLAPlanner,
-    train_set: PlannerDataset,
+    train_set: Dataset,
     val_set: PlannerDataset | None,
     grid_thw: torch.Tensor,
     out_dir: Path,
