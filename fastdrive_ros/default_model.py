@@ -315,6 +315,9 @@ class DefaultModelBuilder:
             self.work / "planner" / "model", self.work / "reader", plan.reader, None
         )
         args += ["--scene-reader", "--reader-epochs", str(plan.reader_only_epochs)]
+        for ref in plan.affordance_splits:  # stage A2's other worlds teach the reader too
+            if ref.dataset != plan.train.dataset:
+                args += ["--reader-dataroot", str(self.data_root(ref.dataset))]
         return args + ["--loss-beta", str(plan.reader_loss_beta)]
 
     def _train_planner_args(

@@ -207,11 +207,16 @@ def test_stage_a2_reads_every_training_world(tmp_path, monkeypatch) -> None:
     assert first and second and tokens == first | second  # both worlds' keyframes
     assert tokens <= seen["train_labels"].keys()  # every one labelled
     assert builder.state["affordance"]["worlds"] == ["train", "train2"]
+    # stage 4b's reader-only phase reads the other world too; the planner stays on `train`
+    reader = builder._reader_args()
+    assert reader[reader.index("--reader-dataroot") + 1] == str(builder.data_root("train2"))
+    assert reader[reader.index("--dataroot") + 1] == str(builder.data_root("train"))
     # the same folder under a one-world plan: its stage-A2 tower was not trained that way
     VLA.from_pretrained(builder.stage_a_bundle).save_pretrained(builder.tower_bundle)
     one_world = DefaultModelBuilder(plan=tiny, out=tmp_path / "out", work=work, progress=False)
     with pytest.raises(BuildError, match=r"\['train', 'train2'\].*--force"):
         one_world.train_affordances()
+    assert "--reader-dataroot" not in one_world._reader_args()
 
 
 def test_vision_from_reuses_a_bundles_tower(tmp_path) -> None:

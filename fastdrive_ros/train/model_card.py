@@ -580,4 +580,7 @@ def _worlds_clause(plan: Any) -> str:  # a BuildPlan
     if len(splits) == 1:
         return ""
     seeds = ", ".join(str(plan.datasets[ref.dataset].seed) for ref in splits)
-    return f"; {len(splits)} training worlds (seeds {seeds}), the planner's and more"
+    return (
+        f"; {len(splits)} training worlds (seeds {seeds}), the planner's and more (stage 4b's "
+        "reader-only phase reads them too)"
+    )
