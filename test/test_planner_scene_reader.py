@@ -192,6 +192,35 @@ def test_more_worlds_teach_the_reader_on_their_keyframes_too(
     more = len(read_records(dataroot=other, version=VERSION, progress=False))
     assert summary["reader"]["steps"] == 2 * math.ceil((own + more) / 32)  # both worlds, 2 epochs
     assert summary["full"]["steps"] == 1  # the all-token phase keeps the training world: 4 items
+    # the other world is cached for its front camera alone: the reader reads nothing else
+    grids = sorted(
+        len(json.loads(f.read_text())["grid_thw"]) for f in (out / "work").rglob("cache.json")
+    )
+    assert grids == [1, len(CAMERA_NAMES), len(CAMERA_NAMES)]  # other; train and val
+
+
+def test_a_reader_world_cached_with_every_camera_is_refused(
+    world: Path, records, tmp_path_factory, tmp_path: Path
+) -> None:
+    from fastdrive_ros.data.world_labels import read_scene_labels
+    from fastdrive_ros.train.loop import TrainConfig
+    from fastdrive_ros.train.planner import train_planner
+    from fastdrive_ros.train.token_cache import build_token_cache
+
+    vla = VLA.from_pretrained(tiny_bundle(tmp_path_factory))
+    vla.add_scene_reader()
+    size = vla.config.image_size
+    cache = build_token_cache(
+        encoder=vla.vision, records=records[:2], image_size=size, folder=tmp_path
+    )
+    config = TrainConfig(epochs=1, batch_size=2)
+    labels = read_scene_labels(world)
+    with pytest.raises(ValueError, match="front camera alone"):
+        train_planner(
+            planner=vla.planner, train_cache=cache, train_records=records[:2], val_cache=None,
+            val_records=[], out_dir=tmp_path / "run", config=config, labels=labels,
+            reader_config=config, reader_worlds=[(cache, records[:2])], progress=False,
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize(

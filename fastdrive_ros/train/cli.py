@@ -154,8 +154,8 @@ def train_planner_command(
         list[Path] | None,
         Opt(
             help="More labelled worlds (same --version, all scenes) for the reader-only phase, "
-            "repeatable: the reader learns what binds the ego from more scenes (a token cache "
-            "each, no LLM step)."
+            "repeatable: the reader learns what binds the ego from more scenes (a front-camera "
+            "token cache each, no LLM step)."
         ),
     ] = None,
     loss_beta: Annotated[
@@ -287,9 +287,9 @@ def train_planner_command(
 
     caches = [cached(train_data, train_records), cached(val_data, val_records)]
     reader_worlds = []
-    for root in reader_roots:  # the reader-only phase's other worlds: all their keyframes
+    for root in reader_roots:  # the reader-only phase's other worlds: every keyframe, front only
         data = DataSpec(Path(root), version, "all")
-        records = space.records(data, cameras=cameras, progress=progress)
+        records = space.records(data, cameras=cameras[:1], progress=progress)
         reader_worlds.append((cached(data, records), records))
     summaries = train_planner(
         planner=vla.planner,

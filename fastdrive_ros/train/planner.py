@@ -25,7 +25,7 @@ optional `reader_config` phase first trains the reader alone on the cached token
 so that the all-token phase starts from a reader that already reads the scene. From 48 training
 scenes a reader learns the scenes, not what binds the ego (its held-out decision correlation is a
 third of its training one); `reader_worlds` gives the reader-only phase more worlds' tokens and
-labels, which cost a token cache each but no LLM step.
+labels, which cost a front-camera token cache each (a sixth of a full one) but no LLM step.
 """
 
 from __future__ import annotations
@@ -306,20 +306,20 @@ def train_planner(
     the training records: it needs no cache); with `reader_config` (a planner with a SceneReader
     and `labels` of its keyframes, train and val), a reader-only phase (out_dir/reader); then the
     all-token phase (out_dir/full) starts from their best weights. Returns {"text"?, "reader"?,
-    "full"} summaries. `reader_worlds`: more (cache, records) the reader-only phase trains on,
-    their keyframes labelled in `labels` too.
+    "full"} summaries. `reader_worlds`: more (front-camera cache, records) the reader-only phase
+    trains on, their keyframes labelled in `labels` too.
     """
     if reader_config is not None and (planner.scene_reader is None or not labels):
         raise ValueError("the reader phase needs a planner with a SceneReader and scene labels")
     if reader_worlds and reader_config is None:
         raise ValueError("more worlds for the reader need a reader-only phase (reader_config)")
-    for cache, records in reader_worlds:
+    for cache, records in reader_worlds:  # the reader reads the front camera: nothing else
         if cache.spec.width != train_cache.spec.width or not torch.equal(
-            cache.grid_thw, train_cache.grid_thw
+            cache.grid_thw, train_cache.grid_thw[:1]
         ):
             raise ValueError(
-                "a reader world's token cache has another width or camera layout than the "
-                "training world's: cache it with the same tower and image size"
+                "a reader world's token cache must hold the front camera alone, from the same "
+                "tower and image size as the training world's (records of its first camera)"
             )
         unlabelled = [r.token for r in records if r.token not in (labels or {})]
         if unlabelled:
@@ -359,7 +359,8 @@ def train_planner(
             cache=val_cache, records=val_records, width=width, settings=val_settings, labels=labels
         )
     if reader_config is not None:  # cheap without the LLM: every keyframe, not max_items
-        worlds = [token_set()] + [token_set(cache=c, records=r) for c, r in reader_worlds]
+        worlds = [token_set()]
+        worlds += [token_set(cache=c, records=r, cameras=1) for c, r in reader_worlds]
         reader_set = worlds[0] if len(worlds) == 1 else ConcatDataset(worlds)
         phases.append(("reader", reader_config, reader_set, full_val))
     phases.append(("full", config, full_set, full_val))
