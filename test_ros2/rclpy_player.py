@@ -6,6 +6,9 @@ The bag is looped, its stamps shifted so that time only moves forward. With --si
 keep the bag's time base and /clock is published before every message (like `ros2 bag play
 --clock`); without it, messages are stamped with the wall-clock time they are due (a live car).
 --every N plays only every Nth image of each camera (a rate a slow model keeps up with).
+--rate R plays R seconds of bag per wall second (like `ros2 bag play --rate`); with --pace S the
+rate then follows the node: at most S seconds of bag per plan it publishes (the median interval of
+its last trajectories), so a slow machine still plans several times inside every window below.
 --corrupt replaces one camera's JPEG bytes with garbage and --silent drops a camera, between T0
 and T1 seconds of play. Prints one JSON summary line (messages per topic) at the end.
 """
@@ -17,10 +20,13 @@ import json
 import signal
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import rclpy
 from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
@@ -29,6 +35,42 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage
 
 PLAYED = {"sensor_msgs/msg/CompressedImage": CompressedImage, "nav_msgs/msg/Odometry": Odometry}
+MIN_RATE = 0.05  # a floor, so that a stalled node cannot stretch the play without end
+
+
+class PlayClock:
+    """Maps seconds of play to wall time at a rate that may change while playing."""
+
+    def __init__(self, rate: float) -> None:
+        self._lock = threading.Lock()
+        self._wall0, self._play0, self.rate = time.monotonic(), 0.0, rate
+
+    def due_in(self, play_s: float) -> float:
+        """Wall seconds until `play_s` is due (<= 0: due now)."""
+        with self._lock:
+            return self._wall0 + (play_s - self._play0) / self.rate - time.monotonic()
+
+    def set_rate(self, rate: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._play0 += (now - self._wall0) * self.rate  # keep the play position continuous
+            self._wall0, self.rate = now, rate
+
+
+def pace_by_plans(node: Node, clock: PlayClock, bag_s_per_plan: float, topic: str) -> None:
+    """Slow `clock` so that at most `bag_s_per_plan` of bag time passes per trajectory."""
+    from fastdrive_ros.msg import Trajectory
+
+    arrivals: deque[float] = deque(maxlen=4)
+
+    def on_trajectory(_: Trajectory) -> None:
+        arrivals.append(time.monotonic())
+        if len(arrivals) >= 2:
+            gaps = sorted(b - a for a, b in zip(arrivals, list(arrivals)[1:]))
+            period = gaps[len(gaps) // 2]
+            clock.set_rate(min(1.0, max(MIN_RATE, bag_s_per_plan / max(period, 1e-3))))
+
+    node.create_subscription(Trajectory, topic, on_trajectory, QoSProfile(depth=10))
 
 
 def window(text: str | None) -> tuple[str, float, float] | None:
@@ -64,7 +106,16 @@ def main() -> None:
     parser.add_argument(
         "--every", type=int, default=1, help="play every Nth frame of each camera (slow models)"
     )
+    parser.add_argument("--rate", type=float, default=1.0, help="bag seconds per wall second")
+    parser.add_argument(
+        "--pace", type=float, metavar="S", help="at most S bag seconds per plan of the node"
+    )
+    parser.add_argument("--pace-topic", default="/fastdrive/trajectory")
     args = parser.parse_args()
+    if not MIN_RATE <= args.rate <= 1.0:
+        parser.error(f"--rate must be in [{MIN_RATE}, 1]")
+    if (args.rate != 1.0 or args.pace) and not args.sim_time:
+        parser.error("--rate and --pace need --sim-time (live stamps are the wall clock)")
     corrupt, silent = window(args.corrupt), window(args.silent)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,7 +132,19 @@ def main() -> None:
     counts: dict[str, int] = {}
     time.sleep(args.start_delay)
     first = rows[0][0]
-    wall0, epoch0 = time.monotonic(), time.time_ns()
+    play_clock, epoch0 = PlayClock(args.rate), time.time_ns()
+    wall0 = time.monotonic()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+
+    def spin() -> None:
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.1)
+
+    spinner = threading.Thread(target=spin)
+    if args.pace:
+        pace_by_plans(node, play_clock, args.pace, args.pace_topic)
+        spinner.start()
     frame_of: dict[str, int] = {}  # per topic: index of the next message (= frame number)
     loop = 0
     while not stop.is_set():
@@ -91,9 +154,8 @@ def main() -> None:
             if play_s >= args.seconds or stop.is_set():
                 stop.set()
                 break
-            delay = wall0 + play_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            while (delay := play_clock.due_in(play_s)) > 0 and not stop.is_set():
+                time.sleep(min(delay, 0.1))  # short naps: the rate may change meanwhile
             camera = topic.strip("/").split("/")[0]
             index = frame_of[topic] = frame_of.get(topic, -1) + 1
             if topic.endswith("image_rect_compressed") and index % args.every:
@@ -116,7 +178,11 @@ def main() -> None:
             pubs[topic].publish(msg)
             counts[topic] = counts.get(topic, 0) + 1
         loop += 1
-    print(json.dumps({"messages": counts, "wall_s": time.monotonic() - wall0}), flush=True)
+    summary = {"messages": counts, "wall_s": time.monotonic() - wall0, "rate": play_clock.rate}
+    print(json.dumps(summary), flush=True)
+    if spinner.is_alive():
+        spinner.join()  # stop is set: ends within one spin_once
+    executor.shutdown()
     node.destroy_node()
     rclpy.try_shutdown()
 
