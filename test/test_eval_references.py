@@ -23,6 +23,7 @@ from fastdrive_ros.nn.integrity import WeightsIntegrityError
 from fastdrive_ros.train.ego_mlp import (
     EgoExample,
     EgoMLPConfig,
+    cross_fitted_plans,
     l2_avg,
     train_bundle_ego_mlps,
     train_ego_mlp,
@@ -176,3 +177,32 @@ def test_train_ego_mlp_command_refuses_bad_input(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "full, minimal" in bad.output
     no_bundle = CliRunner().invoke(build_app(), args)
     assert no_bundle.exit_code == 2 and "not a model bundle" in no_bundle.output
+
+
+def test_cross_fitted_plans_never_see_their_own_scene() -> None:
+    rng = np.random.default_rng(4)
+    examples = _toy(72, 3)
+    # the futures carry noise no ego input explains: an MLP fits it on its own keyframes only
+    examples = [
+        EgoExample(e.ego, e.future_xy + rng.normal(0.0, 0.8, (6, 2)), e.future_valid)
+        for e in examples
+    ]
+    scenes = [f"s{i // 8}" for i in range(72)]  # 9 scenes
+    config = EgoMLPConfig(hidden=64, epochs=150, batch_size=16, seed=2)
+    held_out = cross_fitted_plans(examples, scenes, "full", config, folds=3)
+    fitted, _ = train_ego_mlp(examples, "full", config)
+    in_sample = _eval_l2([fitted.plan(e.ego) for e in examples], examples)
+    assert _eval_l2(list(held_out), examples) > 1.1 * in_sample
+    # a scene's own futures cannot move its plans: change them, its plans stay to the bit
+    changed = [
+        EgoExample(e.ego, e.future_xy + 3.0, e.future_valid) if s == "s0" else e
+        for e, s in zip(examples, scenes)
+    ]
+    again = cross_fitted_plans(changed, scenes, "full", config, folds=3)
+    own = [i for i, s in enumerate(scenes) if s == "s0"]
+    others = [i for i, s in enumerate(scenes) if s != "s0"]
+    assert np.array_equal(again[own], held_out[own])
+    assert not np.allclose(again[others], held_out[others])  # those models did see s0
+    for folds in (1, 10):
+        with pytest.raises(ValueError, match="need 2 <= folds <= 9"):
+            cross_fitted_plans(examples, scenes, "full", config, folds=folds)

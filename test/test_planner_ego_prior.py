@@ -95,11 +95,15 @@ def test_train_planner_learns_a_residual_over_the_ego_mlps(tmp_path_factory) -> 
     app = typer.Typer()
     register(app)
     args = ["train-planner", "--model", str(bundle), "--dataroot", str(world)]
-    args += ["--version", VERSION, "--split", "train", "--val-split", "val"]
+    # all three scenes: the cross-fitted prior needs a scene per fold
+    args += ["--version", VERSION, "--split", "all", "--val-split", "val"]
     args += ["--out", str(out), "--device", "cpu", "--no-progress", "--seed", "1"]
     args += ["--epochs", "1", "--batch-size", "4", "--warmup-steps", "1", "--ego-mlp-prior"]
-    result = CliRunner().invoke(app, args)
+    too_many = CliRunner().invoke(app, [*args, "--prior-folds", "99"])
+    assert too_many.exit_code == 2 and "--prior-folds 99: need 2 <= folds" in too_many.output
+    result = CliRunner().invoke(app, [*args, "--prior-folds", "2"])
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert "ego-MLP prior cross-fitted over 2 folds of scenes" in result.output
     trained = VLA.from_pretrained(out / "model")
     assert trained.config.waypoint_prior == "ego_mlp"
     assert trained.planner.waypoint_head.mlp[-1].weight.abs().sum() > 0  # it learned a residual

@@ -4,6 +4,7 @@ the probes' other-scene pairing and scene bootstrap."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from train_tiny import imageless_record
 
@@ -100,3 +101,22 @@ def test_sample_l2_avg_matches_the_definition() -> None:
     pred[0, :, 0] = np.arange(1, 7)  # L2 1..6 m
     expected = np.mean([np.mean([1, 2]), np.mean([1, 2, 3, 4]), np.mean([1, 2, 3, 4, 5, 6])])
     assert np.isclose(sample_l2_avg(pred, future, np.ones((1, 6), bool))[0], expected)
+
+
+def test_prior_shift_moves_each_setting_target_and_covers_every_keyframe() -> None:
+    records = [_record(0, "a", 15.0), _record(1, "b", 4.0)]
+    shift = {
+        r.token: {"full": np.full((6, 2), 0.5 * (i + 1)), "minimal": np.full((6, 2), -1.0)}
+        for i, r in enumerate(records)
+    }
+    both = PlannerDataset(
+        cache=None, records=records, width=8, settings=("full", "minimal"), prior_shift=shift
+    )
+    for i in range(len(both)):
+        index, setting = both.items[i]
+        item = both[i]
+        expected = records[index].future_xy + shift[records[index].token][setting]
+        assert item["ego"].inputs == setting
+        assert torch.allclose(item["future"], torch.as_tensor(expected, dtype=torch.float32))
+    with pytest.raises(ValueError, match="no prior shift for 1 keyframes, e.g. t1"):
+        PlannerDataset(cache=None, records=records, width=8, prior_shift={"t0": shift["t0"]})

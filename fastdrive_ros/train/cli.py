@@ -142,6 +142,14 @@ def train_planner_command(
             "planner starts as the ego-only reference."
         ),
     ] = False,
+    prior_folds: Annotated[
+        int,
+        Opt(
+            help="With the ego-MLP prior: train over the plans of this many ego MLPs, each "
+            "fitted without the scenes it plans (cross-fitting; 0 = over the bundle's own, whose "
+            "plans on these keyframes are fits)."
+        ),
+    ] = 5,
     fact_weight: Annotated[
         float,
         Opt(help="Weight of the reader's fact terms (world labels) in the all-token phase."),
@@ -190,6 +198,10 @@ def train_planner_command(
 
     if not loss_beta > 0:
         raise typer.BadParameter(f"must be > 0, got {loss_beta}", param_hint="--loss-beta")
+    if prior_folds == 1 or prior_folds < 0:
+        raise typer.BadParameter(
+            f"must be 0 (no cross-fitting) or >= 2, got {prior_folds}", param_hint="--prior-folds"
+        )
     if not 0.0 < keep_min <= 1.0:  # a share of the tokens: 2 or -0.5 kept nothing sensible
         raise typer.BadParameter(f"must be in (0, 1], got {keep_min}", param_hint="--keep-min")
     if threads is not None:
@@ -285,6 +297,13 @@ def train_planner_command(
             progress=progress,
         )
 
+    prior_shift = None
+    if vla.config.waypoint_prior == "ego_mlp" and prior_folds:
+        try:
+            keyframes = [*train_records, *text_records]
+            prior_shift = cross_fitted_shift(Path(model), keyframes, prior_folds)
+        except ValueError as exc:
+            raise _fail(f"--prior-folds {prior_folds}: {exc}") from exc
     caches = [cached(train_data, train_records), cached(val_data, val_records)]
     reader_worlds = []
     for root in reader_roots:  # the reader-only phase's other worlds: every keyframe, front only
@@ -311,6 +330,7 @@ def train_planner_command(
         fact_weight=fact_weight,
         reader_config=reader_config,
         reader_worlds=reader_worlds,
+        prior_shift=prior_shift,
         beta=loss_beta,
         dist=dist,
         progress=progress,
@@ -483,6 +503,24 @@ def train_pruner_command(
         dist.close()
     if dist.is_main:
         typer.echo(f"wrote the trained ReconPruner to {result}")
+
+
+def cross_fitted_shift(model: Path, records: list, folds: int) -> dict:
+    """train/ego_mlp.cross_fitted_prior_shift for these keyframes (each token once)."""
+    import time
+
+    from fastdrive_ros.train.ego_mlp import EgoExample, cross_fitted_prior_shift
+
+    start = time.perf_counter()
+    examples = {
+        r.token: (EgoExample(r.ego, r.future_xy, r.future_valid), r.scene) for r in records
+    }
+    shift = cross_fitted_prior_shift(model, examples, folds)
+    typer.echo(
+        f"ego-MLP prior cross-fitted over {folds} folds of scenes for {len(examples)} keyframes "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
+    return shift
 
 
 def _keep_ego_mlps(model: Path, bundle: Path) -> None:

@@ -7,14 +7,14 @@ prior it predicts a residual over (VLAConfig.waypoint_prior = "ego_mlp").
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fastdrive_ros.core_types import EgoInputs, EgoState
+from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, EgoInputs, EgoState, restrict_ego
 from fastdrive_ros.nn.ego_mlp import (
     EgoMLP,
     ego_features,
@@ -26,6 +26,9 @@ __all__ = [
     "EgoExample",
     "EgoMLP",
     "EgoMLPConfig",
+    "bundle_mlp_config",
+    "cross_fitted_plans",
+    "cross_fitted_prior_shift",
     "ego_mlp_path",
     "train_bundle_ego_mlps",
     "train_ego_mlp",
@@ -146,3 +149,63 @@ def train_bundle_ego_mlps(
         path = model.save(ego_mlp_path(bundle, inputs), **summary)
         out[inputs] = {**summary, "path": str(path)}
     return out
+
+
+def cross_fitted_plans(
+    examples: Sequence[EgoExample],
+    groups: Sequence[str],
+    inputs: EgoInputs,
+    config: EgoMLPConfig,
+    folds: int,
+) -> np.ndarray:
+    """[N, 6, 2] each example's plan from an ego MLP fitted without its group (its scene).
+
+    A model's plans on its own training keyframes are fits, not predictions (the full-setting MLP
+    of the default build: 11.7 cm on its keyframes, 45 cm held out). Whatever is trained on top of
+    them should see the errors it will meet: these are the held-out plans of `folds` MLPs, each
+    fitted with `config` on the other folds' groups (groups dealt to folds by a seeded shuffle).
+    """
+    names = sorted(set(groups))
+    if not 2 <= folds <= len(names):
+        raise ValueError(f"need 2 <= folds <= {len(names)} groups (scenes), got {folds}")
+    order = np.random.default_rng(config.seed).permutation(len(names))
+    fold_of = {names[i]: rank % folds for rank, i in enumerate(order)}
+    plans = np.zeros((len(examples), PLAN_STEPS, 2))
+    for fold in range(folds):
+        held = [i for i, g in enumerate(groups) if fold_of[g] == fold]
+        kept = [ex for ex, g in zip(examples, groups) if fold_of[g] != fold]
+        model, _ = train_ego_mlp(kept, inputs, config)
+        for i in held:
+            plans[i] = model.plan(restrict_ego(examples[i].ego, inputs))
+    return plans
+
+
+def bundle_mlp_config(bundle: str | Path, inputs: EgoInputs) -> EgoMLPConfig:
+    """The EgoMLPConfig a bundle's ego MLP for `inputs` was trained with (its saved metadata)."""
+    saved = EgoMLP.metadata(ego_mlp_path(bundle, inputs)).get("config") or {}
+    fields = EgoMLPConfig.__dataclass_fields__
+    return EgoMLPConfig(**{k: v for k, v in saved.items() if k in fields})
+
+
+def cross_fitted_prior_shift(
+    bundle: str | Path, examples: Mapping[str, tuple[EgoExample, str]], folds: int
+) -> dict[str, dict[EgoInputs, np.ndarray]]:
+    """Per keyframe token and setting, the bundle's ego-MLP plan minus the cross-fitted one.
+
+    A planner over the ego-MLP prior (nn/ego_mlp.EgoPrior) trained on the keyframes the prior was
+    fitted on sees residuals that are noise it cannot learn (stacking's leak). Adding this shift
+    to a keyframe's target makes the planner's training residual the one over the cross-fitted
+    prior, while the prior it carries (and plans with) stays the bundle's. `examples`: token ->
+    (example, its scene).
+    """
+    tokens = list(examples)
+    exs = [examples[t][0] for t in tokens]
+    groups = [examples[t][1] for t in tokens]
+    shifts: dict[str, dict[EgoInputs, np.ndarray]] = {t: {} for t in tokens}
+    for inputs in EGO_INPUTS:
+        fitted = EgoMLP.load(ego_mlp_path(bundle, inputs), inputs=inputs)
+        config = bundle_mlp_config(bundle, inputs)
+        held_out = cross_fitted_plans(exs, groups, inputs, config, folds)
+        for i, token in enumerate(tokens):
+            shifts[token][inputs] = fitted.plan(restrict_ego(exs[i].ego, inputs)) - held_out[i]
+    return shifts

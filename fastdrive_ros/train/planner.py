@@ -137,6 +137,7 @@ class PlannerDataset(Dataset):
         cameras: int = 1,
         max_items: int | None = None,
         seed: int = 0,
+        prior_shift: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     ) -> None:
         if cache is not None and len(cache) != len(records):
             raise ValueError(
@@ -160,6 +161,11 @@ class PlannerDataset(Dataset):
         self.settings = tuple(settings)
         self.labels = dict(labels or {})
         self.cameras = int(cameras)
+        self.prior_shift = prior_shift
+        if prior_shift is not None:
+            missing = [r.token for r in self.records if r.token not in prior_shift]
+            if missing:
+                raise ValueError(f"no prior shift for {len(missing)} keyframes, e.g. {missing[0]}")
         repeats = np.ones(len(self.records), dtype=np.int64)
         if event_weight > 1:
             repeats[event_keyframes(self.records)] = event_weight
@@ -202,6 +208,8 @@ class PlannerDataset(Dataset):
             self.ego_dropout > 0 and float(torch.rand(())) < self.ego_dropout
         ):
             ego = restrict_ego(ego, "minimal")
+        if self.prior_shift is not None:  # the target over the cross-fitted prior (ego_mlp.py)
+            future = future + self.prior_shift[record.token][ego.inputs]
         return {
             "tokens": tokens,
             "kept_index": kept,
@@ -297,6 +305,7 @@ def train_planner(
     fact_weight: float = 0.0,
     reader_config: TrainConfig | None = None,
     reader_worlds: Sequence[tuple[TokenCache, Sequence[KeyframeRecord]]] = (),
+    prior_shift: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     dist: DistContext | None = None,
     progress: bool = True,
 ) -> dict[str, TrainSummary]:
@@ -307,7 +316,9 @@ def train_planner(
     and `labels` of its keyframes, train and val), a reader-only phase (out_dir/reader); then the
     all-token phase (out_dir/full) starts from their best weights. Returns {"text"?, "reader"?,
     "full"} summaries. `reader_worlds`: more (front-camera cache, records) the reader-only phase
-    trains on, their keyframes labelled in `labels` too.
+    trains on, their keyframes labelled in `labels` too. `prior_shift` (token -> setting ->
+    [6, 2], train/ego_mlp.cross_fitted_prior_shift) moves the training targets of a planner over
+    the ego-MLP prior to the residual over a cross-fitted prior; validation keeps the true ones.
     """
     if reader_config is not None and (planner.scene_reader is None or not labels):
         raise ValueError("the reader phase needs a planner with a SceneReader and scene labels")
@@ -330,7 +341,7 @@ def train_planner(
     summaries: dict[str, TrainSummary] = {}
     width, grid = train_cache.spec.width, train_cache.grid_thw
     cameras = int(grid.shape[0])
-    shared = {"ego_dropout": ego_dropout, "event_weight": event_weight}
+    shared = {"ego_dropout": ego_dropout, "event_weight": event_weight, "prior_shift": prior_shift}
     phases: list[tuple[str, TrainConfig, Dataset, PlannerDataset | None]] = []
     if text_config is not None:
         text_set = PlannerDataset(
@@ -360,7 +371,10 @@ def train_planner(
         )
     if reader_config is not None:  # cheap without the LLM: every keyframe, not max_items
         worlds = [token_set()]
-        worlds += [token_set(cache=c, records=r, cameras=1) for c, r in reader_worlds]
+        # the reader phase reads labels, not targets: other worlds need no prior shift
+        worlds += [
+            token_set(cache=c, records=r, cameras=1, prior_shift=None) for c, r in reader_worlds
+        ]
         reader_set = worlds[0] if len(worlds) == 1 else ConcatDataset(worlds)
         phases.append(("reader", reader_config, reader_set, full_val))
     phases.append(("full", config, full_set, full_val))
