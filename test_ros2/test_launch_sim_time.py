@@ -1,5 +1,5 @@
 """`ros2 launch fastdrive_ros drive.launch.py use_sim_time:=true` with the default model, fed by a
-separate rclpy player (cameras, odometry, /clock at the recorded rate), checked at a separate rclpy
+separate rclpy player (cameras, odometry, /clock; paced by the plans), checked at a separate rclpy
 listener. One launch serves every test here (the model takes ~20 s to load on 2 cores).
 
 Play script (seconds of bag time): 0-5 s clean, 5-9 s CAM_BACK_LEFT sends corrupt JPEGs, 9-13 s
