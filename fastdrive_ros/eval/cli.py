@@ -193,6 +193,52 @@ def register(app: typer.Typer) -> None:
             out.write_text(report, encoding="utf-8")
         typer.echo(report)
 
+    @app.command("conflicts")
+    def conflicts_command(
+        seed: Annotated[int, typer.Option(help="World seed, as given to `fastdrive synth`.")],
+        scenes: Annotated[int, typer.Option(help="Number of scenes.")] = 8,
+        seconds: Annotated[float, typer.Option(help="Length of each scene (s).")] = 20.0,
+        town_grid: Annotated[int, typer.Option(help="As `fastdrive synth --town-grid`.")] = 5,
+        conflicts: Annotated[
+            bool, typer.Option(help="The world of `fastdrive synth --conflicts`.")
+        ] = False,
+        out: Annotated[
+            Path | None, typer.Option(help="Write the report here too (markdown).")
+        ] = None,
+        progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
+    ) -> None:
+        """Can this world's collision rate tell plans apart? Camera-blind plans, no rendering.
+
+        Simulates the world `fastdrive synth` would write for these options and scores the logged
+        future, constant velocity, CTRA and standing still with the evaluation's collision metric.
+        """
+        from tqdm import tqdm
+
+        from fastdrive_ros.data.synth.generate import validate
+        from fastdrive_ros.eval.conflicts import report_markdown, simulate_world
+
+        try:
+            validate(
+                scenes=scenes, seconds=seconds, seed=seed, image_size=(1600, 900), workers=1,
+                town_grid=town_grid,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        with tqdm(total=scenes, desc="simulate", unit="scene", disable=not progress) as bar:
+            keyframes = simulate_world(
+                seed=seed,
+                scenes=scenes,
+                seconds=seconds,
+                town_grid=town_grid,
+                conflicts=conflicts,
+                progress=lambda done: bar.update(done - bar.n),
+            )
+        world = f"seed {seed}" + (", with conflicts" if conflicts else "")
+        report = report_markdown(keyframes, world)
+        if out is not None:
+            out.write_text(report + "\n", encoding="utf-8")
+        typer.echo(report)
+
     @app.command("bench")
     def bench_command(
         config: Annotated[

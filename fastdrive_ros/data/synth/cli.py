@@ -43,6 +43,13 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(help="Vehicles light brake lamps while slowing or standing in traffic."),
         ] = False,
+        conflicts: Annotated[
+            bool,
+            typer.Option(
+                help="Add vehicles standing in the ego's lane and close-following leads that "
+                "stop (what open-loop collision rates need; `fastdrive conflicts` measures it)."
+            ),
+        ] = False,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
         quiet: Annotated[bool, typer.Option(help="Same as --no-progress.")] = False,
     ) -> None:
@@ -63,6 +70,7 @@ def register(app: typer.Typer) -> None:
                 overwrite=overwrite,
                 town_grid=town_grid,
                 brake_lights=brake_lights,
+                conflicts=conflicts,
             )
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None

@@ -84,6 +84,12 @@ def scene_names(count: int) -> list[str]:
     return names
 
 
+def scene_locations(count: int) -> list[str]:
+    """The town of each of `count` scenes: one town per 25 scenes, dealt in turn."""
+    n_towns = min(len(LOCATIONS), 1 + count // 25)
+    return [LOCATIONS[i % n_towns] for i in range(count)]
+
+
 def validate(
     *,
     scenes: int,
@@ -152,6 +158,7 @@ def generate_dataset(
     overwrite: bool = False,
     town_grid: int = 5,
     brake_lights: bool = False,
+    conflicts: bool = False,
 ) -> DatasetSummary:
     """Write a synthetic nuScenes-format dataset to `out` and summarise it.
 
@@ -169,6 +176,9 @@ def generate_dataset(
         brake_lights: vehicles light their brake lamps while slowing or standing in traffic
             (scene.brake_lamps_on), so a braking lead shows in one frame; off keeps the images
             of earlier worlds unchanged.
+        conflicts: add the standing vehicles and close-following leads of scenario.py's
+            `conflicts` (what open-loop collision rates need to tell plans apart); off keeps
+            earlier worlds unchanged.
     """
     validate(
         scenes=scenes,
@@ -182,20 +192,21 @@ def generate_dataset(
     _prepare(out, overwrite)
     start = time.perf_counter()
     names = scene_names(scenes)
-    n_towns = min(len(LOCATIONS), 1 + scenes // 25)
+    locations = scene_locations(scenes)
     jobs = [
         SceneJob(
             out,
             seed,
             i,
             name,
-            LOCATIONS[i % n_towns],
+            locations[i],
             float(seconds),
             int(image_size[0]),
             int(image_size[1]),
             sweeps,
             town_grid,
             brake_lights,
+            conflicts,
         )
         for i, name in enumerate(names)
     ]
@@ -254,7 +265,7 @@ def generate_dataset(
             },
         },
     )
-    _write_info(out, summary, seed, seconds, sweeps, brake_lights)
+    _write_info(out, summary, seed, seconds, sweeps, brake_lights, conflicts)
     return summary
 
 
@@ -265,7 +276,13 @@ def _progress(enabled: bool, total: int):
 
 
 def _write_info(
-    out: Path, summary: DatasetSummary, seed: int, seconds: float, sweeps: bool, brake_lights: bool
+    out: Path,
+    summary: DatasetSummary,
+    seed: int,
+    seconds: float,
+    sweeps: bool,
+    brake_lights: bool,
+    conflicts: bool,
 ) -> None:
     info = {
         "version": summary.version,
@@ -276,6 +293,7 @@ def _write_info(
         "keyframe_interval_s": KEYFRAME_DT,
         "sweeps": sweeps,
         "brake_lights": brake_lights,
+        "conflicts": conflicts,
         "image_size": list(summary.image_size),
         "locations": list(summary.locations),
         "camera_offsets_s": CAMERA_OFFSET_S,

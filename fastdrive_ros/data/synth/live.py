@@ -30,7 +30,7 @@ from fastdrive_ros.data.synth.meshes import (
 from fastdrive_ros.data.synth.render import Shading
 from fastdrive_ros.data.synth.routes import Route
 from fastdrive_ros.data.synth.scenario import Scenario, build_scenario
-from fastdrive_ros.data.synth.scene import WARMUP_S, _shade, _shading
+from fastdrive_ros.data.synth.scene import SCENARIO_STREAM, WARMUP_S, _shade, _shading
 from fastdrive_ros.data.synth.signals import RED
 from fastdrive_ros.data.synth.sim import DT, EGO_CENTRE, EGO_SIZE, WHEELBASE, EgoState
 from fastdrive_ros.data.synth.textures import sky_panorama
@@ -86,7 +86,7 @@ class LiveScene:
         self.seed, self.index = seed, index
         self.location = LOCATIONS[0]
         self.assets = town_assets(seed, self.location, town_grid)
-        rng = np.random.default_rng([seed, index, 11])
+        rng = np.random.default_rng([seed, index, SCENARIO_STREAM])
         self.scenario: Scenario = build_scenario(
             self.assets.town, rng, seconds=seconds, warmup=WARMUP_S
         )

@@ -9,6 +9,14 @@ good share of keyframes show the ego braking, stopped, following or turning. The
 set so that most scenes hold at least one event the cameras show before the ego reacts (the ego
 driver reacts EGO_REACTION_S late, sim.py): a red light in 70 % of the scenes with a light ahead,
 a lead vehicle in 55 % (80 % of them brake), a crossing in 85 %.
+
+The events above rarely put an agent where a plan that does not react would be within 3 s (the
+ego's IDM driver brakes early and leads pull away), so open-loop collision rates barely tell a
+blind plan from the logged one. With `conflicts` (`fastdrive synth --conflicts`) a scene may also
+hold a vehicle standing in the ego's lane 20-70 m ahead (waiting, unloading) that the ego stops
+behind, and most braking leads start at the ego's own following distance and stop and go up to
+three times; both are drawn from a stream of their own after everything else, so the rest of the
+scene is exactly the one drawn without them. `fastdrive conflicts` measures what they change.
 """
 
 from __future__ import annotations
@@ -27,6 +35,14 @@ from fastdrive_ros.data.synth.town import SIDEWALK, Town
 
 WALK_OFFSET = SIDEWALK / 2 + 0.1  # pedestrians walk mid-sidewalk
 EGO_REACTION_S = (0.8, 1.2)  # the ego driver's reaction delay, drawn per scene (human-like)
+CLOSE_FOLLOWING_SHARE = 0.8  # of the braking leads of a conflicts world
+LEAD_STOP_S = (2.0, 5.0)  # how long such a lead stands at each stop
+LEAD_GO_S = (3.0, 8.0)  # and drives between stops (stop-and-go traffic)
+LEAD_STOPS_MAX = 3
+STOPPED_VEHICLE_SHARE = 0.7  # of the scenes of a conflicts world
+STOPPED_GAP_M = (20.0, 70.0)  # bumper to bumper from the ego's start
+STOPPED_FOR_S = (3.0, 10.0)  # how long it keeps standing after the ego's expected arrival
+STOPPED_CLEAR_M = 15.0  # kept this far from intersections, stop lines and zebras
 
 
 @dataclass
@@ -154,7 +170,12 @@ def _walker_path(
 
 
 def build_scenario(
-    town: Town, rng: np.random.Generator, *, seconds: float, warmup: float
+    town: Town,
+    rng: np.random.Generator,
+    *,
+    seconds: float,
+    warmup: float,
+    conflicts: bool = False,
 ) -> Scenario:
     """Ego route, signals and cast for one scene (see module docstring)."""
     net = town.network
@@ -233,6 +254,7 @@ def build_scenario(
     cast.taken.append(xy0)
     cast.taken.append(route.path.sample(EGO_FRONT)[0])
 
+    lead: Mover | None = None
     if rng.random() < 0.55:
         gap = float(rng.uniform(12.0, 40.0))
         a = cast.add(VEHICLES[int(rng.choice(3, p=[0.8, 0.13, 0.07]))])
@@ -243,9 +265,10 @@ def build_scenario(
             t0 = float(rng.uniform(0.0, max(0.5, seconds - 3.0)))
             pauses.append((t0, t0 + float(rng.uniform(1.5, 4.0))))
         s_lead = EGO_FRONT + gap + cast.specs[a].length / 2
-        cast.movers.append(Mover(a, route, s_lead, v_ego * 0.9, d, 0.0, pauses))
+        lead = Mover(a, route, s_lead, v_ego * 0.9, d, 0.0, pauses)
+        cast.movers.append(lead)
         cast.taken.append(route.path.sample(s_lead)[0])
-        events.append("lead vehicle" + (" braking" if pauses else ""))
+        events.append("lead vehicle" + (" braking" if pauses else ""))  # tests: exact text
     elif rng.random() < 0.3:
         a = cast.add("cyclist")
         s_c = EGO_FRONT + float(rng.uniform(15.0, 45.0))
@@ -259,6 +282,13 @@ def build_scenario(
     _background_traffic(cast, route, blockages, horizon, int(rng.integers(8, 22)))
     _background_walkers(cast, route, int(rng.integers(10, 28)))
     _parked(cast, route)
+    ego_driver = _driver(rng, "car")
+    reaction_s = float(rng.uniform(*EGO_REACTION_S))
+    if conflicts:  # last, from its own stream: the scene without it is drawn exactly as before
+        conflict_rng = np.random.default_rng(int(rng.integers(1 << 62)))
+        if lead is not None and lead.pauses:
+            _close_following(cast, lead, ego_driver, v_ego, events, seconds, conflict_rng)
+        _stopped_vehicle(cast, route, v_ego, events, warmup, conflict_rng)
     world = World(
         town=town,
         plan=plan,
@@ -268,8 +298,8 @@ def build_scenario(
         fixed=cast.fixed,
         ego_route=route,
         ego=ego,
-        ego_driver=_driver(rng, "car"),
-        reaction_s=float(rng.uniform(*EGO_REACTION_S)),
+        ego_driver=ego_driver,
+        reaction_s=reaction_s,
     )
     return Scenario(world, cast.specs, plan, events)
 
@@ -321,6 +351,77 @@ def _crossing_event(
         )
         crossings = [(a_, b_, cid, kind) for a_, b_ in spans]
         cast.walkers.append(Walker(a, path, 0.0, float(rng.uniform(1.2, 1.6)), crossings, trigger))
+
+
+def _close_following(
+    cast: _Cast,
+    lead: Mover,
+    ego_driver: Driver,
+    v_ego: float,
+    events: list[str],
+    seconds: float,
+    rng: np.random.Generator,
+) -> None:
+    """The braking lead starts at the ego driver's own following distance and stops and goes.
+
+    Drawn 12-40 m ahead, a lead that pulls away is often 30 m off when it brakes, beyond what a
+    3-s plan reaches; in traffic the ego follows at its headway, and a lead's sudden stop leaves
+    it one reaction time to act.
+    """
+    if rng.random() >= CLOSE_FOLLOWING_SHARE:
+        return
+    gap = ego_driver.jam_gap + ego_driver.headway * v_ego * float(rng.uniform(0.8, 1.2))
+    lead.s = EGO_FRONT + max(gap, 6.0) + cast.specs[lead.agent].length / 2
+    pauses, t0 = [], float(rng.uniform(0.5, 4.0))
+    while t0 < seconds - 3.0 and len(pauses) < LEAD_STOPS_MAX:  # stop-and-go
+        t1 = t0 + float(rng.uniform(*LEAD_STOP_S))
+        pauses.append((t0, t1))
+        t0 = t1 + float(rng.uniform(*LEAD_GO_S))
+    lead.pauses = pauses
+    cast.taken.append(lead.route.path.sample(lead.s)[0])
+    events.append("lead vehicle stopping and going close ahead")
+
+
+def _stopped_vehicle(
+    cast: _Cast,
+    route: Route,
+    v_ego: float,
+    events: list[str],
+    warmup: float,
+    rng: np.random.Generator,
+) -> None:
+    """A vehicle standing in the ego's lane ahead that drives off a while after the ego arrives.
+
+    Placed on a straight stretch of the ego's route (clear of turns, stop lines and zebras, and
+    of other agents' spawn points) so the ego's driver stops behind it like behind a queue.
+    """
+    if rng.random() >= STOPPED_VEHICLE_SHARE:
+        return
+    kind = VEHICLES[int(rng.choice(3, p=[0.75, 0.2, 0.05]))]
+    spec = random_spec(rng, kind)
+    busy = [(t.s0, t.s1) for t in route.turns] + [(p.s, p.s) for p in route.stops]
+    for _ in range(20):
+        gap = float(rng.uniform(*STOPPED_GAP_M))
+        s = EGO_FRONT + gap + spec.length / 2
+        if s + spec.length > route.path.length - 30.0:
+            continue
+        ends = (s - spec.length / 2 - STOPPED_CLEAR_M, s + spec.length / 2 + STOPPED_CLEAR_M)
+        if any(a <= ends[1] and b >= ends[0] for a, b in busy):
+            continue
+        xy, _ = route.path.sample(s)
+        if not cast.free(xy, 8.0):
+            continue
+        break
+    else:
+        return
+    v_nominal = max(v_ego, 0.8 * float(route.speed_limit[0]), 3.0)
+    arrival = -warmup + 1.3 * gap / v_nominal  # scene clock; IDM slows well before the car
+    standing = (-warmup - 1.0, arrival + float(rng.uniform(*STOPPED_FOR_S)))
+    cast.specs.append(spec)
+    driver = _driver(rng, kind)
+    cast.movers.append(Mover(len(cast.specs) - 1, route, s, 0.0, driver, 0.0, [standing]))
+    cast.taken.append(xy)
+    events.append(f"{kind} standing in the lane ahead")
 
 
 def _near_edges(town: Town, route: Route, radius: float) -> list[int]:

@@ -46,6 +46,7 @@ from fastdrive_ros.data.synth.timeline import interp_mask, interp_track, make_ti
 from fastdrive_ros.data.synth.world import light_material_ids, materials, renderers, town_assets
 
 WARMUP_S = 2.0
+SCENARIO_STREAM = 11  # a scene's random stream: default_rng([seed, index, SCENARIO_STREAM])
 BRAKE_DECEL = 0.7  # m/s^2: slowing harder than this (engine braking) lights the brake lamps
 HOLD_SPEED = 0.5  # m/s: a car standing in traffic holds its brake (parked ones do not)
 BRAKE_WINDOW_S = 0.2  # the speed change is measured over this much time before the image
@@ -67,6 +68,7 @@ class SceneJob:
     sweeps: bool
     town_grid: int = 5
     brake_lights: bool = False
+    conflicts: bool = False
 
 
 @dataclass
@@ -115,8 +117,10 @@ def run_scene(job: SceneJob) -> SceneResult:
     clock = {"start": time.perf_counter()}
     assets = town_assets(job.seed, job.location, job.town_grid)
     mats = materials()
-    rng = np.random.default_rng([job.seed, job.index, 11])
-    scenario = build_scenario(assets.town, rng, seconds=job.seconds, warmup=WARMUP_S)
+    rng = np.random.default_rng([job.seed, job.index, SCENARIO_STREAM])
+    scenario = build_scenario(
+        assets.town, rng, seconds=job.seconds, warmup=WARMUP_S, conflicts=job.conflicts
+    )
     base = BASE_UTIME + job.index * 1_000_000_000
     timeline = make_timeline(job.seconds, base, rng, job.sweeps)
     tracks = scenario.world.run(-WARMUP_S, timeline.end + 2 * DT)
