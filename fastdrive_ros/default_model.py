@@ -141,13 +141,14 @@ class DefaultModelBuilder:
             info_path = root / "synth" / "dataset.json"
             if info_path.is_file() and not self.force:
                 info = json.loads(info_path.read_text())
-                wanted = (ds.seed, ds.scenes, ds.seconds, [width, height], False)
+                wanted = (ds.seed, ds.scenes, ds.seconds, [width, height], False, ds.conflicts)
                 found = (
                     info.get("seed"),
                     info.get("scenes"),
                     info.get("seconds_per_scene"),
                     info.get("image_size"),
                     info.get("sweeps"),
+                    info.get("conflicts", False),  # worlds written before the option had none
                 )
                 if found == wanted:
                     self.state.setdefault("data", {}).setdefault(
@@ -172,6 +173,7 @@ class DefaultModelBuilder:
                 progress=self.progress,
                 overwrite=True,
                 town_grid=self.plan.town_grid,
+                conflicts=ds.conflicts,
             )
             self.state.setdefault("data", {})[name] = {
                 "samples": summary.samples,
@@ -836,6 +838,15 @@ def build_default_command(
             "planner trains on the first). 1: the shipped default's recipe."
         ),
     ] = 1,
+    conflicts: Annotated[
+        bool,
+        typer.Option(
+            "--conflicts/--no-conflicts",
+            help="Worlds with vehicles standing in the ego's lane and stop-and-go leads "
+            "(`fastdrive synth --conflicts`), so open-loop collision can tell plans apart. "
+            "--no-conflicts: the worlds the shipped default was built on.",
+        ),
+    ] = True,
     vision_from: Annotated[
         Path | None,
         typer.Option(
@@ -854,7 +865,13 @@ def build_default_command(
         plan = (
             tiny_plan(seed=seed)
             if tiny
-            else default_plan(scenes=scenes, seed=seed, affordance=affordance, a2_worlds=a2_worlds)
+            else default_plan(
+                scenes=scenes,
+                seed=seed,
+                affordance=affordance,
+                a2_worlds=a2_worlds,
+                conflicts=conflicts,
+            )
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
@@ -865,6 +882,7 @@ def build_default_command(
     command += "" if work_dir is None else f" --work-dir {work_dir}"
     command += " --no-affordance" if not affordance and not tiny else ""
     command += "" if tiny or a2_worlds == 1 else f" --a2-worlds {a2_worlds}"
+    command += "" if tiny or conflicts else " --no-conflicts"
     command += "" if vision_from is None else f" --vision-from {vision_from}"
     builder = DefaultModelBuilder(
         plan=plan,

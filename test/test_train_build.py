@@ -148,6 +148,10 @@ def test_plans_are_consistent() -> None:
     # --no-affordance is the earlier recipe, which needs no world labels
     assert plan.affordance is not None and plan.reader is not None
     assert tiny_plan().affordance is not None and tiny_plan().reader is not None
+    # every world has the conflicts collision needs; --no-conflicts: the shipped default's worlds
+    assert all(d.conflicts for d in plan.datasets.values())
+    assert not any(d.conflicts for d in default_plan(conflicts=False).datasets.values())
+    assert not any(d.conflicts for d in tiny_plan().datasets.values())
     earlier = default_plan(affordance=False)
     assert earlier.affordance is None and earlier.reader is None
     assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}
@@ -158,7 +162,9 @@ def test_plans_are_consistent() -> None:
     assert plan.affordance_splits == (plan.train,) and "train2" not in plan.datasets
     wider = default_plan(a2_worlds=3)
     assert [ref.dataset for ref in wider.affordance_splits] == ["train", "train2", "train3"]
-    assert wider.datasets["train2"] == DatasetPlan(seed=66, scenes=48, seconds=20.0)
+    assert wider.datasets["train2"] == DatasetPlan(
+        seed=66, scenes=48, seconds=20.0, conflicts=True
+    )
     assert len({d.seed for d in wider.datasets.values()}) == len(wider.datasets) == 6
     assert wider.train == plan.train and wider.cache_train == plan.cache_train
     with pytest.raises(ValueError, match="--a2-worlds"):

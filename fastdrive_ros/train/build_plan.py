@@ -21,6 +21,7 @@ class DatasetPlan:
     seed: int
     scenes: int
     seconds: float
+    conflicts: bool = False  # `fastdrive synth --conflicts` (data/synth/scenario.py)
 
 
 @dataclass(frozen=True)
@@ -95,18 +96,26 @@ class BuildPlan:
 _A2_WORLD_SEED_STEP = 55
 
 
-def _a2_worlds(seed: int, scenes: int, worlds: int) -> dict[str, DatasetPlan]:
+def _a2_worlds(seed: int, scenes: int, worlds: int, conflicts: bool) -> dict[str, DatasetPlan]:
     """The training worlds beyond `train` that stage A2 reads ("train2", "train3", ...)."""
     return {
         f"train{k}": DatasetPlan(
-            seed=seed + _A2_WORLD_SEED_STEP * (k - 1), scenes=scenes, seconds=20.0
+            seed=seed + _A2_WORLD_SEED_STEP * (k - 1),
+            scenes=scenes,
+            seconds=20.0,
+            conflicts=conflicts,
         )
         for k in range(2, worlds + 1)
     }
 
 
 def default_plan(
-    *, scenes: int = 48, seed: int = 11, affordance: bool = True, a2_worlds: int = 1
+    *,
+    scenes: int = 48,
+    seed: int = 11,
+    affordance: bool = True,
+    a2_worlds: int = 1,
+    conflicts: bool = True,
 ) -> BuildPlan:
     """The shipped default: `scenes` 20-s training scenes at the model's input size.
 
@@ -116,6 +125,9 @@ def default_plan(
     without it, the earlier default's recipe (no world labels needed). `a2_worlds` > 1 gives
     stage A2 that many training worlds of `scenes` scenes each (the planner still trains on
     the first): the one change so far that raised the held-out decision probe on both worlds.
+    `conflicts`: every world with `fastdrive synth --conflicts` (standing vehicles, stop-and-go
+    leads), without which open-loop collision rates cannot tell plans apart; the shipped
+    default was built before it (its worlds: `--no-conflicts`).
     """
     if scenes < 2:
         raise ValueError(f"--scenes must be >= 2, got {scenes}")
@@ -123,7 +135,8 @@ def default_plan(
         raise ValueError(f"--a2-worlds must be >= 1, got {a2_worlds}")
     if a2_worlds > 1 and not affordance:
         raise ValueError("--a2-worlds needs stage A2: drop --no-affordance")
-    extra_worlds = _a2_worlds(seed, scenes, a2_worlds)
+    extra_worlds = _a2_worlds(seed, scenes, a2_worlds, conflicts)
+    world = {"seconds": 20.0, "conflicts": conflicts}
     # the planner's all-token schedule; stage A2 and the reader fine-tune share its optimiser
     planner = TrainConfig(
         epochs=2,
@@ -139,11 +152,11 @@ def default_plan(
         config="compact",
         town_grid=5,
         datasets={
-            "train": DatasetPlan(seed=seed, scenes=scenes, seconds=20.0),
-            "val": DatasetPlan(seed=seed + 11, scenes=max(2, round(scenes / 8)), seconds=20.0),
-            "eval": DatasetPlan(seed=seed + 22, scenes=max(2, round(scenes / 6)), seconds=20.0),
+            "train": DatasetPlan(seed=seed, scenes=scenes, **world),
+            "val": DatasetPlan(seed=seed + 11, scenes=max(2, round(scenes / 8)), **world),
+            "eval": DatasetPlan(seed=seed + 22, scenes=max(2, round(scenes / 6)), **world),
             # a second held-out world for the issue-8 probes (two worlds no training used)
-            "eval2": DatasetPlan(seed=seed + 33, scenes=max(2, round(scenes / 7)), seconds=20.0),
+            "eval2": DatasetPlan(seed=seed + 33, scenes=max(2, round(scenes / 7)), **world),
             **extra_worlds,
         },
         train=SplitRef("train"),
