@@ -116,6 +116,10 @@ def test_report_and_cli(tmp_path: Path) -> None:
     text = render_markdown([Run.load(p) for p in paths])
     assert "| world-full | full | unpruned VLA <= 1.05 x ego_mlp | met |" in text
     assert "ego inputs minimal (mean of 1 worlds" in text and "| 75 % | reconpruner |" in text
+    # the references' L2 and collision side by side (no_images was not run: a dash)
+    assert "| world-full | full | 80.0 | 50.0 | 40.0 | 41.0 | 53.3 | – |" in text
+    assert "| Collision Avg (%): World |" in text
+    assert "| world-full | full | 0.10 | 0.10 | 0.10 | 0.10 | 0.10 | – |" in text
     out = tmp_path / "report.md"
     result = CliRunner().invoke(build_app(), ["camera-targets", *map(str, paths), "--out", out])
     assert result.exit_code == 0 and out.read_text() == text

@@ -68,10 +68,10 @@ class TargetCheck:
     detail: str
 
 
-def _l2(results: EvalResults, name: str, ratio: float = 0.0) -> float | None:
+def _l2(results: EvalResults, name: str, ratio: float = 0.0, metric: str = "l2") -> float | None:
     record = results.reference(name) if ratio == 0.0 else None
     record = record or results.find(name, ratio)
-    return None if record is None else record.metric("l2")
+    return None if record is None else record.metric(metric)
 
 
 def _ratio_check(
@@ -182,26 +182,32 @@ def render_markdown(runs: Sequence[Run]) -> str:
         lines.append(f"| {c.world} | {c.setting} | {c.target} | {c.status} | {c.detail} |")
     met = sum(c.status == "met" for c in checks)
     lines += ["", f"{met} of {len(checks)} target checks met.", ""]
-    lines += [
-        "| World | Ego inputs | CV | CTRA | ego MLP | VLA (own tokens) | shuffled | no images |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for run in runs:
-        res = run.results
-        own = res.unpruned.metric("l2") if res.unpruned is not None else None
-        cells = [
-            _l2(res, "constant_velocity"),
-            _l2(res, "ctra"),
-            _l2(res, "ego_mlp"),
-            own,
-            _l2(res, "shuffled"),
-            _l2(res, "no_images"),
+    for metric, unit, scale, digits in (
+        ("l2", "L2 Avg (cm)", 100, 1),
+        ("collision", "Collision Avg (%)", 1, 2),
+    ):
+        lines += [
+            f"| {unit}: World | Ego inputs | CV | CTRA | ego MLP | VLA (own tokens) | shuffled "
+            "| no images |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        lines.append(
-            f"| {run.world} | {run.setting} | "
-            + " | ".join(_cell(v, 100, 1) for v in cells)
-            + " |"
-        )
+        for run in runs:
+            res = run.results
+            own = res.unpruned.metric(metric) if res.unpruned is not None else None
+            cells = (
+                [
+                    _l2(res, name, metric=metric)
+                    for name in ("constant_velocity", "ctra", "ego_mlp")
+                ]
+                + [own]
+                + [_l2(res, name, metric=metric) for name in ("shuffled", "no_images")]
+            )
+            lines.append(
+                f"| {run.world} | {run.setting} | "
+                + " | ".join(_cell(v, scale, digits) for v in cells)
+                + " |"
+            )
+        lines += [""] if metric == "l2" else []
     for setting in ("full", "minimal"):
         chosen = [r for r in runs if r.setting == setting]
         if not chosen:
