@@ -55,6 +55,12 @@ def closed_loop(
     town_grid: Annotated[
         int, typer.Option(help="Intersections per side of the town (small for smoke tests).")
     ] = 5,
+    conflicts: Annotated[
+        bool,
+        typer.Option(
+            help="Routes with standing vehicles and stop-and-go leads (synth --conflicts)."
+        ),
+    ] = False,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show progress.")
     ] = True,
@@ -115,7 +121,7 @@ def closed_loop(
     def cached(row: Row) -> PipelinePlanner:
         return first if row == row_list[0] else make_planner(row)
 
-    settings = LoopSettings(seed, routes, seconds, plan_hz, realtime, gif, town_grid)
+    settings = LoopSettings(seed, routes, seconds, plan_hz, realtime, gif, town_grid, conflicts)
     total = routes * (len(row_list) + 1)
     start = time.perf_counter()
     with Progress(disable=not progress, transient=False) as bar:

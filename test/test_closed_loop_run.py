@@ -131,3 +131,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
+def _conflict_scene(index: int) -> LiveScene:
+    return LiveScene(seed=SEED, index=index, seconds=12.0, width=84, height=56, town_grid=GRID,
+                     conflicts=True)  # fmt: skip
+
+
+def test_conflict_routes_are_avoidable_and_a_blind_planner_hits_them() -> None:
+    """--conflicts: the world's driver stops behind every standing car; constant velocity hits."""
+    expert_hits = blind_hits = standing = 0
+    for index in range(3):
+        first = _conflict_scene(index)
+        standing += any("standing in the lane" in e for e in first.scenario.events)
+        expert_hits += sum(drive_route(first, None, seconds=12.0).score.collisions.values())
+        blind = drive_route(_conflict_scene(index), ConstantVelocity(), seconds=12.0)
+        blind_hits += blind.score.collisions["vehicle"]
+    assert standing >= 2  # seed 5's first three routes
+    assert expert_hits == 0
+    assert blind_hits >= 3

@@ -71,6 +71,7 @@ class LiveScene:
         seconds: driving time after the warm-up (the scenario times its events for it).
         width, height: camera image size.
         town_grid: intersections per side of the town.
+        conflicts: the scenario's standing vehicles and stop-and-go leads (scenario.py).
     """
 
     def __init__(
@@ -82,13 +83,14 @@ class LiveScene:
         width: int,
         height: int,
         town_grid: int = 5,
+        conflicts: bool = False,
     ) -> None:
         self.seed, self.index = seed, index
         self.location = LOCATIONS[0]
         self.assets = town_assets(seed, self.location, town_grid)
         rng = np.random.default_rng([seed, index, SCENARIO_STREAM])
         self.scenario: Scenario = build_scenario(
-            self.assets.town, rng, seconds=seconds, warmup=WARMUP_S
+            self.assets.town, rng, seconds=seconds, warmup=WARMUP_S, conflicts=conflicts
         )
         look = np.random.default_rng([seed, index, 23])
         self.sky = sky_panorama(look)

@@ -91,6 +91,7 @@ class LoopSettings:
     realtime: bool = False
     record: bool = False
     town_grid: int = 5
+    conflicts: bool = False  # data/synth/scenario.py
 
 
 def _scene(s: LoopSettings, index: int, size: tuple[int, int]) -> LiveScene:
@@ -101,6 +102,7 @@ def _scene(s: LoopSettings, index: int, size: tuple[int, int]) -> LiveScene:
         width=size[1],
         height=size[0],
         town_grid=s.town_grid,
+        conflicts=s.conflicts,
     )
 
 
