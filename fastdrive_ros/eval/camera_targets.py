@@ -68,7 +68,18 @@ class TargetCheck:
     detail: str
 
 
-def _l2(results: EvalResults, name: str, ratio: float = 0.0, metric: str = "l2") -> float | None:
+# the columns of the references table: camera-free references, own tokens ("none"), the probes
+REFERENCE_COLUMNS = ("constant_velocity", "ctra", "ego_mlp", "none", "shuffled", "no_images")
+
+
+def _own(results: EvalResults, metric: str) -> float | None:
+    return results.unpruned.metric(metric) if results.unpruned is not None else None
+
+
+def _row_metric(
+    results: EvalResults, name: str, ratio: float = 0.0, metric: str = "l2"
+) -> float | None:
+    """`metric` (L2 by default) of a reference row or of `name` at `ratio`."""
     record = results.reference(name) if ratio == 0.0 else None
     record = record or results.find(name, ratio)
     return None if record is None else record.metric(metric)
@@ -104,8 +115,8 @@ def _interval_check(
 def check_run(run: Run) -> list[TargetCheck]:
     """Issue 8's targets for one run (its setting decides which apply)."""
     res = run.results
-    own = res.unpruned.metric("l2") if res.unpruned is not None else None
-    ego_mlp, ctra = _l2(res, "ego_mlp"), _l2(res, "ctra")
+    own = _own(res, "l2")
+    ego_mlp, ctra = _row_metric(res, "ego_mlp"), _row_metric(res, "ctra")
     if run.setting == "full":
         return [
             _ratio_check(run, "unpruned VLA <= 1.05 x ego_mlp", own, ego_mlp, 1.05, at_most=True),
@@ -193,15 +204,10 @@ def render_markdown(runs: Sequence[Run]) -> str:
         ]
         for run in runs:
             res = run.results
-            own = res.unpruned.metric(metric) if res.unpruned is not None else None
-            cells = (
-                [
-                    _l2(res, name, metric=metric)
-                    for name in ("constant_velocity", "ctra", "ego_mlp")
-                ]
-                + [own]
-                + [_l2(res, name, metric=metric) for name in ("shuffled", "no_images")]
-            )
+            cells = [
+                _own(res, metric) if name == "none" else _row_metric(res, name, metric=metric)
+                for name in REFERENCE_COLUMNS
+            ]
             lines.append(
                 f"| {run.world} | {run.setting} | "
                 + " | ".join(_cell(v, scale, digits) for v in cells)

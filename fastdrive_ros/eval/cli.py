@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
         from fastdrive_ros.data.synth.generate import validate
         from fastdrive_ros.eval.conflicts import report_markdown, simulate_world
 
-        try:
+        try:  # synth's own checks; nothing is rendered, so any valid size and worker count
             validate(
                 scenes=scenes, seconds=seconds, seed=seed, image_size=(1600, 900), workers=1,
                 town_grid=town_grid,
