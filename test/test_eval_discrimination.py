@@ -167,3 +167,19 @@ def test_discrimination_and_breakdown() -> None:
     assert table["steady"] == {"samples": 6, "l2_avg": pytest.approx(1.0)}
     assert table["visible_events"]["samples"] == 12
     assert table["stopped"] == {"samples": 0, "l2_avg": None}
+    assert "collision_avg" not in table["steady"]  # only when collisions are given
+
+
+def test_breakdown_of_collisions_per_event_group() -> None:
+    events = ["steady", "braking_vehicle", "braking_vehicle", "stopped"]
+    l2 = _rows([1.0] * 4)
+    hits = np.zeros((4, 6))
+    hits[1, 4:] = 1.0  # runs into the car ahead at 2.5 and 3 s
+    hits[3, :] = np.nan  # no step counts (e.g. the logged ego itself collides)
+    table = by_event(l2, events, hits)
+    # braking_vehicle: 1 s 0/4, 2 s 0/8, 3 s 2/12 -> Avg = (0 + 0 + 1/6) / 3
+    assert table["braking_vehicle"]["collision_avg"] == pytest.approx(100 / 18)
+    assert table["steady"]["collision_avg"] == 0.0
+    assert table["stopped"]["collision_avg"] is None and table["stopped"]["l2_avg"] == 1.0
+    assert table["turning"] == {"samples": 0, "l2_avg": None, "collision_avg": None}
+    assert table["visible_events"]["collision_avg"] == pytest.approx(100 / 18)

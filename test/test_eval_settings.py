@@ -164,6 +164,10 @@ def test_missing_ego_mlp_is_said_clearly(samples, tmp_path: Path) -> None:
     data = json.loads((out / "results.json").read_text())
     assert data["metadata"]["ego_inputs"] == "minimal" and data["discrimination"]["verdict"]
     assert all("by_event" in r for r in data["records"] + data["references"])
+    for row in data["records"] + data["references"]:
+        counted = [c for c in row["by_event"].values() if c["samples"]]
+        assert counted and all(c["collision_avg"] is not None for c in counted)
+    assert "Collision Avg (%) by the same groups" in text
     loaded = EvalResults.load(out / "results.json")
     assert loaded.discrimination == data["discrimination"]
 

@@ -30,8 +30,15 @@ def _key(pruner: str, ratio: float) -> str:
     return f"{pruner}@{ratio:g}"
 
 
-def by_event(l2: np.ndarray, events: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{group: {"samples": n, "l2_avg": metres or None}} for every EVENT_GROUPS entry."""
+def by_event(
+    l2: np.ndarray, events: Sequence[str], collision: np.ndarray | None = None
+) -> dict[str, dict[str, Any]]:
+    """{group: {"samples": n, "l2_avg": metres or None}} for every EVENT_GROUPS entry.
+
+    With `collision` ([S, 6] per-step 0 / 1, NaN = not counted, like `l2`) each group also gets
+    "collision_avg": the evaluation's collision Avg in percent (the same cumulative means as
+    L2 Avg), so a plan that runs into a standing car shows where it does.
+    """
     events = np.asarray(events, dtype=object)
     out: dict[str, dict[str, Any]] = {}
     for group in (*EVENT_GROUPS, "visible_events"):
@@ -40,12 +47,17 @@ def by_event(l2: np.ndarray, events: Sequence[str]) -> dict[str, dict[str, Any]]
             if group == "visible_events"
             else (events == group)
         )
-        value = l2_avg(l2[mask]) if mask.any() else float("nan")
-        out[group] = {
-            "samples": int(mask.sum()),
-            "l2_avg": None if not np.isfinite(value) else value,
-        }
+        out[group] = {"samples": int(mask.sum()), "l2_avg": _avg(l2, mask)}
+        if collision is not None:
+            share = _avg(collision, mask)
+            out[group]["collision_avg"] = None if share is None else 100.0 * share
     return out
+
+
+def _avg(steps: np.ndarray, mask: np.ndarray) -> float | None:
+    """The evaluation's Avg of the masked samples' step values; None where nothing counts."""
+    value = l2_avg(steps[mask]) if mask.any() else float("nan")
+    return value if np.isfinite(value) else None
 
 
 def discrimination(

@@ -30,7 +30,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from fastdrive_ros.core_types import EGO_INPUTS, EgoInputs, EgoState, PlanOk, restrict_ego
+from fastdrive_ros.core_types import (
+    EGO_INPUTS,
+    PLAN_STEPS,
+    EgoInputs,
+    EgoState,
+    PlanOk,
+    restrict_ego,
+)
 from fastdrive_ros.data.types import KeyframeSample
 from fastdrive_ros.eval.constant_velocity import constant_velocity_plan
 from fastdrive_ros.eval.discrimination import by_event, discrimination
@@ -90,6 +97,7 @@ class _Run:
     pruner_flops: list[float] = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)
     l2_steps: list[np.ndarray] = field(default_factory=list)  # per sample (6,), NaN = not counted
+    collision_steps: list[np.ndarray] = field(default_factory=list)  # per sample (6,) 0 / 1 / NaN
 
     def time(self, stage: str, ms: float | None) -> None:
         if ms is not None:
@@ -121,6 +129,16 @@ def _score(run: _Run, truth: GroundTruth, planned: np.ndarray) -> None:
     outcome = truth.score(planned)
     run.metrics.add(outcome)
     run.l2_steps.append(outcome.l2)
+    run.collision_steps.append(outcome.collision)
+
+
+def _breakdown(run: _Run, events: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """L2 and collision Avg per event group of one run's samples."""
+    return by_event(
+        np.array(run.l2_steps).reshape(-1, PLAN_STEPS),
+        events,
+        np.array(run.collision_steps).reshape(-1, PLAN_STEPS),
+    )
 
 
 def token_fg_share(
@@ -474,9 +492,8 @@ class Evaluator:
             )
             ref.set_metrics(run.metrics.summary())
             ref.rel_l2 = relative(ref.metric("l2"), unpruned.metric("l2"))
-            ref.by_event = by_event(np.array(run.l2_steps).reshape(-1, 6), self._events)
+            ref.by_event = _breakdown(run, self._events)
             references.append(ref)
-        steps = {key: run.l2_steps for key, run in self._runs.items()}
         for record in records:  # shared ratio-0 rows get the unpruned run's breakdown
             source = (
                 (record.pruner, record.prune_ratio)
@@ -486,7 +503,7 @@ class Evaluator:
                     0.0,
                 )
             )
-            record.by_event = by_event(np.array(steps[source]).reshape(-1, 6), self._events)
+            record.by_event = _breakdown(self._runs[source], self._events)
         meta = {
             **metadata,
             "ego_inputs": self.ego_inputs,

@@ -163,7 +163,12 @@ def discrimination_section(results: EvalResults) -> list[str]:
     return lines
 
 
-def events_table(results: EvalResults) -> list[str]:
+EVENT_METRICS = {"l2_avg": 100.0, "collision_avg": 1.0}  # by_event key -> scale to cm / %
+
+
+def events_table(results: EvalResults, metric: str = "l2_avg") -> list[str]:
+    """A row per method, a column per event group: L2 Avg (cm) or collision Avg (%)."""
+    scale = EVENT_METRICS[metric]
     computed = [r for r in results.records if r.shared_with is None]
     rows = list(results.references) + sorted(computed, key=lambda r: r.prune_ratio)
     groups: list[str] = []
@@ -179,14 +184,8 @@ def events_table(results: EvalResults) -> list[str]:
         "|" + "---|" * (len(groups) + 2),
     ]
     for record in rows:
-        cells = [
-            _num(
-                None
-                if record.by_event.get(g, {}).get("l2_avg") is None
-                else 100.0 * record.by_event[g]["l2_avg"]
-            )
-            for g in groups
-        ]
+        values = [record.by_event.get(g, {}).get(metric) for g in groups]
+        cells = [_num(None if v is None else scale * v) for v in values]
         ratio = "–" if record.stage == "reference" else f"{100 * record.prune_ratio:.0f} %"
         lines.append(f"| {_name(record)} | {ratio} | " + " | ".join(cells) + " |")
     return lines
@@ -253,6 +252,11 @@ def render_markdown(results: EvalResults) -> str:
         f"Counts: {meta.get('event_counts', {})}.",
         "",
         *events_table(results),
+        "",
+        "Collision Avg (%) by the same groups (where a plan runs into what stands ahead; "
+        "results written before it was recorded show –):",
+        "",
+        *events_table(results, "collision_avg"),
         "",
         "## Efficiency",
         "",
