@@ -34,6 +34,8 @@ EXTRAS = {
         "mcap>=1.1",
         "mcap-ros2-support>=0.5",
         "ruff>=0.6",
+        # train/dense_probe.py reads decisions with boosted trees (also pulled in by nuscenes)
+        "scikit-learn>=1.3",
     ],
 }
 

@@ -1,0 +1,399 @@
+"""Dense probe: where between the world's facts and a tower's tokens the driver's decision is lost.
+
+The decision probe (train/decision_probe.py) learns one attention pooling over the front tokens
+from ~1600 labelled keyframes and reads the decision poorly on unseen worlds. This probe splits
+that reading in two steps with far more supervision for the first:
+
+1. per-cell facts of the front camera: each token cell's class shares, inverse depth (mean,
+   max) and colour, either exact from the synthetic world's class and depth maps (`world`), or
+   read from the tower's tokens by a per-cell head fitted on the training world's cells
+   (`tokens`: ~300k cells instead of ~1600 keyframes);
+2. a fixed summary of what stands in the ego's corridor (`corridor_features`: the nearest
+   vehicle, person, cyclist and crossing in a narrow and a wide central band, a red or green
+   light, the nearest obstacle on the road), for the keyframe alone or with its change since the
+   keyframe 0.5 s before (`+ motion`: how fast the ego closes on it), read into the decided
+   acceleration by gradient-boosted trees fitted on the training world.
+
+Next to them the world's own labels (kind + gap of the binding constraint, + its closing speed)
+as the ceiling. Reported per held-out world: the held-out correlation of the read and the
+recorded decision, and L2 Avg (m) of the minimal-ego ridge with the read decision from the
+keyframe's own frames and from another scene's (train/decision_probe.py's protocol).
+`python -m fastdrive_ros.train.dense_probe --tower BUNDLE TRAIN TEST...`
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastdrive_ros.data.layout import CLASS_ID
+from fastdrive_ros.data.world_labels import SceneLabel
+from fastdrive_ros.train.affordance import FRONT_CAMERA
+from fastdrive_ros.train.decision_probe import front_tokens, sample_chain
+from fastdrive_ros.train.images import (
+    NUM_CLASSES,
+    cell_colours,
+    cell_depth,
+    class_histograms,
+    denormalize,
+    load_pixels,
+    read_label,
+)
+from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.scene_probe import label_features
+from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
+
+COLOUR_DIMS = 12  # 2 x 2 half-cells x RGB (train/vision.py)
+GROUPS: dict[str, tuple[int, ...]] = {
+    "vehicle": (CLASS_ID["vehicle"], CLASS_ID["barrier"], CLASS_ID["traffic_cone"]),
+    "human": (CLASS_ID["human"],),
+    "cyclist": (CLASS_ID["cyclist"],),
+    "crossing": (CLASS_ID["crossing"],),
+}
+ROAD = (CLASS_ID["road"], CLASS_ID["lane_marking"], CLASS_ID["crossing"])
+OPEN = (CLASS_ID["sky"], CLASS_ID["building"], CLASS_ID["vegetation"])
+# Bands of the front camera's columns as fractions of its width: the ego's lane beyond ~10 m,
+# and the lane with its neighbours (a car cutting in, a pedestrian stepping out).
+BANDS = {"narrow": (0.39, 0.61), "wide": (0.28, 0.72)}
+LIGHT_REGION = (0.6, (0.22, 0.78))  # upper share of rows, column band: where lights hang
+
+
+@dataclass(frozen=True)
+class CellMaps:
+    """Per-cell facts of one camera over S keyframes on a (rows, cols) token grid.
+
+    classes [S, n, NUM_CLASSES] shares (rows sum to 1), depth [S, n, 2] mean / max inverse
+    depth (0..1), colours [S, n, 12] mean colour of the 2 x 2 half-cells (0..1).
+    """
+
+    classes: np.ndarray
+    depth: np.ndarray
+    colours: np.ndarray
+    grid: tuple[int, int]
+
+    def as_targets(self) -> np.ndarray:
+        return np.concatenate([self.classes, self.depth, self.colours], -1).astype(np.float32)
+
+
+def world_cell_maps(
+    records: Sequence[KeyframeRecord], image_size: tuple[int, int], unit: int
+) -> CellMaps:
+    """The front camera's exact cell facts from the world's class and depth maps and pixels."""
+    classes, depth, colours = [], [], []
+    for record in records:
+        c = record.cameras.index(FRONT_CAMERA)
+        if not record.class_maps[c] or not record.depth_maps or not record.depth_maps[c]:
+            raise ValueError(
+                f"keyframe {record.token} has no {FRONT_CAMERA} class or depth map: the dense "
+                "probe needs the synthetic world's class_maps/ and depth_maps/"
+            )
+        label = read_label(record.class_maps[c], image_size, what="class map")
+        inverse = read_label(record.depth_maps[c], image_size, what="depth map")
+        pixels = load_pixels([record.images[c]], image_size)[0]
+        classes.append(class_histograms(np.ascontiguousarray(label), unit))
+        depth.append(cell_depth(np.ascontiguousarray(inverse), unit))
+        colours.append(cell_colours(denormalize(pixels), unit).numpy())
+    grid = (image_size[0] // unit, image_size[1] // unit)
+    return CellMaps(np.stack(classes), np.stack(depth), np.stack(colours), grid)
+
+
+class CellHead(nn.Module):
+    """Token -> its cell's facts: class logits, inverse depth and colour (sigmoid)."""
+
+    def __init__(self, width: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Linear(width, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, NUM_CLASSES + 2 + COLOUR_DIMS),
+        )
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.net(tokens)
+        logits, rest = out[..., :NUM_CLASSES], torch.sigmoid(out[..., NUM_CLASSES:])
+        return logits, rest[..., :2], rest[..., 2:]
+
+
+def fit_cell_head(
+    tokens: np.ndarray, maps: CellMaps, *, epochs: int = 6, seed: int = 0
+) -> CellHead:
+    """A CellHead fitted on every cell of `tokens` [S, n, D] (stage A's loss: soft CE + MSE)."""
+    torch.manual_seed(seed)
+    x = torch.as_tensor(tokens, dtype=torch.float32).reshape(-1, tokens.shape[-1])
+    y = torch.from_numpy(maps.as_targets().reshape(len(x), -1))
+    head = CellHead(x.shape[-1])
+    optimizer = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(x), generator=generator).split(1024):
+            logits, depth, colours = head(x[batch])
+            target = y[batch]
+            loss = (
+                -(target[:, :NUM_CLASSES] * F.log_softmax(logits, -1)).sum(-1).mean()
+                + 10 * F.mse_loss(depth, target[:, NUM_CLASSES : NUM_CLASSES + 2])
+                + F.mse_loss(colours, target[:, NUM_CLASSES + 2 :])
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return head.eval()
+
+
+def read_cell_maps(head: CellHead, tokens: np.ndarray, grid: tuple[int, int]) -> CellMaps:
+    """The cell facts `head` reads from `tokens` [S, n, D]."""
+    with torch.no_grad():
+        logits, depth, colours = head(torch.as_tensor(tokens, dtype=torch.float32))
+    return CellMaps(F.softmax(logits, -1).numpy(), depth.numpy(), colours.numpy(), grid)
+
+
+def _columns(width: int, band: tuple[float, float]) -> slice:
+    return slice(int(round(band[0] * width)), int(round(band[1] * width)))
+
+
+def corridor_features(maps: CellMaps) -> np.ndarray:
+    """[S, F] what stands in the ego's corridor, from the cell facts (see the module text).
+
+    Per band and group: the largest and the mean of the three largest (share x nearest inverse
+    depth) over the band's cells (how near the nearest one is) and the group's share of the band
+    (how much of it there is); the light's red and green (share x colour excess, max and sum)
+    and its inverse depth; the nearest non-road, non-open cell in the narrow band.
+    """
+    rows, cols = maps.grid
+    count = len(maps.classes)
+    classes = maps.classes.reshape(count, rows, cols, -1)
+    near = maps.depth[..., 1].reshape(count, rows, cols)
+    colour = maps.colours.reshape(count, rows, cols, 4, 3).mean(3)
+    out: list[np.ndarray] = []
+    for band in BANDS.values():
+        span = _columns(cols, band)
+        for ids in GROUPS.values():
+            share = classes[:, :, span, list(ids)].sum(-1)
+            closeness = (share * near[:, :, span]).reshape(count, -1)
+            top = np.sort(closeness, axis=1)[:, -3:]
+            out += [top[:, -1], top.mean(1), share.reshape(count, -1).sum(1) / rows]
+    upper, band = LIGHT_REGION
+    top_rows, span = slice(0, max(1, int(round(upper * rows)))), _columns(cols, band)
+    light = classes[:, top_rows, span, CLASS_ID["traffic_light"]]
+    red_excess = colour[:, top_rows, span, 0] - colour[:, top_rows, span, 1]
+    for excess in (np.clip(red_excess, 0, None), np.clip(-red_excess, 0, None)):
+        lit = (light * excess).reshape(count, -1)
+        out += [lit.max(1), lit.sum(1)]
+    mean_near = maps.depth[..., 0].reshape(count, rows, cols)
+    out.append((light * mean_near[:, top_rows, span]).reshape(count, -1).max(1))
+    narrow = _columns(cols, BANDS["narrow"])
+    other = 1 - classes[:, :, narrow, list(ROAD + OPEN)].sum(-1)
+    out.append((np.clip(other, 0, 1) * near[:, :, narrow]).reshape(count, -1).max(1))
+    return np.stack(out, 1)
+
+
+def with_motion(features: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The features and their change since the previous keyframe (rows `previous`)."""
+    return np.hstack([features, features - features[previous]])
+
+
+def previous_rows(records: Sequence[KeyframeRecord], chain: Mapping[str, str]) -> np.ndarray:
+    """Row of each keyframe's predecessor among `records`; its own where it has none."""
+    row = {r.token: i for i, r in enumerate(records)}
+    return np.array([row.get(chain.get(r.token, ""), i) for i, r in enumerate(records)])
+
+
+@dataclass(frozen=True)
+class World:
+    """One world's keyframes as the probe needs them."""
+
+    problem: MinimalProblem
+    decision: np.ndarray
+    scenes: np.ndarray
+    previous: np.ndarray
+    labels: dict[str, np.ndarray]  # label_features groups
+
+    @classmethod
+    def of(
+        cls,
+        records: Sequence[KeyframeRecord],
+        labels: Mapping[str, SceneLabel],
+        chain: Mapping[str, str],
+    ) -> World:
+        groups = label_features(records, labels)  # refuses worlds without decisions
+        return cls(
+            problem=MinimalProblem.of(records),
+            decision=groups["decision"][:, 0],
+            scenes=np.array([r.scene for r in records]),
+            previous=previous_rows(records, chain),
+            labels=groups,
+        )
+
+
+TREES = 300
+
+
+def _boosted_fit(x: np.ndarray, y: np.ndarray, *, trees: int, seed: int):
+    """Boosted trees fitted on (x, y).
+
+    One OpenMP thread: the fits are small, and more threads than free cores spin (a 240-row fit
+    took 5x longer beside another job).
+    """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
+    model = HistGradientBoostingRegressor(
+        max_iter=trees,
+        learning_rate=0.05,
+        max_leaf_nodes=15,
+        min_samples_leaf=20,
+        random_state=seed,
+    )
+    with threadpool_limits(1):
+        return model.fit(x, y)
+
+
+def read_decision(
+    train_x: np.ndarray,
+    train: World,
+    tests: Sequence[np.ndarray],
+    *,
+    folds: int = 5,
+    trees: int = TREES,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The decision read by boosted trees from each row's features.
+
+    Cross-fitted on the training world (scene folds), and on each test world from a fit on all
+    of the training world.
+    """
+    crossed = np.zeros(len(train_x))
+    names = np.array(sorted(set(train.scenes)))
+    for fold in np.array_split(names, folds):
+        held = np.isin(train.scenes, fold)
+        fold_model = _boosted_fit(train_x[~held], train.decision[~held], trees=trees, seed=seed)
+        crossed[held] = fold_model.predict(train_x[held])
+    model = _boosted_fit(train_x, train.decision, trees=trees, seed=seed)
+    return crossed, [model.predict(x) for x in tests]
+
+
+def _with_read(problem: MinimalProblem, read: np.ndarray) -> np.ndarray:
+    speed = problem.ego[:, 0]
+    return np.hstack([problem.ego, np.stack([read, read * speed], 1)])
+
+
+def score_reading(
+    train_x: np.ndarray,
+    train: World,
+    tests: Mapping[str, tuple[np.ndarray, World]],
+    *,
+    trees: int = TREES,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Per test world: corr of the read decision, and L2 Avg (m) of ego / + own / + another's."""
+    names = list(tests)
+    crossed, reads = read_decision(
+        train_x, train, [tests[n][0] for n in names], trees=trees, seed=seed
+    )
+    rng = np.random.default_rng(seed)
+    fit_x, fit_y = _with_read(train.problem, crossed), train.problem.target
+    out: dict[str, dict[str, float]] = {}
+    for name, read in zip(names, reads):
+        world = tests[name][1]
+        partner = np.array([rng.choice(np.flatnonzero(world.scenes != s)) for s in world.scenes])
+        problem = world.problem
+        out[name] = {
+            "corr": float(np.corrcoef(read, world.decision)[0, 1]),
+            "ego": problem.l2_avg(_ridge(train.problem.ego, fit_y, problem.ego, 1.0)),
+            "own": problem.l2_avg(_ridge(fit_x, fit_y, _with_read(problem, read), 1.0)),
+            "shuffled": problem.l2_avg(
+                _ridge(fit_x, fit_y, _with_read(problem, read[partner]), 1.0)
+            ),
+        }
+    return out
+
+
+Source = Callable[[str], np.ndarray]  # world name -> [S, F] features
+
+
+def dense_probe(
+    worlds: Mapping[str, World],
+    maps: Mapping[str, Mapping[str, CellMaps]],
+    train: str,
+    *,
+    trees: int = TREES,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{reading: {held-out world: figures}} for the labels and each source of cell maps.
+
+    maps: {source ("world", "tokens"): {world name: CellMaps}}; every world in `worlds`.
+    """
+    sources: dict[str, Source] = {
+        "labels: kind + gap": lambda w: worlds[w].labels["facts"],
+        "labels: + closing speed": lambda w: np.hstack(
+            [worlds[w].labels["facts"], worlds[w].labels["closing"]]
+        ),
+    }
+    for source, per_world in maps.items():
+        features = {w: corridor_features(m) for w, m in per_world.items()}
+        sources[f"{source} cells"] = lambda w, f=features: f[w]
+        sources[f"{source} cells + motion"] = lambda w, f=features: with_motion(
+            f[w], worlds[w].previous
+        )
+    held = [w for w in worlds if w != train]
+    rows = {}
+    for name, source in sources.items():
+        x = {w: np.hstack([worlds[w].problem.ego, source(w)]) for w in worlds}
+        rows[name] = score_reading(
+            x[train], worlds[train], {w: (x[w], worlds[w]) for w in held}, trees=trees, seed=seed
+        )
+    return rows
+
+
+def render_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    lines = [
+        "| reading | world | decision corr | ego (m) | ego + read (m) | another scene's (m) "
+        "| content effect |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for reading, worlds in rows.items():
+        for world, f in worlds.items():
+            effect = 100 * (f["shuffled"] - f["own"]) / f["own"]
+            lines.append(
+                f"| {reading} | {world} | {f['corr']:.2f} | {f['ego']:.3f} | {f['own']:.3f} "
+                f"| {f['shuffled']:.3f} | {effect:+.1f} % |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from fastdrive_ros.data.world_labels import read_scene_labels
+    from fastdrive_ros.nn.vla import VLA
+    from fastdrive_ros.train.records import read_records
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tower", required=True, help="bundle whose tower's tokens to read")
+    parser.add_argument("train", help="dataset root the heads and readers are fitted on")
+    parser.add_argument("test", nargs="+", help="held-out dataset roots")
+    parser.add_argument("--version", default="v1.0-synth")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    vla = VLA.from_pretrained(args.tower)
+    image_size = tuple(vla.config.image_size)
+    unit = vla.vision.patch_size * vla.vision.merge_size
+    worlds, exact, tokens = {}, {}, {}
+    for root in [args.train, *args.test]:
+        records = read_records(dataroot=root, version=args.version, progress=False)
+        worlds[root] = World.of(records, read_scene_labels(root), sample_chain(root, args.version))
+        exact[root] = world_cell_maps(records, image_size, unit)
+        tokens[root] = front_tokens(args.tower, records)
+    head = fit_cell_head(tokens[args.train], exact[args.train])
+    read = {w: read_cell_maps(head, t, exact[w].grid) for w, t in tokens.items()}
+    rows = dense_probe(worlds, {"world": exact, "tokens": read}, args.train)
+    print(render_table(rows))
+
+
+if __name__ == "__main__":
+    main()
