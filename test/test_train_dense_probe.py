@@ -7,6 +7,7 @@ import pytest
 from train_tiny import IMAGE_SIZE, decision_world
 
 from fastdrive_ros.data.layout import CLASS_ID
+from fastdrive_ros.eval.bootstrap import l2_avg
 from fastdrive_ros.train.dense_probe import (
     CellMaps,
     World,
@@ -22,6 +23,7 @@ from fastdrive_ros.train.dense_probe import (
 )
 from fastdrive_ros.train.images import NUM_CLASSES
 from fastdrive_ros.train.records import read_records
+from fastdrive_ros.train.token_probe import MinimalProblem
 
 GRID = (10, 18)
 ROAD = CLASS_ID["road"]
@@ -120,8 +122,11 @@ def test_a_decision_the_cells_show_is_read_and_noise_buys_nothing() -> None:
         if signal:
             assert figures["corr"] > 0.9
             assert figures["own"] < 0.5 * figures["ego"] and figures["shuffled"] > figures["own"]
+            assert figures["gain"].low > 0 and figures["content"].low > 0  # scene bootstrap
+            assert figures["gain"].estimate == pytest.approx(figures["ego"] - figures["own"])
         else:
             assert abs(figures["corr"]) < 0.3 and figures["own"] > 0.9 * figures["ego"]
+            assert figures["gain"].relative < 10
 
 
 def test_dense_probe_rows_cover_the_labels_and_each_source() -> None:
@@ -140,7 +145,18 @@ def test_dense_probe_rows_cover_the_labels_and_each_source() -> None:
     ]
     assert all(list(r) == ["held"] for r in rows.values())
     assert rows["world cells"]["held"]["corr"] > 0.9
-    assert "| world cells + motion | held |" in render_table(rows)
+    table = render_table(rows)
+    assert "| world cells + motion | held |" in table and " % [" in table
+
+
+def test_step_errors_give_the_probe_l2() -> None:
+    records, _ = decision_world(0, future_from="decision", n=24)
+    problem = MinimalProblem.of(records)
+    residual = np.random.default_rng(0).normal(size=problem.target.shape)
+    problem.valid[3, 4:] = 0  # a future cut short: its last steps do not count
+    steps = problem.step_errors(residual)
+    assert np.isnan(steps[3, 4:]).all() and not np.isnan(steps[3, :4]).any()
+    assert l2_avg(steps) == pytest.approx(problem.l2_avg(residual))
 
 
 def test_world_cell_maps_are_the_world_exact_shares(world) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from torch import nn
 
 from fastdrive_ros.data.layout import CLASS_ID
 from fastdrive_ros.data.world_labels import SceneLabel
+from fastdrive_ros.eval.bootstrap import Interval, l2_avg, paired_l2_difference
 from fastdrive_ros.train.affordance import FRONT_CAMERA
 from fastdrive_ros.train.decision_probe import front_tokens, sample_chain
 from fastdrive_ros.train.images import (
@@ -290,25 +292,39 @@ def score_reading(
     *,
     trees: int = TREES,
     seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Per test world: corr of the read decision, and L2 Avg (m) of ego / + own / + another's."""
+) -> dict[str, dict[str, Any]]:
+    """Per test world: what the read decision tells and buys.
+
+    corr (read vs recorded decision); L2 Avg (m) of the ridge on the minimal ego inputs (ego),
+    plus the read decision (own), plus another scene's (shuffled); gain (ego - own) and content
+    (shuffled - own) as scene-bootstrap Intervals.
+    """
     names = list(tests)
     crossed, reads = read_decision(
         train_x, train, [tests[n][0] for n in names], trees=trees, seed=seed
     )
     rng = np.random.default_rng(seed)
     fit_x, fit_y = _with_read(train.problem, crossed), train.problem.target
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, read in zip(names, reads):
         world = tests[name][1]
         partner = np.array([rng.choice(np.flatnonzero(world.scenes != s)) for s in world.scenes])
         problem = world.problem
+        steps = {
+            "ego": problem.step_errors(_ridge(train.problem.ego, fit_y, problem.ego, 1.0)),
+            "own": problem.step_errors(_ridge(fit_x, fit_y, _with_read(problem, read), 1.0)),
+            "shuffled": problem.step_errors(
+                _ridge(fit_x, fit_y, _with_read(problem, read[partner]), 1.0)
+            ),
+        }
         out[name] = {
             "corr": float(np.corrcoef(read, world.decision)[0, 1]),
-            "ego": problem.l2_avg(_ridge(train.problem.ego, fit_y, problem.ego, 1.0)),
-            "own": problem.l2_avg(_ridge(fit_x, fit_y, _with_read(problem, read), 1.0)),
-            "shuffled": problem.l2_avg(
-                _ridge(fit_x, fit_y, _with_read(problem, read[partner]), 1.0)
+            **{key: l2_avg(value) for key, value in steps.items()},
+            # how much the read decision buys over the minimal ego inputs, and how much of it
+            # is this keyframe's (95 % scene-bootstrap intervals, in % of the own L2)
+            "gain": paired_l2_difference(steps["ego"], steps["own"], world.scenes, seed=seed),
+            "content": paired_l2_difference(
+                steps["shuffled"], steps["own"], world.scenes, seed=seed
             ),
         }
     return out
@@ -324,7 +340,7 @@ def dense_probe(
     *,
     trees: int = TREES,
     seed: int = 0,
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> dict[str, dict[str, dict[str, Any]]]:
     """{reading: {held-out world: figures}} for the labels and each source of cell maps.
 
     maps: {source ("world", "tokens"): {world name: CellMaps}}; every world in `worlds`.
@@ -351,18 +367,24 @@ def dense_probe(
     return rows
 
 
-def render_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+def _relative(interval: Interval) -> str:
+    return (
+        f"{interval.relative:+.1f} % [{interval.relative_low:+.1f}, {interval.relative_high:+.1f}]"
+    )
+
+
+def render_table(rows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """Markdown: a row per (reading, held-out world); gain = ego - own, content = another - own."""
     lines = [
         "| reading | world | decision corr | ego (m) | ego + read (m) | another scene's (m) "
-        "| content effect |",
-        "|---|---|---|---|---|---|---|",
+        "| gain over ego | content effect |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for reading, worlds in rows.items():
         for world, f in worlds.items():
-            effect = 100 * (f["shuffled"] - f["own"]) / f["own"]
             lines.append(
                 f"| {reading} | {world} | {f['corr']:.2f} | {f['ego']:.3f} | {f['own']:.3f} "
-                f"| {f['shuffled']:.3f} | {effect:+.1f} % |"
+                f"| {f['shuffled']:.3f} | {_relative(f['gain'])} | {_relative(f['content'])} |"
             )
     return "\n".join(lines)
 

@@ -78,6 +78,11 @@ class MinimalProblem:
     def target(self) -> np.ndarray:
         return (self.future - self.prior).reshape(len(self.future), -1)
 
+    def step_errors(self, residual: np.ndarray) -> np.ndarray:
+        """[S, 6] metres of prior + residual from the future; NaN where a step is not valid."""
+        dist = np.linalg.norm(residual.reshape(-1, 6, 2) + self.prior - self.future, axis=-1)
+        return np.where(self.valid > 0, dist, np.nan)
+
     def l2_avg(self, residual: np.ndarray, rows: np.ndarray | slice = slice(None)) -> float:
         """L2 Avg (m) of prior + residual on `rows` (the residuals of those rows)."""
         return _l2_avg(residual, self.prior[rows], self.future[rows], self.valid[rows])
