@@ -50,8 +50,8 @@ from fastdrive_ros.train.images import (
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.scene_probe import label_features
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
+from fastdrive_ros.train.vision import COLOUR_DIMS
 
-COLOUR_DIMS = 12  # 2 x 2 half-cells x RGB (train/vision.py)
 GROUPS: dict[str, tuple[int, ...]] = {
     "vehicle": (CLASS_ID["vehicle"], CLASS_ID["barrier"], CLASS_ID["traffic_cone"]),
     "human": (CLASS_ID["human"],),
