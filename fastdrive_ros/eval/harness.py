@@ -516,7 +516,7 @@ class Evaluator:
             meta["ego_mlp_missing"] = self.ego_mlp_missing or "no ego MLP was given"
         if self.samples:
             scores = {
-                f"{p}@{r:g}": np.array(run.l2_steps).reshape(-1, 6)
+                f"{p}@{r:g}": np.array(run.l2_steps).reshape(-1, PLAN_STEPS)
                 for (p, r), run in self._runs.items()
             }
             disc = discrimination(
