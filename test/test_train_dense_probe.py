@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from train_tiny import IMAGE_SIZE, decision_world
+from train_tiny import IMAGE_SIZE, decision_world, tiny_bundle, tiny_world
 
 from fastdrive_ros.data.layout import CLASS_ID
 from fastdrive_ros.eval.bootstrap import l2_avg
@@ -14,6 +14,7 @@ from fastdrive_ros.train.dense_probe import (
     corridor_features,
     dense_probe,
     fit_cell_head,
+    main,
     previous_rows,
     read_cell_maps,
     render_table,
@@ -171,3 +172,13 @@ def test_world_cell_maps_are_the_world_exact_shares(world) -> None:
     imageless, _ = decision_world(0, future_from="decision", n=1)
     with pytest.raises(ValueError, match="class or depth map"):
         world_cell_maps(imageless, size, 28)
+
+
+def test_the_command_reads_a_tower_on_two_worlds(
+    world, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = tiny_world(tmp_path_factory, seed=6)
+    main(["--tower", str(tiny_bundle(tmp_path_factory)), str(world), str(held), "--threads", "1"])
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith(f"| tokens cells | {held} |")]
+    assert len(rows) == 1 and table.count(f" | {held} | ") == 6  # labels, world, tokens (x2)

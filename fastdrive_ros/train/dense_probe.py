@@ -272,12 +272,21 @@ def read_decision(
     """
     crossed = np.zeros(len(train_x))
     names = np.array(sorted(set(train.scenes)))
-    for fold in np.array_split(names, folds):
+    if len(names) < 2:
+        raise ValueError("the training world needs at least 2 scenes to cross-fit the reading")
+    for fold in np.array_split(names, min(folds, len(names))):
         held = np.isin(train.scenes, fold)
         fold_model = _boosted_fit(train_x[~held], train.decision[~held], trees=trees, seed=seed)
         crossed[held] = fold_model.predict(train_x[held])
     model = _boosted_fit(train_x, train.decision, trees=trees, seed=seed)
     return crossed, [model.predict(x) for x in tests]
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; NaN where either side is constant (e.g. trees that found nothing)."""
+    if np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _with_read(problem: MinimalProblem, read: np.ndarray) -> np.ndarray:
@@ -318,7 +327,7 @@ def score_reading(
             ),
         }
         out[name] = {
-            "corr": float(np.corrcoef(read, world.decision)[0, 1]),
+            "corr": _corr(read, world.decision),
             **{key: l2_avg(value) for key, value in steps.items()},
             # how much the read decision buys over the minimal ego inputs, and how much of it
             # is this keyframe's (95 % scene-bootstrap intervals, in % of the own L2)
@@ -400,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("test", nargs="+", help="held-out dataset roots")
     parser.add_argument("--version", default="v1.0-synth")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="of the per-cell head, the trees and the pairing"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     vla = VLA.from_pretrained(args.tower)
@@ -411,9 +423,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         worlds[root] = World.of(records, read_scene_labels(root), sample_chain(root, args.version))
         exact[root] = world_cell_maps(records, image_size, unit)
         tokens[root] = front_tokens(args.tower, records)
-    head = fit_cell_head(tokens[args.train], exact[args.train])
+    head = fit_cell_head(tokens[args.train], exact[args.train], seed=args.seed)
     read = {w: read_cell_maps(head, t, exact[w].grid) for w, t in tokens.items()}
-    rows = dense_probe(worlds, {"world": exact, "tokens": read}, args.train)
+    rows = dense_probe(worlds, {"world": exact, "tokens": read}, args.train, seed=args.seed)
     print(render_table(rows))
 
 
