@@ -170,7 +170,7 @@ def test_world_cell_maps_are_the_world_exact_shares(world) -> None:
     assert 0 <= maps.depth.min() and maps.depth.max() <= 1
     assert (maps.depth[..., 1] >= maps.depth[..., 0]).all()  # nearest >= mean inverse depth
     imageless, _ = decision_world(0, future_from="decision", n=1)
-    with pytest.raises(ValueError, match="class or depth map"):
+    with pytest.raises(ValueError, match="class map"):
         world_cell_maps(imageless, size, 28)
 
 

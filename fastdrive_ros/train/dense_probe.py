@@ -38,19 +38,11 @@ from fastdrive_ros.data.world_labels import SceneLabel
 from fastdrive_ros.eval.bootstrap import Interval, l2_avg, paired_l2_difference
 from fastdrive_ros.train.affordance import FRONT_CAMERA
 from fastdrive_ros.train.decision_probe import front_tokens, sample_chain
-from fastdrive_ros.train.images import (
-    NUM_CLASSES,
-    cell_colours,
-    cell_depth,
-    class_histograms,
-    denormalize,
-    load_pixels,
-    read_label,
-)
+from fastdrive_ros.train.images import NUM_CLASSES
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.scene_probe import label_features
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
-from fastdrive_ros.train.vision import COLOUR_DIMS
+from fastdrive_ros.train.vision import COLOUR_DIMS, CameraImageDataset
 
 GROUPS: dict[str, tuple[int, ...]] = {
     "vehicle": (CLASS_ID["vehicle"], CLASS_ID["barrier"], CLASS_ID["traffic_cone"]),
@@ -86,23 +78,24 @@ class CellMaps:
 def world_cell_maps(
     records: Sequence[KeyframeRecord], image_size: tuple[int, int], unit: int
 ) -> CellMaps:
-    """The front camera's exact cell facts from the world's class and depth maps and pixels."""
-    classes, depth, colours = [], [], []
-    for record in records:
-        c = record.cameras.index(FRONT_CAMERA)
-        if not record.class_maps[c] or not record.depth_maps or not record.depth_maps[c]:
+    """The front camera's exact cell facts: stage A's targets (train/vision.CameraImageDataset)."""
+    dataset = CameraImageDataset(records=records, image_size=image_size, unit=unit)
+    position = {item: k for k, item in enumerate(dataset.items)}
+    items = []
+    for i, record in enumerate(records):
+        k = position.get((i, record.cameras.index(FRONT_CAMERA)))
+        if k is None or not dataset.with_depth:
             raise ValueError(
-                f"keyframe {record.token} has no {FRONT_CAMERA} class or depth map: the dense "
-                "probe needs the synthetic world's class_maps/ and depth_maps/"
+                f"keyframe {record.token} has no {FRONT_CAMERA} class or depth map (or another "
+                "image lacks one): the dense probe needs the synthetic world's class_maps/ and "
+                "depth_maps/"
             )
-        label = read_label(record.class_maps[c], image_size, what="class map")
-        inverse = read_label(record.depth_maps[c], image_size, what="depth map")
-        pixels = load_pixels([record.images[c]], image_size)[0]
-        classes.append(class_histograms(np.ascontiguousarray(label), unit))
-        depth.append(cell_depth(np.ascontiguousarray(inverse), unit))
-        colours.append(cell_colours(denormalize(pixels), unit).numpy())
+        items.append(dataset[k])
     grid = (image_size[0] // unit, image_size[1] // unit)
-    return CellMaps(np.stack(classes), np.stack(depth), np.stack(colours), grid)
+    classes, depth, colours = (
+        np.stack([item[key].numpy() for item in items]) for key in ("classes", "depth", "colours")
+    )
+    return CellMaps(classes, depth, colours, grid)
 
 
 class CellHead(nn.Module):
