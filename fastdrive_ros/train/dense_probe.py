@@ -17,7 +17,9 @@ that reading in two steps with far more supervision for the first:
 Next to them the world's own labels (kind + gap of the binding constraint, + its closing speed)
 as the ceiling. Reported per held-out world: the held-out correlation of the read and the
 recorded decision, and L2 Avg (m) of the minimal-ego ridge with the read decision from the
-keyframe's own frames and from another scene's (train/decision_probe.py's protocol).
+keyframe's own frames and from another scene's (train/decision_probe.py's protocol), with the
+gain over the ego inputs and the content effect as 95 % scene-bootstrap intervals. Synthetic
+worlds only: real nuScenes has neither the driver's decisions nor depth maps.
 `python -m fastdrive_ros.train.dense_probe --tower BUNDLE TRAIN TEST...`
 """
 
