@@ -160,7 +160,12 @@ def _predict(head: DecisionHead, data: ProbeSet, rows: torch.Tensor) -> np.ndarr
         return _decide(head, data, rows).numpy()
 
 
-def _with_read(problem: MinimalProblem, read: np.ndarray) -> np.ndarray:
+def other_scene_rows(scenes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per keyframe, a random keyframe of another scene (the probes' content effect)."""
+    return np.array([rng.choice(np.flatnonzero(scenes != s)) for s in scenes])
+
+
+def with_read(problem: MinimalProblem, read: np.ndarray) -> np.ndarray:
     """The minimal ego inputs plus what the head read (and it times the speed)."""
     speed = problem.ego[:, 0]
     return np.hstack([problem.ego, np.stack([read, read * speed], 1)])
@@ -194,18 +199,16 @@ def decision_probe(
         crossed[held] = _predict(head, train, rest)
     everything = torch.arange(len(train.target))
     head = fit_decision_head(train, everything, frames=frames, epochs=epochs, seed=seed)
-    x_fit, y_fit = _with_read(train.problem, crossed), train.problem.target
+    x_fit, y_fit = with_read(train.problem, crossed), train.problem.target
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, float]] = {}
     for name, test in tests.items():
         predicted = _predict(head, test, torch.arange(len(test.target)))
-        partner = torch.from_numpy(
-            np.array([rng.choice(np.flatnonzero(test.scenes != s)) for s in test.scenes])
-        )
+        partner = torch.from_numpy(other_scene_rows(test.scenes, rng))
         ego = _ridge(train.problem.ego, y_fit, test.problem.ego, 1.0)
-        own = _ridge(x_fit, y_fit, _with_read(test.problem, predicted), 1.0)
+        own = _ridge(x_fit, y_fit, with_read(test.problem, predicted), 1.0)
         shuffled = _predict(head, test, partner)
-        other = _ridge(x_fit, y_fit, _with_read(test.problem, shuffled), 1.0)
+        other = _ridge(x_fit, y_fit, with_read(test.problem, shuffled), 1.0)
         out[name] = {
             "keyframes": float(len(test.target)),
             "train_corr": float(np.corrcoef(crossed, train.target)[0, 1]),

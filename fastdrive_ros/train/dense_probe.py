@@ -39,7 +39,12 @@ from fastdrive_ros.data.layout import CLASS_ID
 from fastdrive_ros.data.world_labels import SceneLabel
 from fastdrive_ros.eval.bootstrap import Interval, l2_avg, paired_l2_difference
 from fastdrive_ros.train.affordance import FRONT_CAMERA
-from fastdrive_ros.train.decision_probe import front_tokens, sample_chain
+from fastdrive_ros.train.decision_probe import (
+    front_tokens,
+    other_scene_rows,
+    sample_chain,
+    with_read,
+)
 from fastdrive_ros.train.images import NUM_CLASSES
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.scene_probe import label_features
@@ -284,11 +289,6 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _with_read(problem: MinimalProblem, read: np.ndarray) -> np.ndarray:
-    speed = problem.ego[:, 0]
-    return np.hstack([problem.ego, np.stack([read, read * speed], 1)])
-
-
 def score_reading(
     train_x: np.ndarray,
     train: World,
@@ -308,17 +308,17 @@ def score_reading(
         train_x, train, [tests[n][0] for n in names], trees=trees, seed=seed
     )
     rng = np.random.default_rng(seed)
-    fit_x, fit_y = _with_read(train.problem, crossed), train.problem.target
+    fit_x, fit_y = with_read(train.problem, crossed), train.problem.target
     out: dict[str, dict[str, Any]] = {}
     for name, read in zip(names, reads):
         world = tests[name][1]
-        partner = np.array([rng.choice(np.flatnonzero(world.scenes != s)) for s in world.scenes])
+        partner = other_scene_rows(world.scenes, rng)
         problem = world.problem
         steps = {
             "ego": problem.step_errors(_ridge(train.problem.ego, fit_y, problem.ego, 1.0)),
-            "own": problem.step_errors(_ridge(fit_x, fit_y, _with_read(problem, read), 1.0)),
+            "own": problem.step_errors(_ridge(fit_x, fit_y, with_read(problem, read), 1.0)),
             "shuffled": problem.step_errors(
-                _ridge(fit_x, fit_y, _with_read(problem, read[partner]), 1.0)
+                _ridge(fit_x, fit_y, with_read(problem, read[partner]), 1.0)
             ),
         }
         out[name] = {
