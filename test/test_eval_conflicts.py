@@ -7,11 +7,11 @@ import typer
 from typer.testing import CliRunner
 
 from fastdrive_ros.data.synth.sim import LEADS, Tracks
+from fastdrive_ros.eval.bootstrap import collision_avg
 from fastdrive_ros.eval.cli import register
 from fastdrive_ros.eval.conflicts import (
     PLANS,
     ConflictKeyframe,
-    collision_avg,
     difference,
     keyframe_outcomes,
     report_markdown,

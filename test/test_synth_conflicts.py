@@ -16,7 +16,8 @@ from fastdrive_ros.data.synth.scenario import (
 from fastdrive_ros.data.synth.scene import SCENARIO_STREAM, WARMUP_S
 from fastdrive_ros.data.synth.sim import EGO_FRONT
 from fastdrive_ros.data.synth.world import town_assets
-from fastdrive_ros.eval.conflicts import collision_avg, simulate_world
+from fastdrive_ros.eval.bootstrap import collision_avg
+from fastdrive_ros.eval.conflicts import simulate_world
 
 SEED, GRID, SECONDS = 5, 3, 12.0
 

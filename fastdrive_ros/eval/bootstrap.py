@@ -38,6 +38,15 @@ def l2_avg(l2: np.ndarray, weights: np.ndarray | None = None) -> float:
     return float(np.mean(out))
 
 
+def collision_avg(steps: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Collision Avg in percent of [S, 6] 0 / 1 steps (NaN = not counted).
+
+    metrics.py's cumulative mean over 1 / 2 / 3 s, i.e. `l2_avg`'s horizon mean of any per-step
+    value, times 100.
+    """
+    return 100.0 * l2_avg(steps, weights)
+
+
 def scene_weights(scenes: Sequence[str], draws: int, seed: int) -> np.ndarray:
     """[draws, S] keyframe weights: how often each keyframe's scene was drawn in each resample."""
     names, index = np.unique(np.asarray(scenes, dtype=object).astype(str), return_inverse=True)

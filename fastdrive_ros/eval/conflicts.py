@@ -31,7 +31,7 @@ from fastdrive_ros.data.synth.scene import SCENARIO_STREAM, WARMUP_S
 from fastdrive_ros.data.synth.sim import DT, LEADS, Tracks
 from fastdrive_ros.data.synth.timeline import KEYFRAME_DT, keyframe_count
 from fastdrive_ros.data.synth.world import town_assets
-from fastdrive_ros.eval.bootstrap import Interval, bootstrap, l2_avg
+from fastdrive_ros.eval.bootstrap import Interval, bootstrap, collision_avg
 from fastdrive_ros.eval.constant_velocity import constant_velocity_plan
 from fastdrive_ros.eval.geometry import agent_footprint
 from fastdrive_ros.eval.metrics import GroundTruth
@@ -135,11 +135,6 @@ class PlanCollisions:
     plan: str
     avg: Interval
     keyframes_hit: float  # % of keyframes with a collision at any step
-
-
-def collision_avg(steps: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Collision Avg in percent of [S, 6] 0/1 steps: metrics.py's cumulative mean over 1/2/3 s."""
-    return 100.0 * l2_avg(steps, weights)  # l2_avg is the horizon mean of any per-step value
 
 
 def summarise(keyframes: list[ConflictKeyframe], *, draws: int = 2000) -> list[PlanCollisions]:

@@ -15,12 +15,12 @@ have intervals above 0 on all keyframes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from fastdrive_ros.eval.bootstrap import l2_avg, paired_l2_difference
+from fastdrive_ros.eval.bootstrap import collision_avg, l2_avg, paired_l2_difference
 from fastdrive_ros.eval.events import EVENT_GROUPS, VISIBLE_EVENT_GROUPS
 
 OWN = "none@0"
@@ -47,16 +47,17 @@ def by_event(
             if group == "visible_events"
             else (events == group)
         )
-        out[group] = {"samples": int(mask.sum()), "l2_avg": _avg(l2, mask)}
+        out[group] = {"samples": int(mask.sum()), "l2_avg": _masked(l2_avg, l2, mask)}
         if collision is not None:
-            share = _avg(collision, mask)
-            out[group]["collision_avg"] = None if share is None else 100.0 * share
+            out[group]["collision_avg"] = _masked(collision_avg, collision, mask)
     return out
 
 
-def _avg(steps: np.ndarray, mask: np.ndarray) -> float | None:
-    """The evaluation's Avg of the masked samples' step values; None where nothing counts."""
-    value = l2_avg(steps[mask]) if mask.any() else float("nan")
+def _masked(
+    average: Callable[[np.ndarray], float], steps: np.ndarray, mask: np.ndarray
+) -> float | None:
+    """`average` of the masked samples' step values; None where nothing counts."""
+    value = average(steps[mask]) if mask.any() else float("nan")
     return value if np.isfinite(value) else None
 
 
