@@ -109,19 +109,36 @@ def sample_chain(dataroot: str | Path, version: str) -> dict[str, str]:
 
 def front_tokens(bundle: str | Path, records: Sequence[KeyframeRecord]) -> np.ndarray:
     """[S, n, D] the bundle's tower run on each record's front camera (no pruning)."""
+    return _over_front_images(bundle, records, lambda twin, pixels: (twin(pixels),))[0]
+
+
+def front_encoder_output(
+    bundle: str | Path, records: Sequence[KeyframeRecord]
+) -> tuple[np.ndarray, np.ndarray]:
+    """As front_tokens, plus [S, n] the attention each token receives (VisPruner's input)."""
+    tokens, received = _over_front_images(
+        bundle, records, lambda twin, pixels: twin.forward_with_attention(pixels)
+    )
+    return tokens, received
+
+
+def _over_front_images(
+    bundle: str | Path, records: Sequence[KeyframeRecord], run
+) -> list[np.ndarray]:
+    """`run(tower, pixels)`'s outputs over every record's front image, batched, stacked."""
     from fastdrive_ros.nn.vla import VLA
     from fastdrive_ros.train.images import load_pixels
 
     vla = VLA.from_pretrained(bundle)
     twin = vla.vision.exportable(None).eval()
-    out = []
+    out: list[list[np.ndarray]] = []
     with torch.no_grad():
         for start in range(0, len(records), 16):
             chunk = records[start : start + 16]
             paths = [r.images[r.cameras.index(FRONT_CAMERA)] for r in chunk]
             pixels = torch.cat([load_pixels([p], vla.config.image_size) for p in paths])
-            out.append(twin(pixels).float().numpy())
-    return np.concatenate(out)
+            out.append([part.float().numpy() for part in run(twin, pixels)])
+    return [np.concatenate(parts) for parts in zip(*out)]
 
 
 DecisionHead = SceneHead | MotionHead

@@ -81,6 +81,18 @@ class CellMaps:
     def as_targets(self) -> np.ndarray:
         return np.concatenate([self.classes, self.depth, self.colours], -1).astype(np.float32)
 
+    def masked(self, kept: np.ndarray) -> CellMaps:
+        """The maps as seen through the `kept` [S, n] cells only.
+
+        The rest hold nothing (no class, no depth, no colour): tokens a pruner dropped never
+        reach the planner.
+        """
+        kept = np.asarray(kept, dtype=bool)
+        if kept.shape != self.classes.shape[:2]:
+            raise ValueError(f"kept must be {self.classes.shape[:2]}, got {kept.shape}")
+        keep = kept[..., None]
+        return CellMaps(self.classes * keep, self.depth * keep, self.colours * keep, self.grid)
+
 
 def world_cell_maps(
     records: Sequence[KeyframeRecord], image_size: tuple[int, int], unit: int
@@ -232,6 +244,27 @@ class World:
             labels=groups,
         )
 
+    def repeated(self, times: int) -> World:
+        """The same keyframes `times` over, for one fit on several views of each.
+
+        Scene names repeat, so scene folds keep every copy of a scene together.
+        """
+        problem = self.problem
+        return World(
+            problem=MinimalProblem(
+                ego=np.tile(problem.ego, (times, 1)),
+                prior=np.tile(problem.prior, (times, 1, 1)),
+                future=np.tile(problem.future, (times, 1, 1)),
+                valid=np.tile(problem.valid, (times, 1)),
+            ),
+            decision=np.tile(self.decision, times),
+            scenes=np.tile(self.scenes, times),
+            previous=np.concatenate(
+                [self.previous + k * len(self.decision) for k in range(times)]
+            ),
+            labels={k: np.tile(v, (times, 1)) for k, v in self.labels.items()},
+        )
+
 
 TREES = 300
 
@@ -301,7 +334,7 @@ def score_reading(
 
     corr (read vs recorded decision); L2 Avg (m) of the ridge on the minimal ego inputs (ego),
     plus the read decision (own), plus another scene's (shuffled); gain (ego - own) and content
-    (shuffled - own) as scene-bootstrap Intervals.
+    (shuffled - own) as scene-bootstrap Intervals; steps: the own row's [S, 6] step errors.
     """
     names = list(tests)
     crossed, reads = read_decision(
@@ -330,6 +363,7 @@ def score_reading(
             "content": paired_l2_difference(
                 steps["shuffled"], steps["own"], world.scenes, seed=seed
             ),
+            "steps": steps["own"],
         }
     return out
 

@@ -1,0 +1,338 @@
+"""The driver's decision read from pruned front-camera tokens: which tokens a reading needs.
+
+The dense probe (train/dense_probe.py) reads the decision from a tower's front tokens per cell
+and over two keyframes, and is the first reading of ours that buys something over the minimal ego
+inputs. Here the same reading sees only the tokens a selector keeps: the cells of dropped tokens
+hold nothing (no class, no depth, no colour), as for a planner that never received them, and the
+keyframe before is pruned by the same selector (its motion is read from what was kept there too).
+
+One reader (per-cell head, corridor summary, motion, boosted trees) is fitted on the training
+world under mixed partial sets: all tokens, and foreground-ranked, background-ranked and random
+sets of 25 / 50 / 75 %, so that no selector's sets are out of its distribution. Then every
+selector at every ratio on each held-out world: the read decision's correlation with the
+recorded one, L2 Avg (m) of the minimal-ego ridge with the read decision, the oracle gap
+(anti_oracle - oracle_fg, 95 % scene-bootstrap interval) and where each pruner lands between
+them (0 = oracle_fg, 1 = anti_oracle).
+
+Each selector runs on the front camera alone, K = floor(n (1 - p)) of its n tokens; encoder-stage
+selectors only (FastV and SparseVLM prune inside the LLM's prefill, after any reading of the
+tokens). Synthetic worlds only (decisions, depth maps). Not the planner: this measures what a
+planner reading the kept tokens this way could tell apart.
+`python -m fastdrive_ros.train.pruned_reading --tower BUNDLE TRAIN TEST...`
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastdrive_ros.eval.bootstrap import Interval, paired_l2_difference
+from fastdrive_ros.nn.baselines.vispruner import ATTENTION_KEY
+from fastdrive_ros.nn.probes import FG_SHARE
+from fastdrive_ros.nn.registry import selector_stage
+from fastdrive_ros.nn.selection import VisualTokens, keep_count
+from fastdrive_ros.train.affordance import FRONT_CAMERA
+from fastdrive_ros.train.dense_probe import (
+    TREES,
+    CellMaps,
+    World,
+    corridor_features,
+    score_reading,
+    with_motion,
+)
+from fastdrive_ros.train.images import cell_fraction, read_label
+from fastdrive_ros.train.records import KeyframeRecord
+
+DEFAULT_SELECTORS = (
+    "oracle_fg",
+    "anti_oracle",
+    "reconpruner",
+    "divprune",
+    "vispruner",
+    "prune2drive",
+    "random",
+)
+DEFAULT_RATIOS = (0.25, 0.5, 0.75)
+# The reader's training views: every keyframe whole and under these selectors at these ratios.
+TRAINING_VIEWS: tuple[tuple[str, float], ...] = tuple(
+    (name, ratio) for name in ("oracle_fg", "anti_oracle", "random") for ratio in DEFAULT_RATIOS
+)
+
+
+@dataclass(frozen=True)
+class FrontCamera:
+    """One world's front-camera encoder output as the selectors need it.
+
+    tokens [S, n, D]; fg_share [S, n] ground-truth foreground share per cell (nuScenes-FG
+    masks); attention [S, n] attention each token receives (VisPruner); grid_thw [1, 3].
+    """
+
+    tokens: np.ndarray
+    fg_share: np.ndarray
+    attention: np.ndarray
+    grid_thw: torch.Tensor
+
+    def visual(self, row: int) -> VisualTokens:
+        return VisualTokens(
+            tokens=torch.as_tensor(self.tokens[row], dtype=torch.float32),
+            grid_thw=self.grid_thw,
+            aux={
+                FG_SHARE: torch.as_tensor(self.fg_share[row], dtype=torch.float32),
+                ATTENTION_KEY: torch.as_tensor(self.attention[row], dtype=torch.float32),
+            },
+        )
+
+
+def front_fg_share(
+    records: Sequence[KeyframeRecord], image_size: tuple[int, int], unit: int
+) -> np.ndarray:
+    """[S, n] each front token cell's foreground share, as the evaluation's oracle reads it."""
+    return np.stack(
+        [
+            cell_fraction(
+                read_label(
+                    r.fg_masks[r.cameras.index(FRONT_CAMERA)],
+                    image_size,
+                    what=f"{FRONT_CAMERA} foreground mask",
+                ),
+                unit,
+            )
+            for r in records
+        ]
+    )
+
+
+def kept_cells(selector: Any, front: FrontCamera, ratio: float) -> np.ndarray:
+    """[S, n] True where `selector` keeps the token at prune ratio `ratio` (front camera alone)."""
+    count, n = front.fg_share.shape
+    keep = keep_count(n, ratio)
+    kept = np.zeros((count, n), dtype=bool)
+    reset = getattr(selector, "reset", None)
+    if reset is not None:  # a seeded random selector draws the same sets on every world
+        reset()
+    with torch.no_grad():
+        for row in range(count):
+            kept[row, selector.select(front.visual(row), keep).kept_index.cpu().numpy()] = True
+    return kept
+
+
+def reading_features(world: World, maps: CellMaps, kept: np.ndarray) -> np.ndarray:
+    """The reader's input: minimal ego inputs, the corridor of the kept cells, its motion."""
+    corridor = corridor_features(maps.masked(kept))
+    return np.hstack([world.problem.ego, with_motion(corridor, world.previous)])
+
+
+def fit_views(
+    world: World, maps: CellMaps, views: Sequence[np.ndarray]
+) -> tuple[np.ndarray, World]:
+    """The training rows: the world's keyframes once per kept-cell view, stacked."""
+    x = np.vstack([reading_features(world, maps, kept) for kept in views])
+    return x, world.repeated(len(views))
+
+
+def pruned_reading(
+    train: tuple[World, CellMaps, Sequence[np.ndarray]],
+    tests: Mapping[str, tuple[World, CellMaps]],
+    kept: Mapping[str, Mapping[tuple[str, float], np.ndarray]],
+    *,
+    trees: int = TREES,
+    seed: int = 0,
+) -> dict[tuple[str, float], dict[str, dict[str, Any]]]:
+    """{(selector, ratio): {held-out world: score_reading's figures}}, one reader for all.
+
+    train: (world, its cell maps, the kept-cell views to fit on); kept: {world: {(selector,
+    ratio): [S, n] kept cells}}, the same keys for every world.
+    """
+    world, maps, views = train
+    fit_x, fit_world = fit_views(world, maps, views)
+    settings = list(next(iter(kept.values())))
+    rows = {}
+    for setting in settings:
+        held = {
+            name: (reading_features(w, m, kept[name][setting]), w)
+            for name, (w, m) in tests.items()
+        }
+        rows[setting] = score_reading(fit_x, fit_world, held, trees=trees, seed=seed)
+    return rows
+
+
+def oracle_gaps(
+    rows: Mapping[tuple[str, float], Mapping[str, Mapping[str, Any]]],
+    scenes: Mapping[str, np.ndarray],
+    *,
+    seed: int = 0,
+) -> dict[tuple[float, str], Interval]:
+    """{(ratio, world): anti_oracle - oracle_fg L2 Avg} with 95 % scene-bootstrap intervals."""
+    out = {}
+    for (name, ratio), worlds in rows.items():
+        if name != "oracle_fg" or ("anti_oracle", ratio) not in rows:
+            continue
+        for world, figures in worlds.items():
+            anti = rows["anti_oracle", ratio][world]["steps"]
+            out[ratio, world] = paired_l2_difference(
+                anti, figures["steps"], scenes[world], seed=seed
+            )
+    return out
+
+
+def between_oracles(
+    rows: Mapping[tuple[str, float], Mapping[str, Mapping[str, Any]]],
+) -> dict[tuple[str, float], float]:
+    """Each setting's place between oracle_fg (0) and anti_oracle (1) at its ratio.
+
+    The mean over worlds of (L2 - oracle) / (anti - oracle); NaN where the oracles do not differ.
+    """
+    out = {}
+    for (name, ratio), worlds in rows.items():
+        if ("oracle_fg", ratio) not in rows or ("anti_oracle", ratio) not in rows:
+            continue
+        places = []
+        for world, figures in worlds.items():
+            low = rows["oracle_fg", ratio][world]["own"]
+            high = rows["anti_oracle", ratio][world]["own"]
+            places.append((figures["own"] - low) / (high - low) if high > low else np.nan)
+        out[name, ratio] = float(np.mean(places))
+    return out
+
+
+def render_tables(
+    rows: Mapping[tuple[str, float], Mapping[str, Mapping[str, Any]]],
+    gaps: Mapping[tuple[float, str], Interval],
+    places: Mapping[tuple[str, float], float],
+) -> str:
+    """Markdown: L2 / corr per selector and ratio, the oracle gaps, the places between them."""
+    worlds = list(next(iter(rows.values())))
+    ratios = sorted({ratio for _, ratio in rows})
+    names = list(dict.fromkeys(name for name, _ in rows))
+    head = " | ".join(f"{r:.0%} pruned" for r in ratios)
+    lines = [
+        "Ego + read decision, L2 Avg (m) / decision corr, per held-out world "
+        f"({', '.join(worlds)}); ego alone: "
+        + " / ".join(f"{rows[next(iter(rows))][w]['ego']:.3f}" for w in worlds),
+        "",
+        f"| selector | {head} |",
+        "|---|" + "---|" * len(ratios),
+    ]
+    for name in names:
+        cells = []
+        for ratio in ratios:
+            figures = rows.get((name, ratio))
+            cells.append(
+                "–"
+                if figures is None
+                else " / ".join(
+                    f"{figures[w]['own']:.3f} ({figures[w]['corr']:.2f})" for w in worlds
+                )
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if gaps:
+        lines += [
+            "",
+            "| oracle gap (anti_oracle - oracle_fg) | world | L2 Avg, 95 % interval |",
+            "|---|---|---|",
+        ]
+        for (ratio, world), gap in sorted(gaps.items()):
+            lines.append(
+                f"| {ratio:.0%} pruned | {world} | {100 * gap.estimate:+.1f} cm = "
+                f"{gap.relative:+.1f} % [{gap.relative_low:+.1f}, {gap.relative_high:+.1f}] |"
+            )
+    if places:
+        pruned = sorted({ratio for _, ratio in places})
+        lines += [
+            "",
+            "| place between oracle_fg (0) and anti_oracle (1), mean of worlds | "
+            + " | ".join(f"{r:.0%} pruned" for r in pruned)
+            + " |",
+            "|---|" + "---|" * len(pruned),
+        ]
+        for name in dict.fromkeys(name for name, _ in places):
+            cells = [f"{places[name, r]:.2f}" if (name, r) in places else "–" for r in pruned]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _check_selectors(names: Sequence[str]) -> None:
+    for name in names:
+        if name in ("shuffled", "no_images", "none"):
+            raise ValueError(
+                f"{name} is not a pruner: the unpruned reading is always the first row"
+            )
+        if selector_stage(name, probes=True) != "encoder":
+            raise ValueError(
+                f"{name} prunes inside the LLM's prefill, after the tokens are read: this probe "
+                "runs encoder-stage selectors only"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from fastdrive_ros.data.world_labels import read_scene_labels
+    from fastdrive_ros.nn.vla import VLA
+    from fastdrive_ros.train.decision_probe import front_encoder_output, sample_chain
+    from fastdrive_ros.train.dense_probe import fit_cell_head, read_cell_maps, world_cell_maps
+    from fastdrive_ros.train.records import read_records
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tower", required=True, help="bundle whose tower and ReconPruner to use")
+    parser.add_argument("train", help="dataset root the cell head and the reader are fitted on")
+    parser.add_argument("test", nargs="+", help="held-out dataset roots")
+    parser.add_argument("--version", default="v1.0-synth")
+    parser.add_argument("--pruners", default=",".join(DEFAULT_SELECTORS))
+    parser.add_argument("--ratios", default=",".join(str(r) for r in DEFAULT_RATIOS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trees", type=int, default=TREES)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.pruners.split(",") if n.strip()]
+    ratios = [float(r) for r in args.ratios.split(",")]
+    _check_selectors(names)
+    if any(not 0 < r < 1 for r in ratios):
+        raise SystemExit(f"--ratios must lie in (0, 1), got {ratios}")
+    torch.set_num_threads(args.threads)
+    vla = VLA.from_pretrained(args.tower)
+    image_size = tuple(vla.config.image_size)
+    unit = vla.vision.patch_size * vla.vision.merge_size
+    grid = torch.tensor([[1, 2 * image_size[0] // unit, 2 * image_size[1] // unit]])
+    worlds, fronts, maps = {}, {}, {}
+    for root in [args.train, *args.test]:
+        records = read_records(dataroot=root, version=args.version, progress=False)
+        worlds[root] = World.of(records, read_scene_labels(root), sample_chain(root, args.version))
+        tokens, attention = front_encoder_output(args.tower, records)
+        share = front_fg_share(records, image_size, unit)
+        fronts[root] = FrontCamera(tokens, share, attention, grid)
+        maps[root] = world_cell_maps(records, image_size, unit)
+    head = fit_cell_head(fronts[args.train].tokens, maps[args.train], seed=args.seed)
+    read = {w: read_cell_maps(head, f.tokens, maps[w].grid) for w, f in fronts.items()}
+
+    def selector(name: str) -> Any:
+        if name == "random":
+            return vla.make_selector(name, seed=args.seed)
+        return vla.make_selector(name)
+
+    everything = {w: np.ones(f.fg_share.shape, dtype=bool) for w, f in fronts.items()}
+    views = [everything[args.train]] + [
+        kept_cells(selector(name), fronts[args.train], ratio) for name, ratio in TRAINING_VIEWS
+    ]
+    kept = {}
+    for w in args.test:
+        kept[w] = {("none", 0.0): everything[w]}
+        for name in names:
+            chosen = selector(name)
+            kept[w].update({(name, r): kept_cells(chosen, fronts[w], r) for r in ratios})
+    rows = pruned_reading(
+        (worlds[args.train], read[args.train], views),
+        {w: (worlds[w], read[w]) for w in args.test},
+        kept,
+        trees=args.trees,
+        seed=args.seed,
+    )
+    scenes = {w: worlds[w].scenes for w in args.test}
+    print(render_tables(rows, oracle_gaps(rows, scenes, seed=args.seed), between_oracles(rows)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The decision read from pruned front tokens: kept cells, one reader, the oracle gap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_train_dense_probe import GRID, _maps
+from train_tiny import decision_world, tiny_bundle, tiny_world
+
+from fastdrive_ros.nn.registry import make_selector
+from fastdrive_ros.train.dense_probe import World, corridor_features
+from fastdrive_ros.train.pruned_reading import (
+    FrontCamera,
+    _check_selectors,
+    between_oracles,
+    kept_cells,
+    main,
+    oracle_gaps,
+    pruned_reading,
+    render_tables,
+)
+
+CELLS = GRID[0] * GRID[1]
+VEHICLE_CELL = 6 * GRID[1] + 9
+
+
+def _front(fg_share: np.ndarray) -> FrontCamera:
+    count = len(fg_share)
+    tokens = np.random.default_rng(0).normal(size=(count, CELLS, 8)).astype(np.float32)
+    attention = np.random.default_rng(1).random((count, CELLS)).astype(np.float32)
+    return FrontCamera(tokens, fg_share, attention, torch.tensor([[1, 2 * GRID[0], 2 * GRID[1]]]))
+
+
+def test_masked_maps_hold_nothing_where_tokens_were_dropped() -> None:
+    maps = _maps([[("vehicle", 6, 9, 0.5)], [("vehicle", 6, 9, 0.5)]])
+    kept = np.ones((2, CELLS), dtype=bool)
+    kept[1, VEHICLE_CELL] = False
+    seen = maps.masked(kept)
+    assert seen.classes[0].sum() == pytest.approx(CELLS)  # all kept: unchanged
+    assert not seen.classes[1, VEHICLE_CELL].any() and not seen.depth[1, VEHICLE_CELL].any()
+    assert corridor_features(seen)[:, 0].tolist() == pytest.approx([0.5, 0.0])  # car unseen
+    with pytest.raises(ValueError, match="kept must be"):
+        maps.masked(kept[:, :10])
+
+
+def test_kept_cells_are_the_selector_choice_at_the_ratio() -> None:
+    share = np.random.default_rng(2).random((3, CELLS))
+    front = _front(share)
+    oracle = kept_cells(make_selector("oracle_fg"), front, 0.75)
+    anti = kept_cells(make_selector("anti_oracle"), front, 0.75)
+    assert (oracle.sum(1) == CELLS // 4).all() and (anti.sum(1) == CELLS // 4).all()
+    for row in range(3):  # the highest shares, the lowest shares
+        assert share[row, oracle[row]].min() >= share[row, ~oracle[row]].max()
+        assert share[row, anti[row]].max() <= share[row, ~anti[row]].min()
+    random = make_selector("random", seed=3)
+    assert (kept_cells(random, front, 0.5) == kept_cells(random, front, 0.5)).all()  # reset
+
+
+def test_repeated_world_keeps_each_copy_own_predecessors() -> None:
+    records, labels = decision_world(0, future_from="decision", n=24)
+    chain = {r.token: records[i - 1].token for i, r in enumerate(records) if i % 12}
+    world = World.of(records, labels, chain)
+    twice = world.repeated(2)
+    assert len(twice.decision) == 48 and twice.problem.target.shape == (48, 12)
+    assert (twice.previous[24:] == world.previous + 24).all()
+    assert (twice.scenes[24:] == world.scenes).all()
+
+
+def _world(seed: int) -> tuple[World, object, np.ndarray]:
+    """A vehicle ahead whose nearness tells the decision; it is the one foreground cell."""
+    records, labels = decision_world(seed, future_from="decision")
+    world = World.of(records, labels, {})
+    inverse = 0.05 + 0.2 * (1 - world.decision)
+    maps = _maps([[("vehicle", 6, 9, float(v))] for v in inverse])
+    share = np.random.default_rng(seed).uniform(0, 0.5, (len(records), CELLS))
+    share[:, VEHICLE_CELL] = 1.0
+    return world, maps, share
+
+
+def test_the_reading_tells_oracle_from_anti_oracle() -> None:
+    train, train_maps, train_share = _world(0)
+    held, held_maps, held_share = _world(1)
+    ratio = 0.75
+    oracle, anti = make_selector("oracle_fg"), make_selector("anti_oracle")
+    views = [np.ones((len(train.decision), CELLS), dtype=bool)] + [
+        kept_cells(s, _front(train_share), r) for s in (oracle, anti) for r in (0.25, 0.75)
+    ]
+    front = _front(held_share)
+    kept = {
+        "held": {
+            ("oracle_fg", ratio): kept_cells(oracle, front, ratio),
+            ("anti_oracle", ratio): kept_cells(anti, front, ratio),
+            ("random", ratio): kept_cells(make_selector("random", seed=0), front, ratio),
+        }
+    }
+    rows = pruned_reading((train, train_maps, views), {"held": (held, held_maps)}, kept, trees=60)
+    assert rows["oracle_fg", ratio]["held"]["corr"] > 0.9  # the car was kept: read
+    assert abs(rows["anti_oracle", ratio]["held"]["corr"]) < 0.3  # dropped: nothing to read
+    gap = oracle_gaps(rows, {"held": held.scenes})[ratio, "held"]
+    assert gap.low > 0 and gap.relative > 50
+    places = between_oracles(rows)
+    assert places["oracle_fg", ratio] == 0.0 and places["anti_oracle", ratio] == 1.0
+    assert 0.3 < places["random", ratio] < 1.0  # a quarter of the time it keeps the car
+    table = render_tables(rows, {(ratio, "held"): gap}, places)
+    assert "| oracle_fg | " in table and "| 75% pruned | held | +" in table
+
+
+def test_llm_stage_pruners_and_whole_frame_probes_are_refused() -> None:
+    with pytest.raises(ValueError, match="inside the LLM"):
+        _check_selectors(["fastv"])
+    with pytest.raises(ValueError, match="not a pruner"):
+        _check_selectors(["shuffled"])
+    _check_selectors(["reconpruner", "vispruner", "oracle_fg"])
+
+
+def test_the_command_prunes_a_tower_front_tokens_on_two_worlds(
+    world, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = tiny_world(tmp_path_factory, seed=6)
+    bundle = tiny_bundle(tmp_path_factory)
+    main(
+        [
+            "--tower",
+            str(bundle),
+            str(world),
+            str(held),
+            "--ratios",
+            "0.5",
+            "--trees",
+            "20",
+            "--threads",
+            "1",
+        ]
+    )
+    table = capsys.readouterr().out
+    for name in ("none", "oracle_fg", "anti_oracle", "reconpruner", "vispruner", "random"):
+        assert f"| {name} | " in table
+    assert f"| 50% pruned | {held} | " in table
