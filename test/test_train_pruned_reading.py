@@ -13,10 +13,10 @@ from fastdrive_ros.train.dense_probe import World, corridor_features
 from fastdrive_ros.train.pruned_reading import (
     FrontCamera,
     _check_selectors,
+    above_oracle,
     between_oracles,
     kept_cells,
     main,
-    oracle_gaps,
     pruned_reading,
     render_tables,
 )
@@ -97,13 +97,16 @@ def test_the_reading_tells_oracle_from_anti_oracle() -> None:
     rows = pruned_reading((train, train_maps, views), {"held": (held, held_maps)}, kept, trees=60)
     assert rows["oracle_fg", ratio]["held"]["corr"] > 0.9  # the car was kept: read
     assert abs(rows["anti_oracle", ratio]["held"]["corr"]) < 0.3  # dropped: nothing to read
-    gap = oracle_gaps(rows, {"held": held.scenes})[ratio, "held"]
+    gaps = above_oracle(rows, {"held": held.scenes})
+    gap = gaps["anti_oracle", ratio, "held"]  # the oracle gap
     assert gap.low > 0 and gap.relative > 50
+    assert gaps["random", ratio, "held"].low > 0  # random is told apart from the oracle too
+    assert ("oracle_fg", ratio, "held") not in gaps
     places = between_oracles(rows)
     assert places["oracle_fg", ratio] == 0.0 and places["anti_oracle", ratio] == 1.0
     assert 0.3 < places["random", ratio] < 1.0  # a quarter of the time it keeps the car
-    table = render_tables(rows, {(ratio, "held"): gap}, places)
-    assert "| oracle_fg | " in table and "| 75% pruned | held | +" in table
+    table = render_tables(rows, gaps, places)
+    assert "| oracle_fg | " in table and "| anti_oracle | held | +" in table
 
 
 def test_llm_stage_pruners_and_whole_frame_probes_are_refused() -> None:
@@ -136,4 +139,4 @@ def test_the_command_prunes_a_tower_front_tokens_on_two_worlds(
     table = capsys.readouterr().out
     for name in ("none", "oracle_fg", "anti_oracle", "reconpruner", "vispruner", "random"):
         assert f"| {name} | " in table
-    assert f"| 50% pruned | {held} | " in table
+    assert f"| anti_oracle | {held} | " in table and " % [" in table
