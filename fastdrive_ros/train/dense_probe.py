@@ -405,7 +405,7 @@ def dense_probe(
     return rows
 
 
-def _relative(interval: Interval) -> str:
+def percent_interval(interval: Interval) -> str:
     return (
         f"{interval.relative:+.1f} % [{interval.relative_low:+.1f}, {interval.relative_high:+.1f}]"
     )
@@ -422,7 +422,8 @@ def render_table(rows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
         for world, f in worlds.items():
             lines.append(
                 f"| {reading} | {world} | {f['corr']:.2f} | {f['ego']:.3f} | {f['own']:.3f} "
-                f"| {f['shuffled']:.3f} | {_relative(f['gain'])} | {_relative(f['content'])} |"
+                f"| {f['shuffled']:.3f} | {percent_interval(f['gain'])} "
+                f"| {percent_interval(f['content'])} |"
             )
     return "\n".join(lines)
 

@@ -42,6 +42,7 @@ from fastdrive_ros.train.dense_probe import (
     CellMaps,
     World,
     corridor_features,
+    percent_interval,
     score_reading,
     with_motion,
 )
@@ -211,62 +212,47 @@ def render_tables(
 ) -> str:
     """Markdown: L2 / corr per selector and ratio, the distance to the oracle, the places."""
     worlds = list(next(iter(rows.values())))
-    ratios = sorted({ratio for _, ratio in rows})
-    names = list(dict.fromkeys(name for name, _ in rows))
-    head = " | ".join(f"{r:.0%} pruned" for r in ratios)
+    ego = " / ".join(f"{rows[next(iter(rows))][w]['ego']:.3f}" for w in worlds)
     lines = [
-        "Ego + read decision, L2 Avg (m) / decision corr, per held-out world "
-        f"({', '.join(worlds)}); ego alone: "
-        + " / ".join(f"{rows[next(iter(rows))][w]['ego']:.3f}" for w in worlds),
+        "Ego + read decision, L2 Avg (m) (decision corr), per held-out world "
+        f"({', '.join(worlds)}); ego alone: {ego}",
         "",
-        f"| selector | {head} |",
-        "|---|" + "---|" * len(ratios),
     ]
-    for name in names:
-        cells = []
-        for ratio in ratios:
-            figures = rows.get((name, ratio))
-            cells.append(
-                "–"
-                if figures is None
-                else " / ".join(
-                    f"{figures[w]['own']:.3f} ({figures[w]['corr']:.2f})" for w in worlds
-                )
-            )
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    def reading(figures: Mapping[str, Mapping[str, Any]]) -> str:
+        return " / ".join(f"{figures[w]['own']:.3f} ({figures[w]['corr']:.2f})" for w in worlds)
+
+    lines += _ratio_table(
+        ["selector"], {((name,), ratio): reading(f) for (name, ratio), f in rows.items()}
+    )
     if gaps:
-        pruned = sorted({ratio for _, ratio, _ in gaps})
-        lines += [
-            "",
-            "| L2 Avg above oracle_fg, 95 % interval | world | "
-            + " | ".join(f"{r:.0%} pruned" for r in pruned)
-            + " |",
-            "|---|---|" + "---|" * len(pruned),
-        ]
-        for name in dict.fromkeys(name for name, _, _ in gaps):
-            for world in worlds:
-                cells = [
-                    _relative(gaps[name, r, world]) if (name, r, world) in gaps else "–"
-                    for r in pruned
-                ]
-                lines.append(f"| {name} | {world} | " + " | ".join(cells) + " |")
+        lines += [""] + _ratio_table(
+            ["L2 Avg above oracle_fg, 95 % interval", "world"],
+            {
+                ((name, world), ratio): percent_interval(gap)
+                for (name, ratio, world), gap in gaps.items()
+            },
+        )
     if places:
-        pruned = sorted({ratio for _, ratio in places})
-        lines += [
-            "",
-            "| place between oracle_fg (0) and anti_oracle (1), mean of worlds | "
-            + " | ".join(f"{r:.0%} pruned" for r in pruned)
-            + " |",
-            "|---|" + "---|" * len(pruned),
-        ]
-        for name in dict.fromkeys(name for name, _ in places):
-            cells = [f"{places[name, r]:.2f}" if (name, r) in places else "–" for r in pruned]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += [""] + _ratio_table(
+            ["place between oracle_fg (0) and anti_oracle (1), mean of worlds"],
+            {((name,), ratio): f"{place:.2f}" for (name, ratio), place in places.items()},
+        )
     return "\n".join(lines)
 
 
-def _relative(gap: Interval) -> str:
-    return f"{gap.relative:+.1f} % [{gap.relative_low:+.1f}, {gap.relative_high:+.1f}]"
+def _ratio_table(first: Sequence[str], cells: Mapping[tuple[tuple[str, ...], float], str]):
+    """Markdown: a row per key (its `first` columns), a column per prune ratio ("–" if none)."""
+    ratios = sorted({ratio for _, ratio in cells})
+    keys = list(dict.fromkeys(key for key, _ in cells))
+    lines = [
+        "| " + " | ".join([*first, *(f"{r:.0%} pruned" for r in ratios)]) + " |",
+        "|" + "---|" * (len(first) + len(ratios)),
+    ]
+    for key in keys:
+        row = [*key, *(cells.get((key, r), "–") for r in ratios)]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def _check_selectors(names: Sequence[str]) -> None:
