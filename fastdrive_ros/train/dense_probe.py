@@ -26,7 +26,7 @@ worlds only: real nuScenes has neither the driver's decisions nor depth maps.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,12 +325,12 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 def score_reading(
     train_x: np.ndarray,
     train: World,
-    tests: Mapping[str, tuple[np.ndarray, World]],
+    tests: Mapping[Hashable, tuple[np.ndarray, World]],
     *,
     trees: int = TREES,
     seed: int = 0,
-) -> dict[str, dict[str, Any]]:
-    """Per test world: what the read decision tells and buys.
+) -> dict[Hashable, dict[str, Any]]:
+    """Per test world (or any keyed set of test rows): what the read decision tells and buys.
 
     corr (read vs recorded decision); L2 Avg (m) of the ridge on the minimal ego inputs (ego),
     plus the read decision (own), plus another scene's (shuffled); gain (ego - own) and content

@@ -152,14 +152,14 @@ def pruned_reading(
     world, maps, views = train
     fit_x, fit_world = fit_views(world, maps, views)
     settings = list(next(iter(kept.values())))
-    rows = {}
-    for setting in settings:
-        held = {
-            name: (reading_features(w, m, kept[name][setting]), w)
-            for name, (w, m) in tests.items()
-        }
-        rows[setting] = score_reading(fit_x, fit_world, held, trees=trees, seed=seed)
-    return rows
+    held = {
+        (setting, name): (reading_features(w, m, kept[name][setting]), w)
+        for setting in settings
+        for name, (w, m) in tests.items()
+    }
+    # one fit of the reader, every setting of every world read by it
+    scored = score_reading(fit_x, fit_world, held, trees=trees, seed=seed)
+    return {setting: {name: scored[setting, name] for name in tests} for setting in settings}
 
 
 def above_oracle(
