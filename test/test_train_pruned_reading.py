@@ -9,9 +9,10 @@ from test_train_dense_probe import GRID, _maps
 from train_tiny import decision_world, tiny_bundle, tiny_world
 
 from fastdrive_ros.nn.registry import make_selector
+from fastdrive_ros.train.decision_probe import encoder_output, front_tokens
 from fastdrive_ros.train.dense_probe import World, corridor_features
 from fastdrive_ros.train.pruned_reading import (
-    FrontCamera,
+    EncoderOutput,
     _check_selectors,
     above_oracle,
     between_oracles,
@@ -20,16 +21,18 @@ from fastdrive_ros.train.pruned_reading import (
     pruned_reading,
     render_tables,
 )
+from fastdrive_ros.train.records import read_records
 
 CELLS = GRID[0] * GRID[1]
 VEHICLE_CELL = 6 * GRID[1] + 9
 
 
-def _front(fg_share: np.ndarray) -> FrontCamera:
+def _front(fg_share: np.ndarray) -> EncoderOutput:
     count = len(fg_share)
     tokens = np.random.default_rng(0).normal(size=(count, CELLS, 8)).astype(np.float32)
     attention = np.random.default_rng(1).random((count, CELLS)).astype(np.float32)
-    return FrontCamera(tokens, fg_share, attention, torch.tensor([[1, 2 * GRID[0], 2 * GRID[1]]]))
+    grid = torch.tensor([[1, 2 * GRID[0], 2 * GRID[1]]])
+    return EncoderOutput(tokens, fg_share, attention, grid, slice(0, CELLS))
 
 
 def test_masked_maps_hold_nothing_where_tokens_were_dropped() -> None:
@@ -55,6 +58,36 @@ def test_kept_cells_are_the_selector_choice_at_the_ratio() -> None:
         assert share[row, anti[row]].max() <= share[row, ~anti[row]].min()
     random = make_selector("random", seed=3)
     assert (kept_cells(random, front, 0.5) == kept_cells(random, front, 0.5)).all()  # reset
+
+
+def test_with_all_cameras_the_selector_sets_the_front_camera_budget() -> None:
+    share = np.zeros((2, 2 * CELLS))
+    share[0, CELLS:] = 1.0  # keyframe 0: all foreground on the second camera
+    share[1, :CELLS] = 1.0  # keyframe 1: all on the front camera
+    grid = torch.tensor([[1, 2 * GRID[0], 2 * GRID[1]]] * 2)
+    tokens = np.zeros((2, 2 * CELLS, 8), dtype=np.float32)
+    encoded = EncoderOutput(tokens, share, share, grid, slice(0, CELLS))
+    kept = kept_cells(make_selector("oracle_fg"), encoded, 0.5)  # K = 180 of 360
+    assert kept.shape == (2, CELLS)
+    assert kept[0].sum() == 0 and kept[1].all()
+
+
+def test_encoder_output_front_slice_is_the_front_camera(
+    world, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    records = read_records(dataroot=world, version="v1.0-synth", progress=False)[:3]
+    bundle = tiny_bundle(tmp_path_factory)
+    front, front_attention = encoder_output(bundle, records)
+    every, every_attention = encoder_output(bundle, records, all_cameras=True)
+    cameras = len(records[0].cameras)
+    n = front.shape[1]
+    assert every.shape == (3, cameras * n, front.shape[2]) and every_attention.shape == (
+        3,
+        cameras * n,
+    )
+    at = records[0].cameras.index("CAM_FRONT") * n
+    np.testing.assert_allclose(every[:, at : at + n], front, atol=1e-5)
+    np.testing.assert_allclose(front_tokens(bundle, records), front, atol=1e-5)
 
 
 def test_repeated_world_keeps_each_copy_own_predecessors() -> None:
@@ -135,8 +168,12 @@ def test_llm_stage_pruners_and_whole_frame_probes_are_refused() -> None:
     _check_selectors(["reconpruner", "vispruner", "oracle_fg"])
 
 
-def test_the_command_prunes_a_tower_front_tokens_on_two_worlds(
-    world, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("cameras", ["front", "all"])
+def test_the_command_prunes_a_tower_tokens_on_two_worlds(
+    cameras: str,
+    world,
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     held = tiny_world(tmp_path_factory, seed=6)
     bundle = tiny_bundle(tmp_path_factory)
@@ -152,6 +189,8 @@ def test_the_command_prunes_a_tower_front_tokens_on_two_worlds(
             "20",
             "--threads",
             "1",
+            "--cameras",
+            cameras,
         ]
     )
     table = capsys.readouterr().out

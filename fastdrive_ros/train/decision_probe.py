@@ -109,33 +109,51 @@ def sample_chain(dataroot: str | Path, version: str) -> dict[str, str]:
 
 def front_tokens(bundle: str | Path, records: Sequence[KeyframeRecord]) -> np.ndarray:
     """[S, n, D] the bundle's tower run on each record's front camera (no pruning)."""
-    return _over_front_images(bundle, records, lambda twin, pixels: (twin(pixels),))[0]
+    return _over_images(bundle, records, lambda twin, pixels: (twin(pixels),))[0]
 
 
-def front_encoder_output(
-    bundle: str | Path, records: Sequence[KeyframeRecord]
+def encoder_output(
+    bundle: str | Path, records: Sequence[KeyframeRecord], *, all_cameras: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """As front_tokens, plus [S, n] the attention each token receives (VisPruner's input)."""
-    tokens, received = _over_front_images(
-        bundle, records, lambda twin, pixels: twin.forward_with_attention(pixels)
+    """([S, N, D] tokens, [S, N] attention each token receives: VisPruner's input).
+
+    The front camera's n tokens, or with `all_cameras` every camera's in the records' camera
+    order (N = C n), as the node's encoder gives them.
+    """
+    tokens, received = _over_images(
+        bundle,
+        records,
+        lambda twin, pixels: twin.forward_with_attention(pixels),
+        all_cameras=all_cameras,
     )
-    return tokens, received
+    count = len(records)
+    return tokens.reshape(count, -1, tokens.shape[-1]), received.reshape(count, -1)
 
 
-def _over_front_images(
-    bundle: str | Path, records: Sequence[KeyframeRecord], run
+def _over_images(
+    bundle: str | Path, records: Sequence[KeyframeRecord], run, *, all_cameras: bool = False
 ) -> list[np.ndarray]:
-    """`run(tower, pixels)`'s outputs over every record's front image, batched, stacked."""
+    """`run(tower, pixels)`'s outputs over each record's front image (or all its images).
+
+    Batched; the outputs are stacked on the first axis (one row per image).
+    """
     from fastdrive_ros.nn.vla import VLA
     from fastdrive_ros.train.images import load_pixels
 
     vla = VLA.from_pretrained(bundle)
     twin = vla.vision.exportable(None).eval()
+    batch = 2 if all_cameras else 16
     out: list[list[np.ndarray]] = []
     with torch.no_grad():
-        for start in range(0, len(records), 16):
-            chunk = records[start : start + 16]
-            paths = [r.images[r.cameras.index(FRONT_CAMERA)] for r in chunk]
+        for start in range(0, len(records), batch):
+            chunk = records[start : start + batch]
+            paths = [
+                path
+                for r in chunk
+                for path in (
+                    r.images if all_cameras else [r.images[r.cameras.index(FRONT_CAMERA)]]
+                )
+            ]
             pixels = torch.cat([load_pixels([p], vla.config.image_size) for p in paths])
             out.append([part.float().numpy() for part in run(twin, pixels)])
     return [np.concatenate(parts) for parts in zip(*out)]

@@ -66,17 +66,23 @@ TRAINING_VIEWS: tuple[tuple[str, float], ...] = tuple(
 
 
 @dataclass(frozen=True)
-class FrontCamera:
-    """One world's front-camera encoder output as the selectors need it.
+class EncoderOutput:
+    """One world's encoder output as the selectors need it.
 
-    tokens [S, n, D]; fg_share [S, n] ground-truth foreground share per cell (nuScenes-FG
-    masks); attention [S, n] attention each token receives (VisPruner); grid_thw [1, 3].
+    tokens [S, N, D]; fg_share [S, N] ground-truth foreground share per cell (nuScenes-FG
+    masks); attention [S, N] attention each token receives (VisPruner); grid_thw [C, 3];
+    front: the front camera's token indices (all N when it is the only camera).
     """
 
     tokens: np.ndarray
     fg_share: np.ndarray
     attention: np.ndarray
     grid_thw: torch.Tensor
+    front: slice
+
+    @property
+    def front_tokens(self) -> np.ndarray:
+        return self.tokens[:, self.front]
 
     def visual(self, row: int) -> VisualTokens:
         return VisualTokens(
@@ -89,37 +95,51 @@ class FrontCamera:
         )
 
 
-def front_fg_share(
-    records: Sequence[KeyframeRecord], image_size: tuple[int, int], unit: int
+def fg_shares(
+    records: Sequence[KeyframeRecord],
+    image_size: tuple[int, int],
+    unit: int,
+    *,
+    all_cameras: bool = False,
 ) -> np.ndarray:
-    """[S, n] each front token cell's foreground share, as the evaluation's oracle reads it."""
-    return np.stack(
-        [
-            cell_fraction(
-                read_label(
-                    r.fg_masks[r.cameras.index(FRONT_CAMERA)],
-                    image_size,
-                    what=f"{FRONT_CAMERA} foreground mask",
-                ),
-                unit,
-            )
-            for r in records
-        ]
-    )
+    """[S, N] each token cell's foreground share, as the evaluation's oracle reads it.
+
+    The front camera's cells, or with `all_cameras` every camera's in the records' order.
+    """
+
+    def shares(record: KeyframeRecord) -> np.ndarray:
+        masks = (
+            list(zip(record.cameras, record.fg_masks))
+            if all_cameras
+            else [(FRONT_CAMERA, record.fg_masks[record.cameras.index(FRONT_CAMERA)])]
+        )
+        return np.concatenate(
+            [
+                cell_fraction(read_label(mask, image_size, what=f"{name} foreground mask"), unit)
+                for name, mask in masks
+            ]
+        )
+
+    return np.stack([shares(r) for r in records])
 
 
-def kept_cells(selector: Any, front: FrontCamera, ratio: float) -> np.ndarray:
-    """[S, n] True where `selector` keeps the token at prune ratio `ratio` (front camera alone)."""
-    count, n = front.fg_share.shape
-    keep = keep_count(n, ratio)
-    kept = np.zeros((count, n), dtype=bool)
+def kept_cells(selector: Any, encoded: EncoderOutput, ratio: float) -> np.ndarray:
+    """[S, n] True where `selector` keeps the front camera's token at prune ratio `ratio`.
+
+    It keeps K = floor(N (1 - ratio)) of all N tokens; how many of them are the front camera's
+    is its own choice (all of them when the front camera is the only one).
+    """
+    count, n_all = encoded.fg_share.shape
+    front = np.arange(n_all)[encoded.front]
+    keep = keep_count(n_all, ratio)
+    kept = np.zeros((count, n_all), dtype=bool)
     reset = getattr(selector, "reset", None)
     if reset is not None:  # a seeded random selector draws the same sets on every world
         reset()
     with torch.no_grad():
         for row in range(count):
-            kept[row, selector.select(front.visual(row), keep).kept_index.cpu().numpy()] = True
-    return kept
+            kept[row, selector.select(encoded.visual(row), keep).kept_index.cpu().numpy()] = True
+    return kept[:, front]
 
 
 def reading_features(world: World, maps: CellMaps, kept: np.ndarray) -> np.ndarray:
@@ -255,6 +275,28 @@ def _ratio_table(first: Sequence[str], cells: Mapping[tuple[tuple[str, ...], flo
     return lines
 
 
+def encode(
+    bundle: str, records: Sequence[KeyframeRecord], image_size, unit: int, all_cameras: bool
+) -> EncoderOutput:
+    """The bundle's tower on the records' front camera (or all cameras), with the fg shares."""
+    from fastdrive_ros.train.decision_probe import encoder_output
+
+    cameras = records[0].cameras
+    if any(r.cameras != cameras for r in records):
+        raise ValueError("every keyframe must list its cameras in the same order")
+    tokens, attention = encoder_output(bundle, records, all_cameras=all_cameras)
+    per_camera = (image_size[0] // unit) * (image_size[1] // unit)
+    first = cameras.index(FRONT_CAMERA) if all_cameras else 0
+    count = len(cameras) if all_cameras else 1
+    return EncoderOutput(
+        tokens=tokens,
+        fg_share=fg_shares(records, image_size, unit, all_cameras=all_cameras),
+        attention=attention,
+        grid_thw=torch.tensor([[1, 2 * image_size[0] // unit, 2 * image_size[1] // unit]] * count),
+        front=slice(first * per_camera, (first + 1) * per_camera),
+    )
+
+
 def _check_selectors(names: Sequence[str]) -> None:
     for name in names:
         if name in ("shuffled", "no_images", "none"):
@@ -271,7 +313,7 @@ def _check_selectors(names: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     from fastdrive_ros.data.world_labels import read_scene_labels
     from fastdrive_ros.nn.vla import VLA
-    from fastdrive_ros.train.decision_probe import front_encoder_output, sample_chain
+    from fastdrive_ros.train.decision_probe import sample_chain
     from fastdrive_ros.train.dense_probe import fit_cell_head, read_cell_maps, world_cell_maps
     from fastdrive_ros.train.records import read_records
 
@@ -285,6 +327,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trees", type=int, default=TREES)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cameras",
+        choices=("front", "all"),
+        default="front",
+        help="selectors see the front camera alone (K of its tokens) or all cameras (K of all, "
+        "as `fastdrive eval` prunes: the front camera gets what the selector gives it; 6x the "
+        "encoder time)",
+    )
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.pruners.split(",") if n.strip()]
     ratios = [float(r) for r in args.ratios.split(",")]
@@ -295,33 +345,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     vla = VLA.from_pretrained(args.tower)
     image_size = tuple(vla.config.image_size)
     unit = vla.vision.patch_size * vla.vision.merge_size
-    grid = torch.tensor([[1, 2 * image_size[0] // unit, 2 * image_size[1] // unit]])
-    worlds, fronts, maps = {}, {}, {}
+    worlds, encoded, maps = {}, {}, {}
     for root in [args.train, *args.test]:
         records = read_records(dataroot=root, version=args.version, progress=False)
         worlds[root] = World.of(records, read_scene_labels(root), sample_chain(root, args.version))
-        tokens, attention = front_encoder_output(args.tower, records)
-        share = front_fg_share(records, image_size, unit)
-        fronts[root] = FrontCamera(tokens, share, attention, grid)
+        encoded[root] = encode(args.tower, records, image_size, unit, args.cameras == "all")
         maps[root] = world_cell_maps(records, image_size, unit)
-    head = fit_cell_head(fronts[args.train].tokens, maps[args.train], seed=args.seed)
-    read = {w: read_cell_maps(head, f.tokens, maps[w].grid) for w, f in fronts.items()}
+    head = fit_cell_head(encoded[args.train].front_tokens, maps[args.train], seed=args.seed)
+    read = {w: read_cell_maps(head, e.front_tokens, maps[w].grid) for w, e in encoded.items()}
 
     def selector(name: str) -> Any:
         if name == "random":
             return vla.make_selector(name, seed=args.seed)
         return vla.make_selector(name)
 
-    everything = {w: np.ones(f.fg_share.shape, dtype=bool) for w, f in fronts.items()}
+    everything = {w: np.ones(m.classes.shape[:2], dtype=bool) for w, m in maps.items()}
     views = [everything[args.train]] + [
-        kept_cells(selector(name), fronts[args.train], ratio) for name, ratio in TRAINING_VIEWS
+        kept_cells(selector(name), encoded[args.train], ratio) for name, ratio in TRAINING_VIEWS
     ]
     kept = {}
     for w in args.test:
         kept[w] = {("none", 0.0): everything[w]}
         for name in names:
             chosen = selector(name)
-            kept[w].update({(name, r): kept_cells(chosen, fronts[w], r) for r in ratios})
+            kept[w].update({(name, r): kept_cells(chosen, encoded[w], r) for r in ratios})
     rows = pruned_reading(
         (worlds[args.train], read[args.train], views),
         {w: (worlds[w], read[w]) for w in args.test},
