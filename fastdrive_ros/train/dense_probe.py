@@ -244,6 +244,15 @@ class World:
             labels=groups,
         )
 
+    @classmethod
+    def read(cls, root: str, version: str) -> tuple[list[KeyframeRecord], World]:
+        """A dataset root's keyframes and their World (labels and sample chain from the root)."""
+        from fastdrive_ros.data.world_labels import read_scene_labels
+        from fastdrive_ros.train.records import read_records
+
+        records = read_records(dataroot=root, version=version, progress=False)
+        return records, cls.of(records, read_scene_labels(root), sample_chain(root, version))
+
     def repeated(self, times: int) -> World:
         """The same keyframes `times` over, for one fit on several views of each.
 
@@ -429,9 +438,7 @@ def render_table(rows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from fastdrive_ros.data.world_labels import read_scene_labels
     from fastdrive_ros.nn.vla import VLA
-    from fastdrive_ros.train.records import read_records
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tower", required=True, help="bundle whose tower's tokens to read")
@@ -449,8 +456,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unit = vla.vision.patch_size * vla.vision.merge_size
     worlds, exact, tokens = {}, {}, {}
     for root in [args.train, *args.test]:
-        records = read_records(dataroot=root, version=args.version, progress=False)
-        worlds[root] = World.of(records, read_scene_labels(root), sample_chain(root, args.version))
+        records, worlds[root] = World.read(root, args.version)
         exact[root] = world_cell_maps(records, image_size, unit)
         tokens[root] = front_tokens(args.tower, records)
     head = fit_cell_head(tokens[args.train], exact[args.train], seed=args.seed)

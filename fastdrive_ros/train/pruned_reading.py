@@ -311,11 +311,8 @@ def _check_selectors(names: Sequence[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from fastdrive_ros.data.world_labels import read_scene_labels
     from fastdrive_ros.nn.vla import VLA
-    from fastdrive_ros.train.decision_probe import sample_chain
     from fastdrive_ros.train.dense_probe import fit_cell_head, read_cell_maps, world_cell_maps
-    from fastdrive_ros.train.records import read_records
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tower", required=True, help="bundle whose tower and ReconPruner to use")
@@ -347,8 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unit = vla.vision.patch_size * vla.vision.merge_size
     worlds, encoded, maps = {}, {}, {}
     for root in [args.train, *args.test]:
-        records = read_records(dataroot=root, version=args.version, progress=False)
-        worlds[root] = World.of(records, read_scene_labels(root), sample_chain(root, args.version))
+        records, worlds[root] = World.read(root, args.version)
         encoded[root] = encode(args.tower, records, image_size, unit, args.cameras == "all")
         maps[root] = world_cell_maps(records, image_size, unit)
     head = fit_cell_head(encoded[args.train].front_tokens, maps[args.train], seed=args.seed)
