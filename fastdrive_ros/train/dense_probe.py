@@ -33,12 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from fastdrive_ros.data.layout import CLASS_ID
 from fastdrive_ros.data.world_labels import SceneLabel
 from fastdrive_ros.eval.bootstrap import Interval, l2_avg, paired_l2_difference
+from fastdrive_ros.nn.corridor import CorridorLayout
+from fastdrive_ros.nn.corridor import corridor_features as corridor_features_of
+from fastdrive_ros.nn.decision_reader import CellHead
 from fastdrive_ros.train.affordance import FRONT_CAMERA
+from fastdrive_ros.train.boosted import boosted_fit
 from fastdrive_ros.train.decision_probe import (
     front_tokens,
     other_scene_rows,
@@ -49,20 +52,21 @@ from fastdrive_ros.train.images import NUM_CLASSES
 from fastdrive_ros.train.records import KeyframeRecord
 from fastdrive_ros.train.scene_probe import label_features
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
-from fastdrive_ros.train.vision import COLOUR_DIMS, CameraImageDataset
+from fastdrive_ros.train.vision import CameraImageDataset
 
-GROUPS: dict[str, tuple[int, ...]] = {
-    "vehicle": (CLASS_ID["vehicle"], CLASS_ID["barrier"], CLASS_ID["traffic_cone"]),
-    "human": (CLASS_ID["human"],),
-    "cyclist": (CLASS_ID["cyclist"],),
-    "crossing": (CLASS_ID["crossing"],),
-}
-ROAD = (CLASS_ID["road"], CLASS_ID["lane_marking"], CLASS_ID["crossing"])
-OPEN = (CLASS_ID["sky"], CLASS_ID["building"], CLASS_ID["vegetation"])
-# Bands of the front camera's columns as fractions of its width: the ego's lane beyond ~10 m,
-# and the lane with its neighbours (a car cutting in, a pedestrian stepping out).
-BANDS = {"narrow": (0.39, 0.61), "wide": (0.28, 0.72)}
-LIGHT_REGION = (0.6, (0.22, 0.78))  # upper share of rows, column band: where lights hang
+# The stage-A class table's channels as the corridor summary reads them (nn/corridor.py).
+CORRIDOR = CorridorLayout(
+    num_classes=NUM_CLASSES,
+    groups=(
+        ("vehicle", (CLASS_ID["vehicle"], CLASS_ID["barrier"], CLASS_ID["traffic_cone"])),
+        ("human", (CLASS_ID["human"],)),
+        ("cyclist", (CLASS_ID["cyclist"],)),
+        ("crossing", (CLASS_ID["crossing"],)),
+    ),
+    road=(CLASS_ID["road"], CLASS_ID["lane_marking"], CLASS_ID["crossing"]),
+    open=(CLASS_ID["sky"], CLASS_ID["building"], CLASS_ID["vegetation"]),
+    light=CLASS_ID["traffic_light"],
+)
 
 
 @dataclass(frozen=True)
@@ -117,24 +121,6 @@ def world_cell_maps(
     return CellMaps(classes, depth, colours, grid)
 
 
-class CellHead(nn.Module):
-    """Token -> its cell's facts: class logits, inverse depth and colour (sigmoid)."""
-
-    def __init__(self, width: int, hidden: int = 256) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(width),
-            nn.Linear(width, hidden),
-            nn.GELU(),
-            nn.Linear(hidden, NUM_CLASSES + 2 + COLOUR_DIMS),
-        )
-
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.net(tokens)
-        logits, rest = out[..., :NUM_CLASSES], torch.sigmoid(out[..., NUM_CLASSES:])
-        return logits, rest[..., :2], rest[..., 2:]
-
-
 def fit_cell_head(
     tokens: np.ndarray, maps: CellMaps, *, epochs: int = 6, seed: int = 0
 ) -> CellHead:
@@ -142,7 +128,7 @@ def fit_cell_head(
     torch.manual_seed(seed)
     x = torch.as_tensor(tokens, dtype=torch.float32).reshape(-1, tokens.shape[-1])
     y = torch.from_numpy(maps.as_targets().reshape(len(x), -1))
-    head = CellHead(x.shape[-1])
+    head = CellHead(x.shape[-1], NUM_CLASSES)
     optimizer = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -167,44 +153,13 @@ def read_cell_maps(head: CellHead, tokens: np.ndarray, grid: tuple[int, int]) ->
     return CellMaps(F.softmax(logits, -1).numpy(), depth.numpy(), colours.numpy(), grid)
 
 
-def _columns(width: int, band: tuple[float, float]) -> slice:
-    return slice(int(round(band[0] * width)), int(round(band[1] * width)))
-
-
 def corridor_features(maps: CellMaps) -> np.ndarray:
-    """[S, F] what stands in the ego's corridor, from the cell facts (see the module text).
-
-    Per band and group: the largest and the mean of the three largest (share x nearest inverse
-    depth) over the band's cells (how near the nearest one is) and the group's share of the band
-    (how much of it there is); the light's red and green (share x colour excess, max and sum)
-    and its inverse depth; the nearest non-road, non-open cell in the narrow band.
-    """
-    rows, cols = maps.grid
-    count = len(maps.classes)
-    classes = maps.classes.reshape(count, rows, cols, -1)
-    near = maps.depth[..., 1].reshape(count, rows, cols)
-    colour = maps.colours.reshape(count, rows, cols, 4, 3).mean(3)
-    out: list[np.ndarray] = []
-    for band in BANDS.values():
-        span = _columns(cols, band)
-        for ids in GROUPS.values():
-            share = classes[:, :, span, list(ids)].sum(-1)
-            closeness = (share * near[:, :, span]).reshape(count, -1)
-            top = np.sort(closeness, axis=1)[:, -3:]
-            out += [top[:, -1], top.mean(1), share.reshape(count, -1).sum(1) / rows]
-    upper, band = LIGHT_REGION
-    top_rows, span = slice(0, max(1, int(round(upper * rows)))), _columns(cols, band)
-    light = classes[:, top_rows, span, CLASS_ID["traffic_light"]]
-    red_excess = colour[:, top_rows, span, 0] - colour[:, top_rows, span, 1]
-    for excess in (np.clip(red_excess, 0, None), np.clip(-red_excess, 0, None)):
-        lit = (light * excess).reshape(count, -1)
-        out += [lit.max(1), lit.sum(1)]
-    mean_near = maps.depth[..., 0].reshape(count, rows, cols)
-    out.append((light * mean_near[:, top_rows, span]).reshape(count, -1).max(1))
-    narrow = _columns(cols, BANDS["narrow"])
-    other = 1 - classes[:, :, narrow, list(ROAD + OPEN)].sum(-1)
-    out.append((np.clip(other, 0, 1) * near[:, :, narrow]).reshape(count, -1).max(1))
-    return np.stack(out, 1)
+    """[S, F] what stands in the ego's corridor, from the cell facts (nn/corridor.py)."""
+    return corridor_features_of(
+        *(torch.from_numpy(np.asarray(a)) for a in (maps.classes, maps.depth, maps.colours)),
+        maps.grid,
+        CORRIDOR,
+    ).numpy()
 
 
 def with_motion(features: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -278,26 +233,6 @@ class World:
 TREES = 300
 
 
-def _boosted_fit(x: np.ndarray, y: np.ndarray, *, trees: int, seed: int):
-    """Boosted trees fitted on (x, y).
-
-    One OpenMP thread: the fits are small, and more threads than free cores spin (a 240-row fit
-    took 5x longer beside another job).
-    """
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from threadpoolctl import threadpool_limits
-
-    model = HistGradientBoostingRegressor(
-        max_iter=trees,
-        learning_rate=0.05,
-        max_leaf_nodes=15,
-        min_samples_leaf=20,
-        random_state=seed,
-    )
-    with threadpool_limits(1):
-        return model.fit(x, y)
-
-
 def read_decision(
     train_x: np.ndarray,
     train: World,
@@ -318,9 +253,9 @@ def read_decision(
         raise ValueError("the training world needs at least 2 scenes to cross-fit the reading")
     for fold in np.array_split(names, min(folds, len(names))):
         held = np.isin(train.scenes, fold)
-        fold_model = _boosted_fit(train_x[~held], train.decision[~held], trees=trees, seed=seed)
+        fold_model = boosted_fit(train_x[~held], train.decision[~held], trees=trees, seed=seed)
         crossed[held] = fold_model.predict(train_x[held])
-    model = _boosted_fit(train_x, train.decision, trees=trees, seed=seed)
+    model = boosted_fit(train_x, train.decision, trees=trees, seed=seed)
     return crossed, [model.predict(x) for x in tests]
 
 

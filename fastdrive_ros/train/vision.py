@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fastdrive_ros.data.layout import FOREGROUND_IDS
+from fastdrive_ros.nn.decision_reader import COLOUR_DIMS, DEPTH_DIMS
 from fastdrive_ros.nn.vision import VisionEncoder
 from fastdrive_ros.train.checkpoint import load_best
 from fastdrive_ros.train.distributed import DistContext
@@ -40,8 +41,6 @@ from fastdrive_ros.train.images import (
 from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
 from fastdrive_ros.train.records import KeyframeRecord, labelled_images
 
-COLOUR_DIMS = 12  # 2 x 2 half-cells x RGB
-DEPTH_DIMS = 2  # mean and max inverse depth of the cell
 ENCODER_PREFIX = "twin.encoder."
 
 
