@@ -8,6 +8,7 @@ import torch
 from test_train_dense_probe import GRID, _maps
 from train_tiny import decision_world, tiny_bundle, tiny_world
 
+from fastdrive_ros.nn.decision_reader import DecisionReader
 from fastdrive_ros.nn.registry import make_selector
 from fastdrive_ros.train.decision_probe import encoder_output, front_tokens
 from fastdrive_ros.train.dense_probe import World, corridor_features
@@ -172,13 +173,17 @@ def test_llm_stage_pruners_and_whole_frame_probes_are_refused() -> None:
 def test_the_command_prunes_a_tower_tokens_on_two_worlds(
     cameras: str,
     world,
+    tmp_path,
     tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     held = tiny_world(tmp_path_factory, seed=6)
     bundle = tiny_bundle(tmp_path_factory)
+    saved = tmp_path / "reader" / "decision_reader.safetensors"
     main(
         [
+            "--save-reader",
+            str(saved),
             "--tower",
             str(bundle),
             str(world),
@@ -197,3 +202,14 @@ def test_the_command_prunes_a_tower_tokens_on_two_worlds(
     for name in ("none", "oracle_fg", "anti_oracle", "reconpruner", "vispruner", "random"):
         assert f"| {name} | " in table
     assert f"| anti_oracle | {held} | " in table and " % [" in table
+    # the saved reading, run from the tower's tokens as the node would, reads what was measured
+    measured = f"{_none_corr(table):.2f}"
+    assert f"all tokens: {measured} (measured above: {measured})" in table
+    DecisionReader.load(saved)
+    assert DecisionReader.metadata(saved)["train"] == str(world)
+
+
+def _none_corr(table: str) -> float:
+    """The decision corr of the unpruned row of `render_tables`' first table (one world)."""
+    row = next(line for line in table.splitlines() if line.startswith("| none | "))
+    return float(row.split("(")[1].split(")")[0])

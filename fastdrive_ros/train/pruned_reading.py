@@ -17,8 +17,10 @@ them (0 = oracle_fg, 1 = anti_oracle).
 Each selector runs on the front camera alone, K = floor(n (1 - p)) of its n tokens; encoder-stage
 selectors only (FastV and SparseVLM prune inside the LLM's prefill, after any reading of the
 tokens). Synthetic worlds only (decisions, depth maps). Not the planner: this measures what a
-planner reading the kept tokens this way could tell apart.
-`python -m fastdrive_ros.train.pruned_reading --tower BUNDLE TRAIN TEST...`
+planner reading the kept tokens this way could tell apart. `--save-reader PATH` writes the
+fitted reading as one torch module (nn/decision_reader.py: the same cell head, corridor and
+trees, tokens in, decision out) and checks on the held-out worlds that it reads what was measured.
+`python -m fastdrive_ros.train.pruned_reading --tower BUNDLE TRAIN TEST... [--save-reader PATH]`
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ import torch
 
 from fastdrive_ros.eval.bootstrap import Interval, paired_l2_difference
 from fastdrive_ros.nn.baselines.vispruner import ATTENTION_KEY
+from fastdrive_ros.nn.decision_reader import CellHead, DecisionReader
 from fastdrive_ros.nn.probes import FG_SHARE
 from fastdrive_ros.nn.registry import selector_stage
 from fastdrive_ros.nn.selection import VisualTokens, keep_count
 from fastdrive_ros.train.affordance import FRONT_CAMERA
+from fastdrive_ros.train.boosted import boosted_fit, tree_ensemble_of
 from fastdrive_ros.train.dense_probe import (
+    CORRIDOR,
     TREES,
     CellMaps,
     World,
@@ -180,6 +185,39 @@ def pruned_reading(
     # one fit of the reader, every setting of every world read by it
     scored = score_reading(fit_x, fit_world, held, trees=trees, seed=seed)
     return {setting: {name: scored[setting, name] for name in tests} for setting in settings}
+
+
+def fitted_reader(
+    head: CellHead,
+    train: tuple[World, CellMaps, Sequence[np.ndarray]],
+    *,
+    trees: int = TREES,
+    seed: int = 0,
+) -> DecisionReader:
+    """The reading `pruned_reading` measures, fitted on all of `train`'s views, as one module."""
+    world, maps, views = train
+    fit_x, fit_world = fit_views(world, maps, views)
+    model = boosted_fit(fit_x, fit_world.decision, trees=trees, seed=seed)
+    return DecisionReader(
+        cells=head, layout=CORRIDOR, grid=maps.grid, trees=tree_ensemble_of(model)
+    )
+
+
+def read_with(
+    reader: DecisionReader, tokens: np.ndarray, kept: np.ndarray, world: World
+) -> np.ndarray:
+    """[S] the reader's decision for a world's front tokens, as the node would run it.
+
+    Each keyframe's corridor first, then each keyframe with its predecessor's corridor as
+    `previous` (its own where it has none: no motion), the frame memory a caller keeps.
+    """
+    with torch.no_grad():
+        x = torch.as_tensor(tokens, dtype=torch.float32)
+        mask = torch.as_tensor(kept, dtype=torch.bool)
+        ego = torch.as_tensor(world.problem.ego)
+        now = reader.corridor(x, mask)
+        decision, _ = reader(x, mask, ego, previous=now[torch.as_tensor(world.previous)])
+    return decision.numpy()
 
 
 def above_oracle(
@@ -325,6 +363,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--trees", type=int, default=TREES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--save-reader",
+        metavar="PATH",
+        help="write the fitted reading (cell head, corridor, trees) as a DecisionReader "
+        "safetensors file",
+    )
+    parser.add_argument(
         "--cameras",
         choices=("front", "all"),
         default="front",
@@ -374,6 +418,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     scenes = {w: worlds[w].scenes for w in args.test}
     print(render_tables(rows, above_oracle(rows, scenes, seed=args.seed), between_oracles(rows)))
+    if args.save_reader:
+        train = (worlds[args.train], read[args.train], views)
+        reader = fitted_reader(head, train, trees=args.trees, seed=args.seed)
+        check = {}
+        for w in args.test:
+            decision = read_with(reader, encoded[w].front_tokens, everything[w], worlds[w])
+            check[w] = round(float(np.corrcoef(decision, worlds[w].decision)[0, 1]), 3)
+        reader.save(
+            args.save_reader,
+            tower=args.tower,
+            train=args.train,
+            seed=args.seed,
+            trees=args.trees,
+            views=["all", *map(str, TRAINING_VIEWS)],
+            corr=check,
+        )
+        measured = " / ".join(f"{rows['none', 0.0][w]['corr']:.2f}" for w in args.test)
+        print(
+            f"\nsaved the reading to {args.save_reader}; its decision corr on the held-out "
+            f"worlds, all tokens: {' / '.join(f'{c:.2f}' for c in check.values())} "
+            f"(measured above: {measured})"
+        )
 
 
 if __name__ == "__main__":
