@@ -121,10 +121,11 @@ def test_a_saved_reader_reads_the_same_and_a_foreign_file_is_refused(tmp_path) -
     from safetensors.torch import save_file
 
     reader, _, tokens, kept, _, ego, _ = _fitted()
-    path = reader.save(tmp_path / "decision_reader.safetensors", train="tiny", corr={"w": 0.5})
+    reader.meta = {"train": "tiny", "corr": {"w": 0.5}}
+    path = reader.save(tmp_path / "decision_reader.safetensors")
     loaded = DecisionReader.load(path)
     assert torch.equal(_run(loaded, tokens, kept, ego)[0], _run(reader, tokens, kept, ego)[0])
-    assert DecisionReader.metadata(path) == {"train": "tiny", "corr": {"w": 0.5}}
+    assert DecisionReader.metadata(path) == loaded.meta == {"train": "tiny", "corr": {"w": 0.5}}
     other = tmp_path / "other" / "x.safetensors"
     other.parent.mkdir()
     save_file({"a": torch.zeros(1)}, str(other), metadata={"format": "something_else"})

@@ -72,7 +72,9 @@ class DecisionReader(nn.Module):
         layout: CorridorLayout,
         grid: tuple[int, int],
         trees: TreeEnsemble,
+        meta: dict | None = None,
     ) -> None:
+        """meta: how it was fitted and what it read (JSON-able), saved with it."""
         super().__init__()
         expected = len(EGO_FEATURES) + 2 * layout.feature_count
         if trees.features != expected:
@@ -87,6 +89,7 @@ class DecisionReader(nn.Module):
         self.layout = layout
         self.grid = (int(grid[0]), int(grid[1]))
         self.trees = trees
+        self.meta = dict(meta or {})
 
     def corridor(self, tokens: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
         """[B, F]: the corridor summary of the kept cells' facts."""
@@ -115,7 +118,7 @@ class DecisionReader(nn.Module):
         x = torch.cat([ego.to(torch.float64), now.double(), (now - before).double()], dim=1)
         return self.trees(x), now
 
-    def save(self, path: str | Path, **meta: object) -> Path:
+    def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -130,7 +133,7 @@ class DecisionReader(nn.Module):
             "grid": json.dumps(self.grid),
             "layout": self.layout.to_json(),
             "trees": json.dumps({"features": self.trees.features, "depth": self.trees.depth}),
-            "meta": json.dumps(meta),
+            "meta": json.dumps(self.meta),
         }
         save_file(tensors, str(path), metadata=header)
         write_manifest(path.parent, sorted(f.name for f in path.parent.glob("*.safetensors")))
@@ -155,13 +158,14 @@ class DecisionReader(nn.Module):
         trees = TreeEnsemble.shaped(shape[0], shape[1], **json.loads(header["trees"]))
         cells = CellHead(int(header["width"]), layout.num_classes, int(header["hidden"]))
         grid = json.loads(header["grid"])
-        reader = cls(cells=cells, layout=layout, grid=(grid[0], grid[1]), trees=trees)
+        meta = json.loads(header.get("meta", "{}"))
+        reader = cls(cells=cells, layout=layout, grid=(grid[0], grid[1]), trees=trees, meta=meta)
         reader.load_state_dict(tensors)
         return reader.eval()
 
     @staticmethod
     def metadata(path: str | Path) -> dict:
-        """The fit's figures saved with the reader (`meta` of `save`)."""
+        """The fit's figures saved with the reader (its `meta`), without loading it."""
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:

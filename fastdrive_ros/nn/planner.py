@@ -13,7 +13,10 @@ embedding added to the <plan> token (the prompt then holds only the command as t
 `waypoint_prior="kinematic"` makes the regression head predict a residual over the kinematic prior
 of the status (CTRA with full ego inputs, constant velocity with minimal ones; ego_encoder.py).
 A third, `scene_reader`, adds a SceneReader over the kept front-camera tokens whose embedding joins
-the <plan> token too and whose facts training supervises (scene_reader.py).
+the <plan> token too and whose facts training supervises (scene_reader.py). A planner with a
+scene reader may also carry a DecisionReader (decision_reader.py, `attach_decision_reader`): its
+decision, read per cell from the same kept front tokens and compared with the frame 0.5 s before
+(a FrameMemory slot, frame_memory.py), replaces the head's own in what the reader projects.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from fastdrive_ros.core_types import (
     PlanOk,
     PlanResult,
 )
+from fastdrive_ros.nn.decision_reader import DecisionReader, minimal_ego
 from fastdrive_ros.nn.ego_encoder import EgoEncoder, prior_batch
 from fastdrive_ros.nn.ego_mlp import EgoPrior
+from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.nn.llm_stage import (
     LayerCache,
     LLMStageSelector,
@@ -197,6 +202,7 @@ class VLAPlanner(nn.Module):
         )
         self.ego_encoder = EgoEncoder(width=text_config.hidden_size) if ego_encoder else None
         self.scene_reader = SceneReader(width=text_config.hidden_size) if scene_reader else None
+        self.decision_reader: DecisionReader | None = None  # its own file: attach_decision_reader
         self.waypoint_prior: WaypointPrior = waypoint_prior
         self.ego_prior = EgoPrior() if waypoint_prior == "ego_mlp" else None
         self._cache_kw = cache_keyword(type(self.model.layers[0]).forward)
@@ -283,36 +289,104 @@ class VLAPlanner(nn.Module):
             next_pos=next_position(full_pos),
         )
 
+    def attach_decision_reader(self, reader: DecisionReader) -> None:
+        """Read the decision with `reader` (frozen) instead of the scene head's own."""
+        if self.scene_reader is None:
+            raise ValueError("a decision reader feeds the scene reader: this planner has none")
+        width = reader.cells.net[1].in_features
+        if width != self.hidden_size:
+            raise ValueError(
+                f"the decision reader reads {width}-wide tokens, not {self.hidden_size}"
+            )
+        device = self.model.embed_tokens.weight.device
+        self.decision_reader = reader.to(device).eval().requires_grad_(False)
+
     def read_scene(
         self,
         kept_tokens: Sequence[torch.Tensor],
         kept_index: Sequence[torch.Tensor],
         grid_thw: torch.Tensor,
         egos: Sequence[EgoState],
+        previous: Sequence[torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, SceneFacts] | None:
         """The SceneReader on each sample's kept tokens of the first camera: ([B, D], facts).
 
         None for a planner without a reader. A sample that kept no front token reads nothing
         (its pooled feature is zero), as a pruner that dropped them all would leave it.
+        previous: each sample's decision-reader corridor of 0.5 s before (None: no motion);
+        the facts carry this frame's (`corridor`) when the planner has a decision reader.
         """
         if self.scene_reader is None:
             return None
         first = self.first_camera_length(grid_thw)
-        front = [
-            tokens[index.to(tokens.device) < first]
-            for tokens, index in zip(kept_tokens, kept_index)
+        front_rows = [
+            index.to(tokens.device) < first for tokens, index in zip(kept_tokens, kept_index)
         ]
-        return self.scene_reader(front, [ego.speed for ego in egos])
+        front = [tokens[rows] for tokens, rows in zip(kept_tokens, front_rows)]
+        speeds = [ego.speed for ego in egos]
+        if self.decision_reader is None:
+            return self.scene_reader(front, speeds)
+        decision, corridor = self._read_decision(
+            front,
+            [index[rows.cpu()] for index, rows in zip(kept_index, front_rows)],
+            first,
+            egos,
+            previous,
+        )
+        return self.scene_reader(front, speeds, decision=decision, corridor=corridor)
+
+    def _read_decision(
+        self,
+        front: Sequence[torch.Tensor],
+        front_index: Sequence[torch.Tensor],
+        first: int,
+        egos: Sequence[EgoState],
+        previous: Sequence[torch.Tensor | None] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decision reader on the kept front tokens on its grid: (decision, corridor)."""
+        reader = self.decision_reader
+        assert reader is not None
+        cells = reader.grid[0] * reader.grid[1]
+        if first != cells:
+            raise ValueError(
+                f"the decision reader reads a {reader.grid[0]}x{reader.grid[1]} front grid "
+                f"({cells} tokens); this frame's front camera has {first}"
+            )
+        device = self.model.embed_tokens.weight.device
+        grid = torch.zeros(len(front), cells, self.hidden_size, device=device)
+        kept = torch.zeros(len(front), cells, dtype=torch.bool, device=device)
+        for b, (tokens, index) in enumerate(zip(front, front_index)):
+            grid[b, index.to(device)] = tokens.to(grid)
+            kept[b, index.to(device)] = True
+        ego = torch.tensor([minimal_ego(e.speed, e.command) for e in egos], device=device)
+        features = reader.layout.feature_count
+        before = torch.full((len(front), features), float("nan"), device=device)
+        for b, corridor in enumerate(previous or []):
+            if corridor is not None:
+                before[b] = corridor.to(before)
+        return reader(grid, kept, ego, before)
 
     def first_camera_length(self, grid_thw: torch.Tensor) -> int:
         """Visual tokens of the first camera (CAM_FRONT): indices below this are its own."""
         return ImageSegment(tuple(int(v) for v in grid_thw[0].tolist()), merge=self.merge).length
 
     def _assemble_one(
-        self, ego: EgoState, kept_tokens: torch.Tensor, kept_index: torch.Tensor, grid_thw
+        self,
+        ego: EgoState,
+        kept_tokens: torch.Tensor,
+        kept_index: torch.Tensor,
+        grid_thw,
+        memory: FrameSlot | None = None,
     ) -> _Assembled:
-        """_assemble for one frame, reading its scene first if the planner has a reader."""
-        read = self.read_scene([kept_tokens], [kept_index], grid_thw, [ego])
+        """_assemble for one frame, reading its scene first if the planner has a reader.
+
+        memory: the frame's slot; its corridor of 0.5 s before is read, this one's kept.
+        """
+        previous = [None if memory is None else memory.previous]
+        read = self.read_scene([kept_tokens], [kept_index], grid_thw, [ego], previous)
+        corridor = None if read is None else read[1].corridor
+        if memory is not None and corridor is not None:
+            memory.keep(corridor[0])
         scene_row = None if read is None else read[0][0]
         return self._assemble(ego, kept_tokens, kept_index, grid_thw, scene_row)
 
@@ -439,6 +513,7 @@ class VLAPlanner(nn.Module):
         keep: int | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         head: HeadChoice = "auto",
+        memory: FrameSlot | None = None,
     ) -> PlanResult:
         """Plan one frame from the kept visual tokens [K, D] and their ascending indices [K].
 
@@ -454,6 +529,7 @@ class VLAPlanner(nn.Module):
             keep=keep,
             max_new_tokens=max_new_tokens,
             head=head,
+            memory=memory,
         ).result
 
     @torch.no_grad()
@@ -468,8 +544,13 @@ class VLAPlanner(nn.Module):
         keep: int | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         head: HeadChoice = "auto",
+        memory: FrameSlot | None = None,
     ) -> PlannerOutput:
-        """plan() plus, for an LLM-stage selector, the visual tokens it left to the last layer."""
+        """plan() plus, for an LLM-stage selector, the visual tokens it left to the last layer.
+
+        memory: this frame's FrameMemory slot (a planner with a decision reader reads the
+        corridor of 0.5 s before from it and keeps this frame's); None: no motion.
+        """
         read_out = self._resolve_head(head)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -477,7 +558,7 @@ class VLAPlanner(nn.Module):
             raise ValueError(f"selector {getattr(selector, 'name', selector)!r} is not LLM-stage")
         device = self.model.embed_tokens.weight.device
         start = tick(device)
-        parts = self._assemble_one(ego, kept_tokens.to(device), kept_index, grid_thw)
+        parts = self._assemble_one(ego, kept_tokens.to(device), kept_index, grid_thw, memory)
         state = PrefillState(
             hidden=parts.embeds[None],
             positions=parts.positions[:, None],

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -37,12 +37,14 @@ class SceneFacts:
     """A batch of predictions about what binds the ego.
 
     kind_logits [B, len(LEAD_KINDS)]; inverse_gap [B] in [0, 1] (min(1, 5 m / gap), 0 where
-    nothing binds); decision [B]: the acceleration the driver decided, m/s^2.
+    nothing binds); decision [B]: the acceleration the driver decided, m/s^2; corridor [B, F]:
+    the decision reader's corridor summary (nn/decision_reader.py), None without one.
     """
 
     kind_logits: torch.Tensor
     inverse_gap: torch.Tensor
     decision: torch.Tensor
+    corridor: torch.Tensor | None = None
 
 
 class SceneHead(nn.Module):
@@ -139,9 +141,18 @@ class SceneReader(nn.Module):
         nn.init.zeros_(self.project.bias)
 
     def forward(
-        self, tokens: Sequence[torch.Tensor], speeds: Sequence[float]
+        self,
+        tokens: Sequence[torch.Tensor],
+        speeds: Sequence[float],
+        *,
+        decision: torch.Tensor | None = None,
+        corridor: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, SceneFacts]:
-        """tokens: B tensors [n_b, D] (n_b may be 0); speeds: B ego speeds in m/s."""
+        """tokens: B tensors [n_b, D] (n_b may be 0); speeds: B ego speeds in m/s.
+
+        decision [B] (m/s^2), corridor [B, F]: a decision reader's, which then replaces the
+        head's own decision in the facts and in what the projection reads.
+        """
         weight = self.project.weight
         width = weight.shape[1] - len(LEAD_KINDS) - 2
         if not tokens or any(t.ndim != 2 or t.shape[1] != width for t in tokens):
@@ -154,6 +165,8 @@ class SceneReader(nn.Module):
             mask[b, : t.shape[0]] = True
         speed = torch.tensor([float(s) for s in speeds], dtype=weight.dtype, device=weight.device)
         facts, pooled = self.head(padded, speed, mask)
+        if decision is not None:
+            facts = replace(facts, decision=decision.to(pooled), corridor=corridor)
         summary = torch.cat(
             [
                 pooled,

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from fastdrive_ros.core_types import CAMERA_NAMES, DEFAULT_MAX_NEW_TOKENS, EgoState, PlanResult
+from fastdrive_ros.nn.decision_reader import DecisionReader
+from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.nn.integrity import verify_file, write_manifest
 from fastdrive_ros.nn.llm_stage import mrope_section_of, text_config_of
 from fastdrive_ros.nn.planner import WAYPOINT_PRIORS, HeadChoice, VLAPlanner, tick, tock
@@ -35,6 +37,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PRUNER_DIR = "pruner"
+DECISION_READER_FILE = "decision_reader.safetensors"
 HeadKind = Literal["regression", "text"]
 TokenizerKind = ("compact-bpe", "checkpoint")
 
@@ -61,6 +64,8 @@ class VLAConfig:
             inside the planner's); "none" (older bundles): absolute waypoints.
         scene_reader: a SceneReader (nn/scene_reader.py) reads the kept CAM_FRONT tokens into
             the <plan> token; False in older bundles.
+        decision_reader: the scene reader's decision comes from a DecisionReader
+            (nn/decision_reader.py, its own file in the bundle) with frame memory.
     """
 
     qwen: dict[str, Any]
@@ -76,6 +81,7 @@ class VLAConfig:
     ego_encoder: bool = False
     waypoint_prior: str = "none"
     scene_reader: bool = False
+    decision_reader: bool = False
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -167,6 +173,8 @@ class VLAConfig:
             self.prompt_style != "compact" or self.camera_names[0] != "CAM_FRONT"
         ):
             raise ValueError("scene_reader needs the compact prompt and CAM_FRONT as first camera")
+        if self.decision_reader and not self.scene_reader:
+            raise ValueError("decision_reader feeds the scene reader: it needs scene_reader")
         if not self.waypoint_scale > 0:
             raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
         from fastdrive_ros.nn.resize import check_mode
@@ -252,6 +260,11 @@ class VLA(nn.Module):
         device = self.planner.model.embed_tokens.weight.device
         self.planner.scene_reader = SceneReader(width=self.planner.hidden_size).to(device)
 
+    def add_decision_reader(self, reader: DecisionReader) -> None:
+        """Read the scene reader's decision with `reader` (saved beside the weights)."""
+        self.planner.attach_decision_reader(reader)  # checks width and that a scene reader exists
+        self.config = replace(self.config, decision_reader=True)
+
     def use_ego_mlp_prior(self, bundle: str | Path) -> None:
         """Predict the residual over `bundle`'s ego MLPs (nn/ego_mlp.EgoPrior) from now on.
 
@@ -315,6 +328,8 @@ class VLA(nn.Module):
         write_manifest(folder, [WEIGHTS_FILE])  # checked at load: see nn/integrity.py
         if self.pruner is not None:
             self.pruner.save(folder / PRUNER_DIR)
+        if self.planner.decision_reader is not None:
+            self.planner.decision_reader.save(folder / DECISION_READER_FILE)
         (folder / CONFIG_FILE).write_text(config.to_json(), encoding="utf-8")
         return folder
 
@@ -405,11 +420,13 @@ class VLA(nn.Module):
         head: HeadChoice = "auto",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         selector: Any = None,
+        memory: FrameSlot | None = None,
     ) -> tuple[PlanResult, Selection, dict[str, float]]:
         """The reference path: [C, 3, H, W] normalised pixels -> plan, kept tokens, timings (ms).
 
         Encoder-stage selectors pick K = keep_count(N, p) tokens before the planner; LLM-stage
-        ones (FastV, SparseVLM) get all N and the same K inside the prefill.
+        ones (FastV, SparseVLM) get all N and the same K inside the prefill. memory: the
+        frame's FrameMemory slot (a planner with a decision reader compares with 0.5 s before).
         """
         ratio = self.config.default_prune_ratio if prune_ratio is None else prune_ratio
         if selector is None:
@@ -433,6 +450,7 @@ class VLA(nn.Module):
                 keep=keep,
                 max_new_tokens=max_new_tokens,
                 head=head,
+                memory=memory,
             )
             selection, timings["prune"] = out.selection, 0.0
         else:
@@ -447,6 +465,7 @@ class VLA(nn.Module):
                 ego=ego,
                 max_new_tokens=max_new_tokens,
                 head=head,
+                memory=memory,
             )
         timings.update(out.result.timings_ms)
         return out.result, selection, timings
@@ -457,6 +476,8 @@ def _bundle_state(vla: VLA) -> dict[str, torch.Tensor]:
     state = {f"vision.{k}": v for k, v in vla.vision.state_dict().items()}
     for key, value in vla.planner.state_dict().items():
         if key == "lm_head.weight" and vla.planner.tied_embeddings:
+            continue
+        if key.startswith("decision_reader."):  # its own file (DECISION_READER_FILE)
             continue
         state[f"planner.{key}"] = value
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
@@ -510,6 +531,8 @@ def _load_bundle(cls, folder: Path, raw: dict[str, Any]) -> VLA:
         vla.planner.load_state_dict(_strip(state, "planner."), strict=False)
     except RuntimeError as exc:  # shape mismatches
         raise ValueError(f"{path} does not fit {CONFIG_FILE}: {exc}") from exc
+    if config.decision_reader:
+        vla.planner.attach_decision_reader(DecisionReader.load(folder / DECISION_READER_FILE))
     return vla
 
 
