@@ -116,7 +116,9 @@ class FakeModel:
     def selector_stage(self, name: str) -> str:
         return "llm" if name == "fastv" else "encoder"
 
-    def plan(self, visual, selection, ego, *, llm_selector=None, keep=None) -> PlanOutput:
+    def plan(
+        self, visual, selection, ego, *, llm_selector=None, keep=None, memory=None
+    ) -> PlanOutput:
         k = int(selection.kept_index.numel()) if keep is None else keep
         self.plans.append(k)
         timings = {"prefill": 0.1 * k, "decode": 2.0}
@@ -227,3 +229,38 @@ def test_spread_indices() -> None:
     assert spread_indices(10, 3) == [0, 4, 9]
     with pytest.raises(ValueError):
         spread_indices(10, 0)
+
+
+class RememberingModel(FakeModel):
+    """Keeps (kept count, time) in each frame's memory slot and records what it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[tuple[int, float | None]] = []
+
+    def plan(self, visual, selection, ego, *, llm_selector=None, keep=None, memory=None):
+        k = int(selection.kept_index.numel()) if keep is None else keep
+        previous = None if memory.previous is None else tuple(memory.previous.tolist())
+        if previous is not None:
+            assert previous[0] == k  # the method's own memory, not another's
+        self.handed.append((k, None if previous is None else previous[1]))
+        memory.keep(torch.tensor([k, memory.stamp_s]))
+        return super().plan(visual, selection, ego, llm_selector=llm_selector, keep=keep)
+
+
+def test_each_method_remembers_its_own_keyframe_before(tmp_path: Path) -> None:
+    """Keyframes 0.5 s apart: each method's planner gets its own corridor of the one before."""
+    from dataclasses import replace
+
+    times = [(0, "scene-a"), (500_000, "scene-a"), (1_000_000, "scene-a"), (1_500_000, "scene-b")]
+    samples = [
+        replace(make_sample(tmp_path, i), timestamp_us=t, scene_name=scene)
+        for i, (t, scene) in enumerate(times)
+    ]
+    model = RememberingModel()
+    evaluate(samples, model, pruners=["reconpruner"], ratios=[0.5], progress=False)
+    per_sample = [model.handed[2 * i : 2 * i + 2] for i in range(len(samples))]
+    assert all(before is None for _, before in per_sample[0])  # first keyframe: no memory
+    assert [before for _, before in per_sample[1]] == [0.0, 0.0]
+    assert [before for _, before in per_sample[2]] == [0.5, 0.5]
+    assert all(before is None for _, before in per_sample[3])  # another scene starts afresh

@@ -58,7 +58,9 @@ class ContentModel(FakeModel):
             return make_selector(name)
         return super().selector(name, seed=seed)
 
-    def plan(self, visual, selection, ego, *, llm_selector=None, keep=None) -> PlanOutput:
+    def plan(
+        self, visual, selection, ego, *, llm_selector=None, keep=None, memory=None
+    ) -> PlanOutput:
         self.egos.append(ego)
         tokens = selection.tokens
         if tokens is None:

@@ -109,3 +109,24 @@ def test_missing_camera_policy(policy: str) -> None:
         assert out.counters["frames/incomplete"] == k + 1
     health = pipeline.health()
     assert "CAM_BACK" in health.message
+
+
+def test_the_planner_gets_a_frame_memory_slot_at_the_frame_time() -> None:
+    """Frames 0.5 s apart: the second frame's slot hands what the first one kept."""
+    import torch
+
+    clock = ManualClock()
+    pipeline, _, planner = make(clock)
+    for k in range(40):
+        t = k * 83.0
+        clock.set(int(t * MS))
+        pipeline.on_odometry(OdometryIn(int(t * MS), 6.0 * t / 1e3, 0.0, 0.0, 6.0, 0.0))
+    feed(pipeline, clock, 3400.0)
+    assert pipeline.step() is not None
+    first = planner.last_memory
+    assert first is not None and first.stamp_s == pytest.approx(3.4) and first.previous is None
+    first.keep(torch.tensor([1.0]))  # what a planner with a decision reader keeps
+    feed(pipeline, clock, 3900.0)
+    assert pipeline.step() is not None
+    assert planner.last_memory.stamp_s == pytest.approx(3.9)
+    assert planner.last_memory.previous.tolist() == [1.0]

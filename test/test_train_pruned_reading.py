@@ -10,6 +10,7 @@ from train_tiny import decision_world, tiny_bundle, tiny_world
 
 from fastdrive_ros.nn.decision_reader import DecisionReader
 from fastdrive_ros.nn.registry import make_selector
+from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.decision_probe import encoder_output, front_tokens
 from fastdrive_ros.train.dense_probe import World, corridor_features
 from fastdrive_ros.train.pruned_reading import (
@@ -180,10 +181,16 @@ def test_the_command_prunes_a_tower_tokens_on_two_worlds(
     held = tiny_world(tmp_path_factory, seed=6)
     bundle = tiny_bundle(tmp_path_factory)
     saved = tmp_path / "reader" / "decision_reader.safetensors"
+    if cameras == "front":
+        out = ["--save-reader", str(saved)]
+    else:  # into a bundle whose planner has a scene reader for the decision to feed
+        tower = VLA.from_pretrained(bundle)
+        tower.add_scene_reader()
+        bundle = tower.save_pretrained(tmp_path / "tower")
+        out = ["--bundle-out", str(tmp_path / "reading")]
     main(
         [
-            "--save-reader",
-            str(saved),
+            *out,
             "--tower",
             str(bundle),
             str(world),
@@ -205,8 +212,12 @@ def test_the_command_prunes_a_tower_tokens_on_two_worlds(
     # the saved reading, run from the tower's tokens as the node would, reads what was measured
     measured = f"{_none_corr(table):.2f}"
     assert f"all tokens: {measured} (measured above: {measured})" in table
-    DecisionReader.load(saved)
-    assert DecisionReader.metadata(saved)["train"] == str(world)
+    if cameras == "front":
+        assert DecisionReader.load(saved).meta["train"] == str(world)
+    else:
+        reading = VLA.from_pretrained(tmp_path / "reading")
+        assert reading.config.decision_reader
+        assert reading.planner.decision_reader.meta["tower"] == str(bundle)
 
 
 def _none_corr(table: str) -> float:

@@ -49,6 +49,7 @@ from fastdrive_ros.eval.model_api import EvalModel, ModelShapes, PlanOutput
 from fastdrive_ros.eval.overlays import render_overlay
 from fastdrive_ros.eval.records import EvalRecord, EvalResults, relative
 from fastdrive_ros.nn.ctra import ctra_plan
+from fastdrive_ros.nn.frame_memory import FrameMemory, FrameSlot
 from fastdrive_ros.nn.probes import FG_SHARE, PARTNER_TOKENS, WHOLE_FRAME_PROBES
 from fastdrive_ros.nn.registry import EVAL_SELECTOR_NAMES
 from fastdrive_ros.nn.selection import Selection, VisualTokens, keep_count
@@ -98,6 +99,8 @@ class _Run:
     failures: Counter = field(default_factory=Counter)
     l2_steps: list[np.ndarray] = field(default_factory=list)  # per sample (6,), NaN = not counted
     collision_steps: list[np.ndarray] = field(default_factory=list)  # per sample (6,) 0 / 1 / NaN
+    # what this method's planner saw at the keyframes before (its own selections, like the node)
+    memory: FrameMemory = field(default_factory=FrameMemory)
 
     def time(self, stage: str, ms: float | None) -> None:
         if ms is not None:
@@ -317,10 +320,12 @@ class Evaluator:
         n_tokens = int(visual.tokens.shape[0])
         everything = Selection(kept_index=torch.arange(n_tokens, device=visual.tokens.device))
         overlays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        stamp_s = sample.timestamp_us / 1e6
         for (pruner, ratio), run in self._runs.items():
+            slot = run.memory.at(stamp_s, sample.scene_name)
             with torch.inference_mode():
                 output, planned, kept, n_kept, select_ms = self._plan_one(
-                    run, visual, everything, ego, cv_plan
+                    run, visual, everything, ego, cv_plan, slot
                 )
             _score(run, truth, planned)
             run.kept.append(n_kept)
@@ -339,24 +344,30 @@ class Evaluator:
         everything: Selection,
         ego: EgoState,
         cv_plan: np.ndarray,
+        memory: FrameSlot | None = None,
     ) -> tuple[PlanOutput, np.ndarray, torch.Tensor | None, int, float | None]:
         """(output, planned (6, 2), kept index if known, kept count, selection ms)."""
         model, n_tokens = self.model, int(visual.tokens.shape[0])
         select_ms: float | None = None
         if run.pruner == UNPRUNED:
-            output = model.plan(visual, everything, ego)
+            output = model.plan(visual, everything, ego, memory=memory)
             kept, n_kept = everything.kept_index, n_tokens
         elif run.stage == "encoder":
             keep = keep_count(n_tokens, run.ratio)
             selection, select_ms = _timed(
                 model, lambda: self._selectors[run.pruner].select(visual, keep)
             )
-            output = model.plan(visual, selection, ego)
+            output = model.plan(visual, selection, ego, memory=memory)
             kept, n_kept = selection.kept_index, int(selection.kept_index.numel())
         else:  # LLM-stage: the planner selects inside its prefill
             keep = keep_count(n_tokens, run.ratio)
             output = model.plan(
-                visual, everything, ego, llm_selector=self._selectors[run.pruner], keep=keep
+                visual,
+                everything,
+                ego,
+                llm_selector=self._selectors[run.pruner],
+                keep=keep,
+                memory=memory,
             )
             kept = output.kept_index
             n_kept = keep if kept is None else int(kept.numel())

@@ -15,6 +15,7 @@ import torch
 
 from fastdrive_ros.core_types import EgoState, PlanResult
 from fastdrive_ros.eval.flops import TextShape, VisionShape
+from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.nn.selection import Selection, VisualTokens
 
 
@@ -94,8 +95,13 @@ class EvalModel(Protocol):
         *,
         llm_selector: Any = None,
         keep: int | None = None,
+        memory: FrameSlot | None = None,
     ) -> PlanOutput:
-        """Plan from the tokens in `selection` (all of them for LLM-stage selectors)."""
+        """Plan from the tokens in `selection` (all of them for LLM-stage selectors).
+
+        memory: this keyframe's slot in the method's FrameMemory (nn/frame_memory.py), for a
+        planner that compares with the keyframe before; one that does not ignores it.
+        """
         ...
 
     def text_tokens(self, ego: EgoState) -> int:

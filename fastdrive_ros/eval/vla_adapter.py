@@ -16,6 +16,7 @@ import torch
 from fastdrive_ros.core_types import EgoState
 from fastdrive_ros.eval.flops import TextShape, VisionShape
 from fastdrive_ros.eval.model_api import ModelShapes, PlanOutput, PrunerShape
+from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.nn.selection import Selection, VisualTokens
 
 
@@ -116,6 +117,7 @@ class VLAEvalModel:
         *,
         llm_selector: Any = None,
         keep: int | None = None,
+        memory: FrameSlot | None = None,
     ) -> PlanOutput:
         planner = self.vla.planner
         index = selection.kept_index
@@ -130,6 +132,7 @@ class VLAEvalModel:
             ego=ego,
             selector=llm_selector,
             keep=keep,
+            memory=memory,
         )
         if llm_selector is None:
             return PlanOutput(out.result)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from fastdrive_ros.core_types import EgoState, PlanResult
+from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.pipeline.clock import Clock
 from fastdrive_ros.pipeline.config import PipelineConfig
 from fastdrive_ros.pipeline.frame_pipeline import FramePipeline, PipelineInfo, default_preprocess
@@ -128,6 +129,7 @@ class VLAPlannerAdapter:
         grid_thw: torch.Tensor,
         ego: EgoState,
         max_new_tokens: int,
+        memory: FrameSlot | None = None,
     ) -> PlanResult:
         from fastdrive_ros.pipeline.sensor_point import ego_for_sensor, plan_to_rear_axle
 
@@ -141,6 +143,7 @@ class VLAPlannerAdapter:
             selector=self._selector,
             keep=self._keep,
             max_new_tokens=max_new_tokens,
+            memory=memory,
         )
         return result if self.lever is None else plan_to_rear_axle(result, self.lever)
 

@@ -23,6 +23,7 @@ from fastdrive_ros.core_types import (
     PlanOk,
     PlanResult,
 )
+from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.pipeline.clock import ManualClock
 from fastdrive_ros.runtime.base import EncoderPrunerOutput
 
@@ -121,6 +122,7 @@ class FakePlanner:
         self.answer = "ok"
         self.calls = 0
         self.last_ego: EgoState | None = None
+        self.last_memory: FrameSlot | None = None
 
     def plan(
         self,
@@ -130,9 +132,11 @@ class FakePlanner:
         grid_thw: torch.Tensor,
         ego: EgoState,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        memory: FrameSlot | None = None,
     ) -> PlanResult:
         self.calls += 1
         self.last_ego = ego
+        self.last_memory = memory
         if self.clock is not None:
             self.clock.advance(int(self.latency_ms * 1e6))
         elif self.latency_ms:

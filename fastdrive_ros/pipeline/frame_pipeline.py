@@ -27,6 +27,7 @@ from fastdrive_ros.core_types import (
     PlanOk,
     PlanResult,
 )
+from fastdrive_ros.nn.frame_memory import FrameMemory, FrameSlot
 from fastdrive_ros.pipeline.assemble import DroppedFrame, FrameAssembler
 from fastdrive_ros.pipeline.clock import Clock, SystemClock
 from fastdrive_ros.pipeline.config import PipelineConfig
@@ -63,6 +64,7 @@ class Planner(Protocol):
         grid_thw: torch.Tensor,
         ego: EgoState,
         max_new_tokens: int,
+        memory: FrameSlot | None = None,
     ) -> PlanResult: ...
 
 
@@ -163,6 +165,8 @@ class FramePipeline:
         )
         self._ego = EgoHistory(capacity=config.odom_buffer, wheelbase_m=config.wheelbase_m)
         self._command: DrivingCommand = config.default_command
+        # what the planner read of the frames before (a decision reader compares with 0.5 s ago)
+        self._memory = FrameMemory()
         self._step_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._frame_event = threading.Event()
@@ -293,7 +297,8 @@ class FramePipeline:
             with self._state_lock:
                 command = self._command
             ego = self._ego.estimate(synced.stamp_ns, command)
-            plan, tokens = self._run_models(assembled.images, ego.state, timer)
+            memory = self._memory.at(synced.stamp_ns / 1e9)
+            plan, tokens = self._run_models(assembled.images, ego.state, timer, memory)
             latency = timer.ms
             latency["total"] = (time.perf_counter() - start) * 1e3
             frame_age_ms = (self.clock.now_ns() - synced.stamp_ns) / 1e6
@@ -304,7 +309,11 @@ class FramePipeline:
             )
 
     def _run_models(
-        self, images: np.ndarray, ego: EgoState, timer: StageTimer
+        self,
+        images: np.ndarray,
+        ego: EgoState,
+        timer: StageTimer,
+        memory: FrameSlot | None = None,
     ) -> tuple[PlanResult, EncoderPrunerOutput | None]:
         """Preprocess, encoder+pruner, planner; any exception becomes a PlanFailure."""
         tokens: EncoderPrunerOutput | None = None
@@ -326,6 +335,7 @@ class FramePipeline:
                     grid_thw=tokens.grid_thw,
                     ego=ego,
                     max_new_tokens=self.config.max_new_tokens,
+                    memory=memory,
                 )
         except Exception as exc:  # a model crash must not stop the node: report and go on
             self._log.warning(

@@ -369,6 +369,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "safetensors file",
     )
     parser.add_argument(
+        "--bundle-out",
+        metavar="DIR",
+        help="save the tower's bundle with the fitted reading as its planner's decision reader "
+        "(its scene reader's decision then comes from it, with frame memory)",
+    )
+    parser.add_argument(
         "--cameras",
         choices=("front", "all"),
         default="front",
@@ -418,26 +424,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     scenes = {w: worlds[w].scenes for w in args.test}
     print(render_tables(rows, above_oracle(rows, scenes, seed=args.seed), between_oracles(rows)))
-    if args.save_reader:
+    if args.save_reader or args.bundle_out:
         train = (worlds[args.train], read[args.train], views)
         reader = fitted_reader(head, train, trees=args.trees, seed=args.seed)
         check = {}
         for w in args.test:
             decision = read_with(reader, encoded[w].front_tokens, everything[w], worlds[w])
             check[w] = round(float(np.corrcoef(decision, worlds[w].decision)[0, 1]), 3)
-        reader.save(
-            args.save_reader,
-            tower=args.tower,
-            train=args.train,
-            seed=args.seed,
-            trees=args.trees,
-            views=["all", *map(str, TRAINING_VIEWS)],
-            corr=check,
-        )
+        reader.meta = {
+            "tower": args.tower,
+            "train": args.train,
+            "seed": args.seed,
+            "trees": args.trees,
+            "views": ["all", *map(str, TRAINING_VIEWS)],
+            "corr": check,
+        }
+        if args.save_reader:
+            reader.save(args.save_reader)
+        if args.bundle_out:
+            vla.add_decision_reader(reader)
+            vla.save_pretrained(args.bundle_out)
         measured = " / ".join(f"{rows['none', 0.0][w]['corr']:.2f}" for w in args.test)
         print(
-            f"\nsaved the reading to {args.save_reader}; its decision corr on the held-out "
-            f"worlds, all tokens: {' / '.join(f'{c:.2f}' for c in check.values())} "
+            f"\nsaved the reading ({args.save_reader or args.bundle_out}); its decision corr on "
+            f"the held-out worlds, all tokens: {' / '.join(f'{c:.2f}' for c in check.values())} "
             f"(measured above: {measured})"
         )
 
