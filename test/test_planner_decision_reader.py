@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_planner_scene_reader import GRID, _ego, _plan, _reader_vla, _speak
 
+from fastdrive_ros.nn.corridor import corridor_features
 from fastdrive_ros.nn.decision_reader import CellHead, DecisionReader
 from fastdrive_ros.nn.frame_memory import FrameMemory
 from fastdrive_ros.nn.vla import DECISION_READER_FILE, VLA
@@ -40,14 +41,26 @@ def test_frame_memory_hands_the_frame_half_a_second_before() -> None:
 
 
 def _decision_reader(seed: int = 0) -> DecisionReader:
-    """A reader on the tiny planner's front grid whose trees read the motion of a corridor fact."""
+    """A reader on the tiny planner's front grid whose trees read the motion of a corridor fact.
+
+    Fitted on corridors of random tokens (the scale the reader will see): the decision is the
+    change of the nearest vehicle's share in the narrow band since the frame before.
+    """
     torch.manual_seed(seed)
     cells = CellHead(WIDTH, NUM_CLASSES).eval()
-    rng = np.random.default_rng(seed)
-    features = 4 + 2 * CORRIDOR.feature_count
-    x = rng.normal(size=(400, features))
-    y = 2 * x[:, 4 + CORRIDOR.feature_count + 2] + x[:, 4 + 2]  # vehicle share + its change
-    trees = tree_ensemble_of(boosted_fit(x, y, trees=40, seed=0))
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(2, 400, FRONT[0] * FRONT[1], WIDTH, generator=gen)
+    with torch.no_grad():
+        corridors = []
+        for frame in tokens:
+            logits, depth, colours = cells(frame)
+            maps = (logits.softmax(-1), depth, colours)
+            corridors.append(corridor_features(*maps, FRONT, CORRIDOR).double().numpy())
+    now, before = corridors
+    ego = np.tile([6.0, 3.6, 0.0, 0.0], (400, 1))
+    x = np.hstack([ego, now, now - before])
+    y = 100 * (now - before)[:, 2]
+    trees = tree_ensemble_of(boosted_fit(x, y, trees=60, seed=0))
     return DecisionReader(cells=cells, layout=CORRIDOR, grid=FRONT, trees=trees).eval()
 
 
@@ -126,3 +139,49 @@ def test_a_decision_reader_needs_a_scene_reader_and_the_planner_width() -> None:
     narrow.cells = CellHead(32, NUM_CLASSES)
     with pytest.raises(ValueError, match="32-wide tokens"):
         _reader_vla().add_decision_reader(narrow)
+
+
+def test_training_reads_the_keyframe_before_as_planning_with_memory_does() -> None:
+    vla = _reading_vla()
+    gen = torch.Generator().manual_seed(8)
+    before, now = torch.randn(12, WIDTH, generator=gen), torch.randn(12, WIDTH, generator=gen)
+    kept = torch.tensor([0, 1, 3, 4, 8, 11])
+    memory = FrameMemory()
+    planner = vla.planner
+    for tokens, stamp in ((before, 0.0), (now, 0.5)):
+        planned = planner.plan(
+            kept_tokens=tokens[kept],
+            kept_index=kept,
+            grid_thw=GRID,
+            ego=_ego(),
+            memory=memory.at(stamp, "s"),
+        ).waypoints
+    with torch.no_grad():
+        batch = planner.forward_training(
+            visual_tokens=[now[kept], now[kept]],
+            kept_index=[kept, kept],
+            grid_thw=GRID,
+            egos=[_ego(), _ego()],
+            previous_tokens=[before[kept], None],
+            previous_index=[kept, None],
+        )
+    assert np.allclose(batch.waypoints[0].numpy(), planned, atol=1e-4)
+    assert not np.allclose(batch.waypoints[1].numpy(), planned, atol=1e-4)  # no motion
+
+
+def test_a_planner_with_a_decision_reader_trains_on_keyframe_pairs(tmp_path: Path) -> None:
+    from fastdrive_ros.train.loop import TrainConfig
+    from fastdrive_ros.train.planner import train_planner
+
+    with pytest.raises(ValueError, match="pass chain"):
+        train_planner(
+            planner=_reading_vla().planner,
+            train_cache=type(
+                "C", (), {"spec": type("S", (), {"width": WIDTH}), "grid_thw": GRID}
+            )(),
+            train_records=[],
+            val_cache=None,
+            val_records=[],
+            out_dir=tmp_path,
+            config=TrainConfig(epochs=1, batch_size=1),
+        )

@@ -23,8 +23,8 @@ from fastdrive_ros.train.affordance import (
     finetune_affordances,
     inverse_gap,
 )
-from fastdrive_ros.train.decision_probe import sample_chain
 from fastdrive_ros.train.loop import TrainConfig
+from fastdrive_ros.train.records import sample_chain
 from fastdrive_ros.train.vision import collate_images
 
 

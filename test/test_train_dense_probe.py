@@ -15,7 +15,6 @@ from fastdrive_ros.train.dense_probe import (
     dense_probe,
     fit_cell_head,
     main,
-    previous_rows,
     read_cell_maps,
     render_table,
     score_reading,
@@ -23,7 +22,7 @@ from fastdrive_ros.train.dense_probe import (
     world_cell_maps,
 )
 from fastdrive_ros.train.images import NUM_CLASSES
-from fastdrive_ros.train.records import read_records
+from fastdrive_ros.train.records import previous_rows, read_records
 from fastdrive_ros.train.token_probe import MinimalProblem
 
 GRID = (10, 18)

@@ -120,3 +120,36 @@ def test_prior_shift_moves_each_setting_target_and_covers_every_keyframe() -> No
         assert torch.allclose(item["future"], torch.as_tensor(expected, dtype=torch.float32))
     with pytest.raises(ValueError, match="no prior shift for 1 keyframes, e.g. t1"):
         PlannerDataset(cache=None, records=records, width=8, prior_shift={"t0": shift["t0"]})
+
+
+class _Cache:
+    """A token cache stand-in: each keyframe's tokens are its row number."""
+
+    def __init__(self, count: int, n: int = 12, width: int = 8) -> None:
+        self.rows = [torch.full((n, width), float(i)) for i in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def tokens(self, index: int) -> torch.Tensor:
+        return self.rows[index]
+
+    def fg_fraction(self, index: int) -> torch.Tensor:
+        return torch.rand(self.rows[index].shape[0])
+
+
+def test_dataset_pairs_each_keyframe_with_the_one_before_at_the_same_positions() -> None:
+    records = [_record(0, "a", 15.0), _record(1, "a", 4.0), _record(2, "b", 15.2)]
+    data = PlannerDataset(
+        cache=_Cache(3),
+        records=records,
+        width=8,
+        keep_min=0.5,
+        previous=[0, 0, 2],  # t1 follows t0; t0 and t2 have none (their own rows)
+    )
+    first, second, third = data[0], data[1], data[2]
+    assert first["previous_tokens"] is None and third["previous_tokens"] is None
+    assert second["previous_tokens"].shape == second["tokens"].shape
+    assert (second["previous_tokens"] == 0.0).all() and (second["tokens"] == 1.0).all()
+    with pytest.raises(ValueError, match="predecessor rows"):
+        PlannerDataset(cache=_Cache(3), records=records, width=8, previous=[0, 0])

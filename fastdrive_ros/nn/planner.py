@@ -326,24 +326,48 @@ class VLAPlanner(nn.Module):
         speeds = [ego.speed for ego in egos]
         if self.decision_reader is None:
             return self.scene_reader(front, speeds)
-        decision, corridor = self._read_decision(
-            front,
-            [index[rows.cpu()] for index, rows in zip(kept_index, front_rows)],
-            first,
-            egos,
-            previous,
+        grid, kept = self._front_grid(
+            front, [i[r.cpu()] for i, r in zip(kept_index, front_rows)], first
         )
+        device = grid.device
+        ego = torch.tensor([minimal_ego(e.speed, e.command) for e in egos], device=device)
+        before = torch.full((len(front), self.decision_reader.layout.feature_count), float("nan"))
+        for b, corridor in enumerate(previous or []):
+            if corridor is not None:
+                before[b] = corridor.to(before)
+        decision, corridor = self.decision_reader(grid, kept, ego, before.to(device))
         return self.scene_reader(front, speeds, decision=decision, corridor=corridor)
 
-    def _read_decision(
+    def previous_corridors(
         self,
-        front: Sequence[torch.Tensor],
-        front_index: Sequence[torch.Tensor],
-        first: int,
-        egos: Sequence[EgoState],
-        previous: Sequence[torch.Tensor | None] | None,
+        kept_tokens: Sequence[torch.Tensor | None],
+        kept_index: Sequence[torch.Tensor | None],
+        grid_thw: torch.Tensor,
+    ) -> list[torch.Tensor | None]:
+        """The decision reader's corridor [F] of each earlier frame's kept tokens (None: none).
+
+        For training: each sample's keyframe 0.5 s before, as the frame memory would hold it.
+        """
+        if self.decision_reader is None:
+            raise ValueError("this planner has no decision reader")
+        first = self.first_camera_length(grid_thw)
+        rows = [b for b, t in enumerate(kept_tokens) if t is not None]
+        out: list[torch.Tensor | None] = [None] * len(kept_tokens)
+        if not rows:
+            return out
+        front = [kept_tokens[b][kept_index[b].to(kept_tokens[b].device) < first] for b in rows]
+        index = [kept_index[b][kept_index[b] < first] for b in rows]
+        grid, kept = self._front_grid(front, index, first)
+        with torch.no_grad():
+            corridors = self.decision_reader.corridor(grid, kept)
+        for b, corridor in zip(rows, corridors):
+            out[b] = corridor
+        return out
+
+    def _front_grid(
+        self, front: Sequence[torch.Tensor], front_index: Sequence[torch.Tensor], first: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decision reader on the kept front tokens on its grid: (decision, corridor)."""
+        """The kept front tokens placed on the decision reader's grid: ([B, n, D], kept [B, n])."""
         reader = self.decision_reader
         assert reader is not None
         cells = reader.grid[0] * reader.grid[1]
@@ -358,13 +382,7 @@ class VLAPlanner(nn.Module):
         for b, (tokens, index) in enumerate(zip(front, front_index)):
             grid[b, index.to(device)] = tokens.to(grid)
             kept[b, index.to(device)] = True
-        ego = torch.tensor([minimal_ego(e.speed, e.command) for e in egos], device=device)
-        features = reader.layout.feature_count
-        before = torch.full((len(front), features), float("nan"), device=device)
-        for b, corridor in enumerate(previous or []):
-            if corridor is not None:
-                before[b] = corridor.to(before)
-        return reader(grid, kept, ego, before)
+        return grid, kept
 
     def first_camera_length(self, grid_thw: torch.Tensor) -> int:
         """Visual tokens of the first camera (CAM_FRONT): indices below this are its own."""
@@ -665,6 +683,8 @@ class VLAPlanner(nn.Module):
         kept_index: Sequence[torch.Tensor],
         grid_thw: torch.Tensor,
         egos: Sequence[EgoState],
+        previous_tokens: Sequence[torch.Tensor | None] | None = None,
+        previous_index: Sequence[torch.Tensor | None] | None = None,
     ) -> RegressionOutput:
         """Differentiable batched waypoints [B, 6, 2] (metres) and the reader's facts.
 
@@ -673,6 +693,9 @@ class VLAPlanner(nn.Module):
             kept_index: B int64 tensors [K_b], strictly ascending indices into the N tokens.
             grid_thw: [C, 3] the cameras' grids (the same rig for the whole batch).
             egos: B EgoState.
+            previous_tokens: each sample's keyframe 0.5 s before, its kept tokens (None: none),
+                for a planner with a decision reader.
+            previous_index: their indices into the N tokens.
         Sequences are right-padded to the longest; a padding-aware causal mask keeps each
         sample's result equal to plan()'s (up to float rounding). Loss (e.g. L1 to the
         ground-truth future, plus the facts' terms) is the caller's.
@@ -681,7 +704,10 @@ class VLAPlanner(nn.Module):
             raise ValueError("this planner has no regression head")
         if not len(visual_tokens) == len(kept_index) == len(egos) >= 1:
             raise ValueError("visual_tokens, kept_index and egos must have the same length >= 1")
-        read = self.read_scene(visual_tokens, kept_index, grid_thw, egos)
+        previous = None
+        if self.decision_reader is not None and previous_tokens is not None:
+            previous = self.previous_corridors(previous_tokens, previous_index or [], grid_thw)
+        read = self.read_scene(visual_tokens, kept_index, grid_thw, egos, previous)
         rows = [None] * len(egos) if read is None else list(read[0])
         parts = [
             self._assemble(ego, tokens, index, grid_thw, row)

@@ -310,6 +310,14 @@ def train_planner_command(
         data = DataSpec(Path(root), version, "all")
         records = space.records(data, cameras=cameras[:1], progress=progress)
         reader_worlds.append((cached(data, records), records))
+    chain = None
+    if vla.config.decision_reader:  # it compares each keyframe with the one before
+        from fastdrive_ros.train.records import sample_chain
+
+        chain = {
+            **sample_chain(train_data.dataroot, train_data.version),
+            **sample_chain(val_data.dataroot, val_data.version),
+        }
     summaries = train_planner(
         planner=vla.planner,
         train_cache=caches[0],
@@ -331,6 +339,7 @@ def train_planner_command(
         reader_config=reader_config,
         reader_worlds=reader_worlds,
         prior_shift=prior_shift,
+        chain=chain,
         beta=loss_beta,
         dist=dist,
         progress=progress,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from fastdrive_ros.data.world_labels import SceneLabel
 from fastdrive_ros.nn.scene_reader import MotionHead, SceneHead
 from fastdrive_ros.train.affordance import FRONT_CAMERA, closing_speed
-from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.records import KeyframeRecord, sample_chain
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
 
 
@@ -95,16 +94,6 @@ class ProbeSet:
 
 
 PROBE_TARGETS = ("decision", "closing_speed")
-
-
-def sample_chain(dataroot: str | Path, version: str) -> dict[str, str]:
-    """{sample token: the previous keyframe's token} from the dataset's sample table."""
-    path = Path(dataroot) / version / "sample.json"
-    try:
-        samples = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read the sample table {path}: {exc}") from exc
-    return {s["token"]: s["prev"] for s in samples if s.get("prev")}
 
 
 def front_tokens(bundle: str | Path, records: Sequence[KeyframeRecord]) -> np.ndarray:

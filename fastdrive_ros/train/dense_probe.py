@@ -42,14 +42,9 @@ from fastdrive_ros.nn.corridor import corridor_features as corridor_features_of
 from fastdrive_ros.nn.decision_reader import CellHead
 from fastdrive_ros.train.affordance import FRONT_CAMERA
 from fastdrive_ros.train.boosted import boosted_fit
-from fastdrive_ros.train.decision_probe import (
-    front_tokens,
-    other_scene_rows,
-    sample_chain,
-    with_read,
-)
+from fastdrive_ros.train.decision_probe import front_tokens, other_scene_rows, with_read
 from fastdrive_ros.train.images import NUM_CLASSES
-from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.records import KeyframeRecord, previous_rows, sample_chain
 from fastdrive_ros.train.scene_probe import label_features
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
 from fastdrive_ros.train.vision import CameraImageDataset
@@ -165,12 +160,6 @@ def corridor_features(maps: CellMaps) -> np.ndarray:
 def with_motion(features: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """The features and their change since the previous keyframe (rows `previous`)."""
     return np.hstack([features, features - features[previous]])
-
-
-def previous_rows(records: Sequence[KeyframeRecord], chain: Mapping[str, str]) -> np.ndarray:
-    """Row of each keyframe's predecessor among `records`; its own where it has none."""
-    row = {r.token: i for i, r in enumerate(records)}
-    return np.array([row.get(chain.get(r.token, ""), i) for i, r in enumerate(records)])
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from fastdrive_ros.nn.scene_reader import SceneFacts, SceneReader
 from fastdrive_ros.train.affordance import fact_outputs, fact_targets, fact_terms
 from fastdrive_ros.train.distributed import DistContext
 from fastdrive_ros.train.loop import TrainConfig, Trainer, TrainSummary
-from fastdrive_ros.train.records import KeyframeRecord
+from fastdrive_ros.train.records import KeyframeRecord, previous_rows
 from fastdrive_ros.train.token_cache import TokenCache
 from fastdrive_ros.train.token_subsets import SubsetPolicy
 
@@ -88,6 +88,8 @@ class PlannerTrainModule(nn.Module):
         tokens: Sequence[torch.Tensor],
         kept_index: Sequence[torch.Tensor],
         egos: Sequence[EgoState],
+        previous_tokens: Sequence[torch.Tensor | None] | None = None,
+        previous_index: Sequence[torch.Tensor | None] | None = None,
     ) -> RegressionOutput:
         dtype = self.planner.model.embed_tokens.weight.dtype
         return self.planner.forward_training(
@@ -95,6 +97,10 @@ class PlannerTrainModule(nn.Module):
             kept_index=[i.cpu() for i in kept_index],
             grid_thw=self.grid_thw.cpu(),
             egos=egos,
+            previous_tokens=None
+            if previous_tokens is None
+            else [None if t is None else t.to(dtype) for t in previous_tokens],
+            previous_index=previous_index,
         )
 
 
@@ -120,6 +126,9 @@ class PlannerDataset(Dataset):
     """Ego + ground-truth future of each record, with its cached tokens (same order as the cache).
 
     Without a cache the items are prompt-only (no visual token), for the text warm-up phase.
+    `previous[i]`: the row of record i's keyframe 0.5 s before (i itself where it has none); an
+    item then also holds that keyframe's tokens at the same kept positions, what a planner with
+    a decision reader compares with (its frame memory in the node and the evaluation).
     """
 
     def __init__(
@@ -138,7 +147,10 @@ class PlannerDataset(Dataset):
         max_items: int | None = None,
         seed: int = 0,
         prior_shift: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+        previous: Sequence[int] | None = None,
     ) -> None:
+        if previous is not None and len(previous) != len(records):
+            raise ValueError(f"{len(previous)} predecessor rows for {len(records)} records")
         if cache is not None and len(cache) != len(records):
             raise ValueError(
                 f"token cache holds {len(cache)} samples, {len(records)} records were given: "
@@ -162,6 +174,7 @@ class PlannerDataset(Dataset):
         self.labels = dict(labels or {})
         self.cameras = int(cameras)
         self.prior_shift = prior_shift
+        self.previous = None if previous is None else [int(p) for p in previous]
         if prior_shift is not None:
             missing = [r.token for r in self.records if r.token not in prior_shift]
             if missing:
@@ -210,9 +223,14 @@ class PlannerDataset(Dataset):
             ego = restrict_ego(ego, "minimal")
         if self.prior_shift is not None:  # the target over the cross-fitted prior (ego_mlp.py)
             future = future + self.prior_shift[record.token][ego.inputs]
+        before = None if self.previous is None else self.previous[index]
+        previous = None
+        if self.cache is not None and before is not None and before != index:
+            previous = self.cache.tokens(before)[kept]  # the same positions kept 0.5 s before
         return {
             "tokens": tokens,
             "kept_index": kept,
+            "previous_tokens": previous,
             "ego": ego,
             "future": torch.as_tensor(future, dtype=torch.float32),
             "valid": torch.as_tensor(record.future_valid, dtype=torch.bool),
@@ -227,6 +245,7 @@ def collate_planner(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "tokens": [item["tokens"] for item in items],
         "kept_index": [item["kept_index"] for item in items],
+        "previous_tokens": [item.get("previous_tokens") for item in items],
         "egos": [item["ego"] for item in items],
         "future": torch.stack([item["future"] for item in items]),
         "valid": torch.stack([item["valid"] for item in items]),
@@ -261,7 +280,13 @@ def planner_loss(
     With a SceneReader and fact_weight > 0, plus fact_weight x its fact terms where labelled
     (in training only: validation's loss, which picks the best weights, is the trajectory's).
     """
-    out = model(batch["tokens"], batch["kept_index"], batch["egos"])
+    previous = batch.get("previous_tokens")
+    if previous is None or all(t is None for t in previous):
+        out = model(batch["tokens"], batch["kept_index"], batch["egos"])
+    else:  # a planner with a decision reader: the keyframe before, at the same positions
+        out = model(
+            batch["tokens"], batch["kept_index"], batch["egos"], previous, batch["kept_index"]
+        )
     pred = out.waypoints
     future, valid = batch["future"], batch["valid"]
     if pred.shape[1:] != (PLAN_STEPS, 2):
@@ -306,6 +331,7 @@ def train_planner(
     reader_config: TrainConfig | None = None,
     reader_worlds: Sequence[tuple[TokenCache, Sequence[KeyframeRecord]]] = (),
     prior_shift: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    chain: Mapping[str, str] | None = None,
     dist: DistContext | None = None,
     progress: bool = True,
 ) -> dict[str, TrainSummary]:
@@ -319,6 +345,9 @@ def train_planner(
     trains on, their keyframes labelled in `labels` too. `prior_shift` (token -> setting ->
     [6, 2], train/ego_mlp.cross_fitted_prior_shift) moves the training targets of a planner over
     the ego-MLP prior to the residual over a cross-fitted prior; validation keeps the true ones.
+    `chain` (keyframe token -> the token of the keyframe before it, records.sample_chain):
+    a planner with a decision reader then compares each keyframe with the one before, as it
+    will with its frame memory.
     """
     if reader_config is not None and (planner.scene_reader is None or not labels):
         raise ValueError("the reader phase needs a planner with a SceneReader and scene labels")
@@ -351,10 +380,17 @@ def train_planner(
             cache=None, records=val_records, width=width, settings=val_settings
         )
         phases.append(("text", text_config, text_set, text_val if val_records else None))
+    if planner.decision_reader is not None and chain is None:
+        raise ValueError("a planner with a decision reader trains on keyframe pairs: pass chain")
+
+    def rows(records: Sequence[KeyframeRecord]) -> list[int] | None:
+        return None if chain is None else previous_rows(records, chain).tolist()
+
     token_set = functools.partial(
         PlannerDataset,
         cache=train_cache,
         records=train_records,
+        previous=rows(train_records),
         width=width,
         keep_min=keep_min,
         subsets=subsets,
@@ -367,13 +403,19 @@ def train_planner(
     full_val = None
     if val_cache is not None and val_records:
         full_val = PlannerDataset(
-            cache=val_cache, records=val_records, width=width, settings=val_settings, labels=labels
+            cache=val_cache,
+            records=val_records,
+            width=width,
+            settings=val_settings,
+            labels=labels,
+            previous=rows(val_records),
         )
     if reader_config is not None:  # cheap without the LLM: every keyframe, not max_items
         worlds = [token_set()]
         # the reader phase reads labels, not targets: other worlds need no prior shift
         worlds += [
-            token_set(cache=c, records=r, cameras=1, prior_shift=None) for c, r in reader_worlds
+            token_set(cache=c, records=r, cameras=1, prior_shift=None, previous=None)
+            for c, r in reader_worlds
         ]
         reader_set = worlds[0] if len(worlds) == 1 else ConcatDataset(worlds)
         phases.append(("reader", reader_config, reader_set, full_val))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,3 +255,19 @@ def labelled_images(
         picks = np.linspace(0, len(items) - 1, limit).round().astype(int)
         items = [items[i] for i in sorted(set(picks.tolist()))]
     return items
+
+
+def sample_chain(dataroot: str | Path, version: str) -> dict[str, str]:
+    """{sample token: the previous keyframe's token} from the dataset's sample table."""
+    path = Path(dataroot) / version / "sample.json"
+    try:
+        samples = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the sample table {path}: {exc}") from exc
+    return {s["token"]: s["prev"] for s in samples if s.get("prev")}
+
+
+def previous_rows(records: Sequence[KeyframeRecord], chain: Mapping[str, str]) -> np.ndarray:
+    """Row of each keyframe's predecessor among `records`; its own where it has none."""
+    row = {r.token: i for i, r in enumerate(records)}
+    return np.array([row.get(chain.get(r.token, ""), i) for i, r in enumerate(records)])
