@@ -185,3 +185,13 @@ def test_a_planner_with_a_decision_reader_trains_on_keyframe_pairs(tmp_path: Pat
             out_dir=tmp_path,
             config=TrainConfig(epochs=1, batch_size=1),
         )
+
+
+def test_the_planner_bench_times_the_decision_reader(tmp_path: Path, capsys) -> None:
+    from fastdrive_ros.nn.bench_planner import bench
+
+    folder = _reading_vla().save_pretrained(tmp_path / "bundle")
+    bench(model=folder, threads=1, repeats=1, decode_tokens=2)
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("decision reader"))
+    assert float(line.split()[2]) > 0  # median ms

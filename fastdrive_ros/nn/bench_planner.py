@@ -33,6 +33,20 @@ def _ego():
     )
 
 
+def _read_decision(planner, visual, ego):
+    """The planner's decision reader on the whole front camera (what prefill runs first)."""
+    import torch
+
+    from fastdrive_ros.nn.decision_reader import minimal_ego
+
+    reader = planner.decision_reader
+    cells = reader.grid[0] * reader.grid[1]
+    front = visual.tokens[:cells][None].float()
+    kept = torch.ones(1, cells, dtype=torch.bool, device=front.device)
+    speed = torch.tensor([minimal_ego(ego.speed, ego.command)], device=front.device)
+    return reader(front, kept, speed)
+
+
 def bench(
     model: Annotated[
         Optional[Path],  # noqa: UP045 (typer reads Optional on Python 3.10)
@@ -105,6 +119,8 @@ def bench(
             )
             steps = max(1, getattr(text, "generated_tokens", 0) or decode_tokens)
             times.setdefault("decode / token", []).append(text.timings_ms["decode"] / steps)
+            if planner.decision_reader is not None:  # inside prefill above; alone here
+                timed("decision reader", lambda v=visual: _read_decision(planner, v, ego))
             if rep == 0:
                 times = {}  # warm-up
     params = sum(p.numel() for p in vla.parameters()) / 1e6
