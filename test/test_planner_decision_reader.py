@@ -124,6 +124,11 @@ def test_a_bundle_keeps_its_decision_reader(tmp_path: Path) -> None:
     loaded = VLA.from_pretrained(folder).eval()
     assert loaded.config.decision_reader and loaded.planner.decision_reader is not None
     assert np.allclose(_plan(loaded, tokens, index, _ego()), planned, atol=1e-5)
+    trees = loaded.planner.decision_reader.trees
+    assert trees.threshold.dtype == torch.float64  # VLA.to(dtype=float32) left the splits exact
+    loaded.to(torch.bfloat16)
+    assert trees.threshold.dtype == trees.value.dtype == torch.float64
+    assert trees.feature.dtype == torch.int64
     (folder / DECISION_READER_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="--save-reader"):
         VLA.from_pretrained(folder)

@@ -74,6 +74,18 @@ class TreeEnsemble(nn.Module):
             depth=depth,
         )
 
+    def _apply(self, fn, recurse=True):  # noqa: ANN001 (nn.Module's signature)
+        """Follow device moves, never dtype casts.
+
+        A threshold rounded to float32 or bfloat16 (`VLA.to(dtype=...)`) would send samples down
+        other branches than the fitted trees took.
+        """
+        device = fn(torch.zeros(1, dtype=torch.float64)).device
+        for name, buffer in self._buffers.items():
+            if buffer is not None:
+                self._buffers[name] = buffer.to(device)
+        return self
+
     @property
     def trees(self) -> int:
         return int(self.feature.shape[0])
