@@ -43,7 +43,7 @@ class CellHead(nn.Module):
 
     def __init__(self, width: int, classes: int, hidden: int = 256) -> None:
         super().__init__()
-        self.classes = classes
+        self.width, self.classes, self.hidden = width, classes, hidden
         self.net = nn.Sequential(
             nn.LayerNorm(width),
             nn.Linear(width, hidden),
@@ -100,7 +100,7 @@ class DecisionReader(nn.Module):
                 f"{self.grid[1]} grid and kept [B, {cells}], got {tuple(tokens.shape)} and "
                 f"{tuple(kept.shape)}"
             )
-        logits, depth, colours = self.cells(tokens.to(self.cells.net[1].weight))
+        logits, depth, colours = self.cells(tokens.to(self.cells.net[-1].weight))
         keep = kept.to(logits.dtype).unsqueeze(-1)
         return corridor_features(
             F.softmax(logits, -1) * keep, depth * keep, colours * keep, self.grid, self.layout
@@ -124,12 +124,11 @@ class DecisionReader(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        linear = self.cells.net[1]
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "width": str(linear.in_features),
-            "hidden": str(linear.out_features),
+            "width": str(self.cells.width),
+            "hidden": str(self.cells.hidden),
             "grid": json.dumps(self.grid),
             "layout": self.layout.to_json(),
             "trees": json.dumps({"features": self.trees.features, "depth": self.trees.depth}),

@@ -293,7 +293,7 @@ class VLAPlanner(nn.Module):
         """Read the decision with `reader` (frozen) instead of the scene head's own."""
         if self.scene_reader is None:
             raise ValueError("a decision reader feeds the scene reader: this planner has none")
-        width = reader.cells.net[1].in_features
+        width = reader.cells.width
         if width != self.hidden_size:
             raise ValueError(
                 f"the decision reader reads {width}-wide tokens, not {self.hidden_size}"

@@ -89,18 +89,19 @@ class PlannerTrainModule(nn.Module):
         kept_index: Sequence[torch.Tensor],
         egos: Sequence[EgoState],
         previous_tokens: Sequence[torch.Tensor | None] | None = None,
-        previous_index: Sequence[torch.Tensor | None] | None = None,
     ) -> RegressionOutput:
+        """previous_tokens: each sample's keyframe before, at the same kept positions (or None)."""
         dtype = self.planner.model.embed_tokens.weight.dtype
+        index = [i.cpu() for i in kept_index]
         return self.planner.forward_training(
             visual_tokens=[t.to(dtype) for t in tokens],
-            kept_index=[i.cpu() for i in kept_index],
+            kept_index=index,
             grid_thw=self.grid_thw.cpu(),
             egos=egos,
             previous_tokens=None
             if previous_tokens is None
             else [None if t is None else t.to(dtype) for t in previous_tokens],
-            previous_index=previous_index,
+            previous_index=index,
         )
 
 
@@ -280,13 +281,7 @@ def planner_loss(
     With a SceneReader and fact_weight > 0, plus fact_weight x its fact terms where labelled
     (in training only: validation's loss, which picks the best weights, is the trajectory's).
     """
-    previous = batch.get("previous_tokens")
-    if previous is None or all(t is None for t in previous):
-        out = model(batch["tokens"], batch["kept_index"], batch["egos"])
-    else:  # a planner with a decision reader: the keyframe before, at the same positions
-        out = model(
-            batch["tokens"], batch["kept_index"], batch["egos"], previous, batch["kept_index"]
-        )
+    out = model(batch["tokens"], batch["kept_index"], batch["egos"], batch.get("previous_tokens"))
     pred = out.waypoints
     future, valid = batch["future"], batch["valid"]
     if pred.shape[1:] != (PLAN_STEPS, 2):
