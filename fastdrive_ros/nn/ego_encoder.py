@@ -45,18 +45,23 @@ def ego_features(ego: EgoState) -> np.ndarray:
     return out
 
 
-def kinematic_prior(ego: EgoState) -> np.ndarray:
+def kinematic_prior(ego: EgoState, added_acceleration: float = 0.0) -> np.ndarray:
     """(6, 2) waypoints at +0.5 .. +3 s from the ego status alone.
 
     full: CTRA (speed + acceleration x t, never below 0; heading + yaw rate x t);
     minimal: constant velocity straight ahead (the status it may read holds nothing else).
+    added_acceleration (m/s^2): added to the status' own from now on, speed still held at 0
+    once stopped; the decision prior (nn/decision_prior.py) drives it with what the cameras read.
     """
     times = np.arange(1, PLAN_STEPS + 1) * PLAN_DT_S
-    if ego.inputs == "minimal":
-        return np.stack([times * ego.speed, np.zeros_like(times)], axis=1)
+    if ego.inputs == "minimal":  # closed form: v0 t + a t^2 / 2 until the ego stops
+        a = float(added_acceleration)
+        moving = np.minimum(times, ego.speed / -a) if a < 0 else times
+        return np.stack([ego.speed * moving + 0.5 * a * moving**2, np.zeros_like(times)], axis=1)
     steps = int(round(times[-1] / _PRIOR_DT))
     t = np.arange(steps) * _PRIOR_DT
-    v = np.maximum(ego.speed + ego.acceleration * (t + 0.5 * _PRIOR_DT), 0.0)
+    acceleration = ego.acceleration + float(added_acceleration)
+    v = np.maximum(ego.speed + acceleration * (t + 0.5 * _PRIOR_DT), 0.0)
     heading = ego.yaw_rate * (t + 0.5 * _PRIOR_DT)
     x = np.cumsum(v * np.cos(heading)) * _PRIOR_DT
     y = np.cumsum(v * np.sin(heading)) * _PRIOR_DT
@@ -81,7 +86,12 @@ class EgoEncoder(nn.Module):
         return self.mlp(feats)
 
 
-def prior_batch(egos: Sequence[EgoState], device: torch.device) -> torch.Tensor:
-    """[B, 6, 2] kinematic priors (float32) of a batch."""
-    plans = np.stack([kinematic_prior(ego) for ego in egos])
+def prior_batch(
+    egos: Sequence[EgoState],
+    device: torch.device,
+    added_acceleration: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """[B, 6, 2] kinematic priors (float32) of a batch (each with its added acceleration)."""
+    added = [0.0] * len(egos) if added_acceleration is None else list(added_acceleration)
+    plans = np.stack([kinematic_prior(ego, a) for ego, a in zip(egos, added, strict=True)])
     return torch.as_tensor(plans, dtype=torch.float32, device=device)

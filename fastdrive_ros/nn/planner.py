@@ -17,6 +17,8 @@ the <plan> token too and whose facts training supervises (scene_reader.py). A pl
 scene reader may also carry a DecisionReader (decision_reader.py, `attach_decision_reader`): its
 decision, read per cell from the same kept front tokens and compared with the frame 0.5 s before
 (a FrameMemory slot, frame_memory.py), replaces the head's own in what the reader projects.
+`waypoint_prior="kinematic_decision"` then gives that decision a physical path: the head's residual
+is added to the kinematic prior with gain x decision added to its acceleration (decision_prior.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from fastdrive_ros.core_types import (
     PlanOk,
     PlanResult,
 )
+from fastdrive_ros.nn.decision_prior import DecisionPrior
 from fastdrive_ros.nn.decision_reader import DecisionReader, minimal_ego
 from fastdrive_ros.nn.ego_encoder import EgoEncoder, prior_batch
 from fastdrive_ros.nn.ego_mlp import EgoPrior
@@ -62,8 +65,8 @@ from fastdrive_ros.nn.selection import Selection
 from fastdrive_ros.nn.tokenizer import PlannerTokenizer
 
 HeadChoice = Literal["auto", "text", "regression"]
-WaypointPrior = Literal["none", "kinematic", "ego_mlp"]
-WAYPOINT_PRIORS: tuple[str, ...] = ("none", "kinematic", "ego_mlp")
+WaypointPrior = Literal["none", "kinematic", "ego_mlp", "kinematic_decision"]
+WAYPOINT_PRIORS: tuple[str, ...] = ("none", "kinematic", "ego_mlp", "kinematic_decision")
 
 
 class WaypointHead(nn.Module):
@@ -142,6 +145,9 @@ class VLAPlanner(nn.Module):
             "none": absolute waypoints.
         scene_reader: a SceneReader over the kept tokens of the first camera (CAM_FRONT) into
             the <plan> token (compact prompt only).
+        decision_gains: {ego-input setting: gain} of waypoint_prior "kinematic_decision": the
+            kinematic prior with gain x the scene reader's decision added to its acceleration
+            (nn/decision_prior.py; needs the scene reader).
     """
 
     def __init__(
@@ -155,6 +161,7 @@ class VLAPlanner(nn.Module):
         ego_encoder: bool = False,
         waypoint_prior: WaypointPrior = "none",
         scene_reader: bool = False,
+        decision_gains: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if prompt_style not in PROMPT_STYLES:
@@ -167,6 +174,8 @@ class VLAPlanner(nn.Module):
             )
         if waypoint_prior != "none" and not regression_head:
             raise ValueError("a waypoint prior needs the regression head")
+        if waypoint_prior == "kinematic_decision" and not (scene_reader and decision_gains):
+            raise ValueError("the decision prior needs the scene reader and decision_gains")
         if regression_head and prompt_style != "compact":
             raise ValueError("the regression head reads the compact prompt's <plan> token")
         if regression_head and tokenizer.query_id is None:
@@ -205,6 +214,9 @@ class VLAPlanner(nn.Module):
         self.decision_reader: DecisionReader | None = None  # its own file: attach_decision_reader
         self.waypoint_prior: WaypointPrior = waypoint_prior
         self.ego_prior = EgoPrior() if waypoint_prior == "ego_mlp" else None
+        self.decision_prior = (
+            DecisionPrior(decision_gains) if waypoint_prior == "kinematic_decision" else None
+        )
         self._cache_kw = cache_keyword(type(self.model.layers[0]).forward)
         self._mrope_section = mrope_section_of(text_config)
 
@@ -301,6 +313,13 @@ class VLAPlanner(nn.Module):
         device = self.model.embed_tokens.weight.device
         self.decision_reader = reader.to(device).eval().requires_grad_(False)
 
+    def use_decision_prior(self, gains: dict[str, float]) -> None:
+        """Residuals over the kinematic prior driven by the read decision (decision_prior.py)."""
+        if self.scene_reader is None or self.waypoint_head is None:
+            raise ValueError("the decision prior needs the regression head and a scene reader")
+        self.decision_prior = DecisionPrior(gains)
+        self.waypoint_prior = "kinematic_decision"
+
     def read_scene(
         self,
         kept_tokens: Sequence[torch.Tensor],
@@ -395,10 +414,11 @@ class VLAPlanner(nn.Module):
         kept_index: torch.Tensor,
         grid_thw,
         memory: FrameSlot | None = None,
-    ) -> _Assembled:
+    ) -> tuple[_Assembled, SceneFacts | None]:
         """_assemble for one frame, reading its scene first if the planner has a reader.
 
         memory: the frame's slot; its corridor of 0.5 s before is read, this one's kept.
+        Returns the assembled prompt and what the reader read (None without one).
         """
         previous = [None if memory is None else memory.previous]
         read = self.read_scene([kept_tokens], [kept_index], grid_thw, [ego], previous)
@@ -406,7 +426,8 @@ class VLAPlanner(nn.Module):
         if memory is not None and corridor is not None:
             memory.keep(corridor[0])
         scene_row = None if read is None else read[0][0]
-        return self._assemble(ego, kept_tokens, kept_index, grid_thw, scene_row)
+        facts = None if read is None else read[1]
+        return self._assemble(ego, kept_tokens, kept_index, grid_thw, scene_row), facts
 
     def _prompt(self, ego: EgoState, num_cameras: int):
         return build_prompt(
@@ -416,10 +437,23 @@ class VLAPlanner(nn.Module):
             ego_text=self.ego_encoder is None,
         )
 
-    def _waypoints(self, hidden: torch.Tensor, egos: Sequence[EgoState]) -> torch.Tensor:
-        """[B, D] <plan> states -> [B, 6, 2] metres (plus the configured prior)."""
+    def _waypoints(
+        self,
+        hidden: torch.Tensor,
+        egos: Sequence[EgoState],
+        facts: SceneFacts | None = None,
+    ) -> torch.Tensor:
+        """[B, D] <plan> states -> [B, 6, 2] metres (plus the configured prior).
+
+        facts: what the scene reader read (its decision drives the decision prior).
+        """
         waypoints = self.waypoint_head(hidden)
-        if self.waypoint_prior == "kinematic":
+        if self.decision_prior is not None:
+            if facts is None:
+                raise ValueError("the decision prior needs the scene reader's facts")
+            prior = self.decision_prior(egos, facts.decision, waypoints.device)
+            waypoints = waypoints + prior.to(waypoints.dtype)
+        elif self.waypoint_prior == "kinematic":
             waypoints = waypoints + prior_batch(egos, waypoints.device).to(waypoints.dtype)
         elif self.ego_prior is not None:
             waypoints = waypoints + self.ego_prior(egos).to(waypoints)
@@ -510,7 +544,7 @@ class VLAPlanner(nn.Module):
         `lm_head(state.hidden)` gives the logits; the last row is the <plan> / answer position.
         """
         device = self.model.embed_tokens.weight.device
-        parts = self._assemble_one(ego, kept_tokens.to(device), kept_index, grid_thw)
+        parts, _ = self._assemble_one(ego, kept_tokens.to(device), kept_index, grid_thw)
         state = PrefillState(
             hidden=parts.embeds[None],
             positions=parts.positions[:, None],
@@ -576,7 +610,9 @@ class VLAPlanner(nn.Module):
             raise ValueError(f"selector {getattr(selector, 'name', selector)!r} is not LLM-stage")
         device = self.model.embed_tokens.weight.device
         start = tick(device)
-        parts = self._assemble_one(ego, kept_tokens.to(device), kept_index, grid_thw, memory)
+        parts, facts = self._assemble_one(
+            ego, kept_tokens.to(device), kept_index, grid_thw, memory
+        )
         state = PrefillState(
             hidden=parts.embeds[None],
             positions=parts.positions[:, None],
@@ -597,7 +633,7 @@ class VLAPlanner(nn.Module):
         )
         last = state.hidden[0, -1]
         if read_out == "regression":
-            waypoints = self._waypoints(last[None].float(), [ego])[0]
+            waypoints = self._waypoints(last[None].float(), [ego], facts)[0]
             timings = {"prefill": tock(device, start), "decode": 0.0}
             if not bool(torch.isfinite(last).all()):
                 return done(_failure("non_finite", "hidden state", timings))
@@ -731,8 +767,9 @@ class VLAPlanner(nn.Module):
             hidden = self._layer(index, hidden, rope, None, mask)
         hidden = self.model.norm(hidden)
         last = lengths.to(device) - 1
-        waypoints = self._waypoints(hidden[torch.arange(batch, device=device), last], egos)
-        return RegressionOutput(waypoints=waypoints, facts=None if read is None else read[1])
+        facts = None if read is None else read[1]
+        waypoints = self._waypoints(hidden[torch.arange(batch, device=device), last], egos, facts)
+        return RegressionOutput(waypoints=waypoints, facts=facts)
 
 
 def tick(device: torch.device) -> float:

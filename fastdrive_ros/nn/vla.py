@@ -61,11 +61,14 @@ class VLAConfig:
         ego_encoder: ego status as numbers (EgoEncoder into the <plan> token) instead of digits.
         waypoint_prior: "kinematic": the regression head adds its output to the ego status'
             kinematic prior; "ego_mlp": to the ego-only reference MLPs' plan (their weights
-            inside the planner's); "none" (older bundles): absolute waypoints.
+            inside the planner's); "kinematic_decision": to the kinematic prior driven by
+            the scene reader's decision (nn/decision_prior.py, gains in `decision_gains`);
+            "none" (older bundles): absolute waypoints.
         scene_reader: a SceneReader (nn/scene_reader.py) reads the kept CAM_FRONT tokens into
             the <plan> token; False in older bundles.
         decision_reader: the scene reader's decision comes from a DecisionReader
             (nn/decision_reader.py, its own file in the bundle) with frame memory.
+        decision_gains: {ego-input setting: gain} of the "kinematic_decision" prior.
     """
 
     qwen: dict[str, Any]
@@ -82,6 +85,7 @@ class VLAConfig:
     waypoint_prior: str = "none"
     scene_reader: bool = False
     decision_reader: bool = False
+    decision_gains: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -175,6 +179,14 @@ class VLAConfig:
             raise ValueError("scene_reader needs the compact prompt and CAM_FRONT as first camera")
         if self.decision_reader and not self.scene_reader:
             raise ValueError("decision_reader feeds the scene reader: it needs scene_reader")
+        if (self.waypoint_prior == "kinematic_decision") != (self.decision_gains is not None):
+            raise ValueError("decision_gains go with waypoint_prior 'kinematic_decision' only")
+        if self.waypoint_prior == "kinematic_decision":
+            if not self.scene_reader:
+                raise ValueError("the decision prior reads the scene reader's decision")
+            from fastdrive_ros.nn.decision_prior import check_gains
+
+            self.decision_gains = check_gains(self.decision_gains or {})
         if not self.waypoint_scale > 0:
             raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
         from fastdrive_ros.nn.resize import check_mode
@@ -242,6 +254,7 @@ class VLA(nn.Module):
                 ego_encoder=config.ego_encoder,
                 waypoint_prior=config.waypoint_prior,  # type: ignore[arg-type]
                 scene_reader=config.scene_reader,
+                decision_gains=config.decision_gains,
             )
         )
         if pruner is None and config.pruner is not None:
@@ -264,6 +277,22 @@ class VLA(nn.Module):
         """Read the scene reader's decision with `reader` (saved beside the weights)."""
         self.planner.attach_decision_reader(reader)  # checks width and that a scene reader exists
         self.config = replace(self.config, decision_reader=True)
+
+    def use_decision_prior(self, gains: dict[str, float]) -> None:
+        """Predict the residual over the kinematic prior driven by the read decision from now on.
+
+        gains: {ego-input setting: gain} (train/decision_prior.fit_decision_gains). The head
+        keeps its weights: it was a residual over the kinematic prior, which this extends.
+        """
+        if self.config.waypoint_prior not in ("kinematic", "kinematic_decision"):
+            raise ValueError(
+                f"the decision prior extends the kinematic prior; this bundle's is "
+                f"{self.config.waypoint_prior!r}"
+            )
+        self.config = replace(  # validates (needs the scene reader)
+            self.config, waypoint_prior="kinematic_decision", decision_gains=dict(gains)
+        )
+        self.planner.use_decision_prior(self.config.decision_gains or {})
 
     def use_ego_mlp_prior(self, bundle: str | Path) -> None:
         """Predict the residual over `bundle`'s ego MLPs (nn/ego_mlp.EgoPrior) from now on.

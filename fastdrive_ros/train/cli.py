@@ -142,6 +142,16 @@ def train_planner_command(
             "planner starts as the ego-only reference."
         ),
     ] = False,
+    decision_prior: Annotated[
+        bool,
+        Opt(
+            help="Predict the residual over the kinematic prior driven by the decision the "
+            "planner's decision reader reads (nn/decision_prior.py): one gain per ego-input "
+            "setting is fitted on the training keyframes first. Needs a bundle with a decision "
+            "reader (`python -m fastdrive_ros.train.pruned_reading --bundle-out`), best one "
+            "fitted on another world."
+        ),
+    ] = False,
     prior_folds: Annotated[
         int,
         Opt(
@@ -310,14 +320,16 @@ def train_planner_command(
         data = DataSpec(Path(root), version, "all")
         records = space.records(data, cameras=cameras[:1], progress=progress)
         reader_worlds.append((cached(data, records), records))
-    chain = None
-    if vla.config.decision_reader:  # it compares each keyframe with the one before
-        from fastdrive_ros.train.records import sample_chain
+    from fastdrive_ros.train.records import sample_chain
 
+    chain = None
+    if vla.config.decision_reader or decision_prior:  # each keyframe with the one before
         chain = {
             **sample_chain(train_data.dataroot, train_data.version),
             **sample_chain(val_data.dataroot, val_data.version),
         }
+    if decision_prior:
+        _fit_decision_prior(vla, caches[0], train_records, chain or {})
     summaries = train_planner(
         planner=vla.planner,
         train_cache=caches[0],
@@ -365,6 +377,29 @@ def train_planner_command(
         (out / "summary.json").write_text(json.dumps(report, indent=1))
         typer.echo(f"wrote the trained bundle to {out / 'model'}")
     dist.close()
+
+
+def _fit_decision_prior(vla, cache, records: list, chain: dict[str, str]) -> None:
+    """Fit the decision prior's gains on the training keyframes and switch the planner to it."""
+    from fastdrive_ros.train.decision_prior import fit_decision_gains, read_decisions
+
+    if vla.planner.decision_reader is None:  # a scene head's own decision is trained later
+        raise _fail(
+            "--decision-prior drives the plan with the decision reader's decision and this "
+            "bundle has none: attach one with `python -m fastdrive_ros.train.pruned_reading "
+            "--bundle-out`"
+        )
+    decisions = read_decisions(vla.planner, cache, records, chain)
+    fits = fit_decision_gains(records, decisions)
+    for setting, fit in fits.items():
+        typer.echo(
+            f"decision prior, {setting} ego inputs: gain {fit['gain']:.3f}, L2 of the prior on "
+            f"the training keyframes {fit['l2_kinematic']:.3f} -> {fit['l2_driven']:.3f} m"
+        )
+    try:
+        vla.use_decision_prior({s: fit["gain"] for s, fit in fits.items()})
+    except ValueError as exc:
+        raise _fail(f"--decision-prior: {exc}") from exc
 
 
 def train_pruner_command(

@@ -571,6 +571,9 @@ _PRIOR_CLAUSE = {
     "constant velocity with minimal ones)",
     "ego_mlp": ", added to the plan of the ego-only reference MLP of the sample's ego inputs "
     "(frozen, inside the planner's weights)",
+    "kinematic_decision": ", added to the kinematic prior of the ego status driven by the "
+    "decision the scene reader reads (gain x decision added to its acceleration, one gain per "
+    "ego-input setting fitted on the training world)",
 }
 
 

@@ -1,0 +1,58 @@
+"""The read decision as a physically shaped path: the kinematic prior driven by it.
+
+A planner that gets the driver's decided acceleration only as one number added into its <plan>
+embedding barely moves with it: after a fine-tune, handing it -3 instead of +1 m/s^2 moved its
+plan 0.25 m at 3 s (issue 8), where braking that hard moves a car metres. Here the decision
+shapes the path the regression head predicts a residual over: the kinematic prior of the ego
+status (ego_encoder.kinematic_prior) with `gain x decision` added to its acceleration, the
+speed held at 0 once the ego stops. The gain, one per ego-input setting, is fitted on the
+training world (train/decision_prior.py), since a reader's decision is a noisy estimate that
+should move the plan only as far as it is worth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from fastdrive_ros.core_types import EGO_INPUTS, EgoState
+from fastdrive_ros.nn.ego_encoder import prior_batch
+
+
+def check_gains(gains: Mapping[str, float]) -> dict[str, float]:
+    """{setting: gain} for every ego-input setting, finite; a clear error otherwise."""
+    missing = [s for s in EGO_INPUTS if s not in gains]
+    extra = [s for s in gains if s not in EGO_INPUTS]
+    if missing or extra:
+        raise ValueError(
+            f"decision gains need exactly the settings {EGO_INPUTS}: missing {missing}, "
+            f"unknown {extra}"
+        )
+    out = {s: float(gains[s]) for s in EGO_INPUTS}
+    bad = {s: g for s, g in out.items() if not math.isfinite(g)}
+    if bad:
+        raise ValueError(f"decision gains must be finite, got {bad}")
+    return out
+
+
+class DecisionPrior:
+    """Egos + decisions [B] (m/s^2) -> [B, 6, 2] kinematic priors driven by the decisions."""
+
+    def __init__(self, gains: Mapping[str, float]) -> None:
+        self.gains = check_gains(gains)
+
+    def added_accelerations(self, egos: Sequence[EgoState], decision: torch.Tensor) -> list[float]:
+        """The acceleration each sample's prior adds: its setting's gain x its decision."""
+        if decision.shape != (len(egos),):
+            raise ValueError(
+                f"need one decision per sample: {tuple(decision.shape)} for {len(egos)} egos"
+            )
+        values = decision.detach().double().cpu().tolist()  # a fixed transform, not trained
+        return [self.gains[ego.inputs] * value for ego, value in zip(egos, values)]
+
+    def __call__(
+        self, egos: Sequence[EgoState], decision: torch.Tensor, device: torch.device
+    ) -> torch.Tensor:
+        return prior_batch(egos, device, self.added_accelerations(egos, decision))

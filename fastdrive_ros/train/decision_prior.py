@@ -1,0 +1,93 @@
+"""Fitting the decision prior's gains (nn/decision_prior.py) on the training world.
+
+The gain says how far a read decision should move the plan: 1 would trust the reader as if it
+were the driver's own decision, 0 ignores it. A reader's estimate is noisy, so the best gain is
+below 1; it is fitted per ego-input setting (CTRA already carries the measured acceleration, the
+minimal prior none) by minimising the evaluation's L2 (mean over the valid steps) of the driven
+prior against the recorded futures. Decisions come from the planner's own reading, every token
+kept, with the keyframe 0.5 s before in memory, as it plans in the node and the evaluation.
+Fit on keyframes the reader was not fitted on, or the gain trusts its in-sample precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+
+from fastdrive_ros.core_types import EGO_INPUTS, restrict_ego
+from fastdrive_ros.nn.ego_encoder import kinematic_prior
+from fastdrive_ros.nn.planner import VLAPlanner
+from fastdrive_ros.train.records import KeyframeRecord, previous_rows
+from fastdrive_ros.train.token_cache import TokenCache
+
+GAIN_BOUNDS = (0.0, 2.0)  # beyond 2 the plan would brake harder than the decision read
+
+
+@torch.no_grad()
+def read_decisions(
+    planner: VLAPlanner,
+    cache: TokenCache,
+    records: Sequence[KeyframeRecord],
+    chain: Mapping[str, str],
+    batch_size: int = 32,
+) -> np.ndarray:
+    """[S] the decision (m/s^2) the planner's scene reader reads on each cached keyframe."""
+    if planner.scene_reader is None:
+        raise ValueError("the planner has no scene reader: it reads no decision")
+    if len(cache) != len(records):
+        raise ValueError(f"token cache holds {len(cache)} samples for {len(records)} records")
+    before = previous_rows(records, chain)
+    grid = cache.grid_thw
+    device = planner.model.embed_tokens.weight.device
+    out: list[np.ndarray] = []
+    for start in range(0, len(records), batch_size):
+        rows = range(start, min(start + batch_size, len(records)))
+        tokens = [cache.tokens(i).to(device, torch.float32) for i in rows]
+        index = [torch.arange(t.shape[0]) for t in tokens]
+        previous = None
+        if planner.decision_reader is not None:
+            earlier = [
+                None if before[i] == i else cache.tokens(int(before[i])).to(device, torch.float32)
+                for i in rows
+            ]
+            previous = planner.previous_corridors(earlier, index, grid)
+        read = planner.read_scene(tokens, index, grid, [records[i].ego for i in rows], previous)
+        assert read is not None
+        out.append(read[1].decision.double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def prior_l2(records: Sequence[KeyframeRecord], added: np.ndarray, setting: str) -> float:
+    """Mean L2 (m) over valid steps of each record's driven prior in `setting`."""
+    errors = []
+    for record, acceleration in zip(records, added, strict=True):
+        plan = kinematic_prior(restrict_ego(record.ego, setting), float(acceleration))
+        miss = np.linalg.norm(plan - np.nan_to_num(record.future_xy), axis=-1)
+        errors.append(miss[record.future_valid])
+    return float(np.concatenate(errors).mean())
+
+
+def fit_decision_gains(
+    records: Sequence[KeyframeRecord], decisions: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """{setting: {"gain", "l2_kinematic", "l2_driven"}}: the gain minimising prior_l2."""
+    decisions = np.asarray(decisions, dtype=np.float64)
+    if decisions.shape != (len(records),) or not np.isfinite(decisions).all():
+        raise ValueError(f"need one finite decision per record: {decisions.shape}, {len(records)}")
+    fits: dict[str, dict[str, float]] = {}
+    for setting in EGO_INPUTS:
+        best = minimize_scalar(
+            lambda gain, s=setting: prior_l2(records, gain * decisions, s),
+            bounds=GAIN_BOUNDS,
+            method="bounded",
+            options={"xatol": 1e-3},
+        )
+        fits[setting] = {
+            "gain": round(float(best.x), 4),
+            "l2_kinematic": prior_l2(records, 0.0 * decisions, setting),
+            "l2_driven": float(best.fun),
+        }
+    return fits
