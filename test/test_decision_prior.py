@@ -191,3 +191,4 @@ def test_train_planner_fits_the_gains_then_trains_over_the_driven_prior(
     bundle = plain.save_pretrained(tmp_path / "plain")
     result = _invoke(_train_args(bundle, world, tmp_path / "out2"))
     assert result.exit_code == 2 and "pruned_reading --bundle-out" in result.output
+    assert not (tmp_path / "out2").exists()  # refused before any token was cached

@@ -225,6 +225,8 @@ def train_planner_command(
             vla.add_scene_reader()
         if ego_mlp_prior and vla.config.waypoint_prior != "ego_mlp":
             vla.use_ego_mlp_prior(model)
+        if decision_prior:  # refused before any token is cached
+            _check_decision_prior(vla, ego_mlp_prior)
         reader_roots = list(reader_dataroot or [])
         if reader_roots and reader_epochs <= 0:
             raise ValueError(
@@ -320,16 +322,16 @@ def train_planner_command(
         data = DataSpec(Path(root), version, "all")
         records = space.records(data, cameras=cameras[:1], progress=progress)
         reader_worlds.append((cached(data, records), records))
-    from fastdrive_ros.train.records import sample_chain
-
     chain = None
-    if vla.config.decision_reader or decision_prior:  # each keyframe with the one before
+    if vla.config.decision_reader:  # it compares each keyframe with the one before
+        from fastdrive_ros.train.records import sample_chain
+
         chain = {
             **sample_chain(train_data.dataroot, train_data.version),
             **sample_chain(val_data.dataroot, val_data.version),
         }
-    if decision_prior:
-        _fit_decision_prior(vla, caches[0], train_records, chain or {})
+    if decision_prior and chain is not None:  # _check_decision_prior: it has the reader
+        _fit_decision_prior(vla, caches[0], train_records, chain)
     summaries = train_planner(
         planner=vla.planner,
         train_cache=caches[0],
@@ -379,16 +381,25 @@ def train_planner_command(
     dist.close()
 
 
-def _fit_decision_prior(vla, cache, records: list, chain: dict[str, str]) -> None:
-    """Fit the decision prior's gains on the training keyframes and switch the planner to it."""
-    from fastdrive_ros.train.decision_prior import fit_decision_gains, read_decisions
-
+def _check_decision_prior(vla, ego_mlp_prior: bool) -> None:
+    """ValueError unless --decision-prior can drive this bundle's plan."""
     if vla.planner.decision_reader is None:  # a scene head's own decision is trained later
-        raise _fail(
+        raise ValueError(
             "--decision-prior drives the plan with the decision reader's decision and this "
             "bundle has none: attach one with `python -m fastdrive_ros.train.pruned_reading "
             "--bundle-out`"
         )
+    if ego_mlp_prior or vla.config.waypoint_prior not in ("kinematic", "kinematic_decision"):
+        raise ValueError(
+            "--decision-prior extends the kinematic prior: drop --ego-mlp-prior (this bundle's "
+            f"prior is {vla.config.waypoint_prior!r})"
+        )
+
+
+def _fit_decision_prior(vla, cache, records: list, chain: dict[str, str]) -> None:
+    """Fit the decision prior's gains on the training keyframes and switch the planner to it."""
+    from fastdrive_ros.train.decision_prior import fit_decision_gains, read_decisions
+
     decisions = read_decisions(vla.planner, cache, records, chain)
     fits = fit_decision_gains(records, decisions)
     for setting, fit in fits.items():
@@ -396,10 +407,7 @@ def _fit_decision_prior(vla, cache, records: list, chain: dict[str, str]) -> Non
             f"decision prior, {setting} ego inputs: gain {fit['gain']:.3f}, L2 of the prior on "
             f"the training keyframes {fit['l2_kinematic']:.3f} -> {fit['l2_driven']:.3f} m"
         )
-    try:
-        vla.use_decision_prior({s: fit["gain"] for s, fit in fits.items()})
-    except ValueError as exc:
-        raise _fail(f"--decision-prior: {exc}") from exc
+    vla.use_decision_prior({s: fit["gain"] for s, fit in fits.items()})
 
 
 def train_pruner_command(
