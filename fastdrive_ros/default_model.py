@@ -55,6 +55,7 @@ class DefaultModelBuilder:
         progress: bool = True,
         command: str = "",
         vision_from: Path | None = None,
+        planner_from: Path | None = None,
     ) -> None:
         if jobs < 1 or threads < 1:
             raise ValueError(f"--jobs and --threads must be >= 1, got {jobs}, {threads}")
@@ -67,6 +68,9 @@ class DefaultModelBuilder:
         self.progress = progress
         self.command = command
         self.vision_from = Path(vision_from) if vision_from is not None else None
+        self.planner_from = Path(planner_from) if planner_from is not None else None
+        if self.planner_from is not None and self.plan.decision_prior is None:
+            raise ValueError("--planner-from only feeds the decision stages: the plan has none")
         self.work.mkdir(parents=True, exist_ok=True)
         state_path = self.work / STATE_FILE
         self.state: dict[str, Any] = (
@@ -360,9 +364,20 @@ class DefaultModelBuilder:
         return args
 
     @property
-    def planner_dir(self) -> Path:
-        """The bundle's planner: the reader stage's output when the plan has one."""
+    def stage4b_bundle(self) -> Path:
+        """Stage 4b's planner (or the earlier recipe's plain one), or --planner-from's bundle."""
+        if self.planner_from is not None:
+            return self.planner_from
         return self.work / ("reader" if self.plan.reader is not None else "planner") / "model"
+
+    @property
+    def planner_dir(self) -> Path:
+        """The bundle's planner: the last planner stage's output."""
+        return self.work / "prior" / "model" if self.plan.decision_prior else self.stage4b_bundle
+
+    @property
+    def pruner_dir(self) -> Path:
+        return (self.planner_from or self.work / "pruner") / "pruner"
 
     def _pruner_args(self) -> list[str]:
         plan, train, val, cfg = self.plan, self.plan.train, self.plan.val, self.plan.pruner
@@ -390,6 +405,57 @@ class DefaultModelBuilder:
             args += ["--max-train-images", str(plan.pruner_images)]
         return args
 
+    # -- 4c-4e. the read decision as a path ----------------------------------------------------
+
+    def _reading_args(self) -> list[str]:
+        """4c: a DecisionReader fitted on the reading world, saved into stage 4b's bundle."""
+        plan = self.plan
+        return [
+            *("-m", "fastdrive_ros.train.pruned_reading"),
+            *("--tower", str(self.stage4b_bundle), "--version", VERSION),
+            str(self.data_root(plan.reading_world)),
+            str(self.data_root(plan.val.dataset)),  # what it reads on unseen scenes, for the log
+            # selectors that need no ReconPruner: stage 4b's planner has none yet
+            *("--pruners", "oracle_fg,anti_oracle,random"),
+            *("--threads", str(self.threads), "--seed", "0"),
+            *("--bundle-out", str(self.work / "reading" / "model")),
+        ]
+
+    def _refine_args(self) -> list[str]:
+        """4d: stage 4b's recipe again, the scene reader now fed the fitted reading."""
+        args = self._reader_args()
+        args[args.index("--model") + 1] = str(self.work / "reading" / "model")
+        args[args.index("--out") + 1] = str(self.work / "refine")
+        return args
+
+    def _prior_args(self) -> list[str]:
+        """4e: the gains fitted, then the head trained over the decision-driven prior."""
+        plan = self.plan
+        args = self._train_planner_args(
+            self.work / "refine" / "model", self.work / "prior", plan.decision_prior, None
+        )
+        return args + ["--loss-beta", str(plan.reader_loss_beta), "--decision-prior"]
+
+    def train_decision_prior(self) -> bool:
+        """Stages 4c-4e one after another (each starts from the one before), resumable."""
+        steps = {
+            "reading": self._reading_args(),
+            "refine": self._refine_args(),
+            "prior": self._prior_args(),
+        }
+        self.state.setdefault("commands", {}).update(
+            {name: _shown(args) for name, args in steps.items()}
+        )
+        self._save_state()
+        redo = self.force
+        for name, args in steps.items():
+            if (self.work / name / "model" / "config.json").is_file() and not redo:
+                continue
+            shutil.rmtree(self.work / name, ignore_errors=True)
+            self._run_parallel([(name, args)], monitor=name != "reading")
+            redo = True  # every later step starts from this one's new output
+        return redo
+
     def train_heads(self) -> bool:
         commands = {"planner": self._planner_args(), "pruner": self._pruner_args()}
         if self.plan.reader is not None:
@@ -402,7 +468,9 @@ class DefaultModelBuilder:
             "pruner": (self.work / "pruner" / "pruner" / "reconpruner.json").is_file(),
             "reader": (self.work / "reader" / "model" / "config.json").is_file(),
         }
-        self.state["commands"] = {name: "fastdrive " + " ".join(a) for name, a in commands.items()}
+        self.state.setdefault("commands", {}).update(
+            {name: _shown(args) for name, args in commands.items()}
+        )
         self._save_state()
         jobs = [(name, args) for name, args in commands.items() if not done[name]]
         if not jobs:
@@ -426,10 +494,10 @@ class DefaultModelBuilder:
         running = []
         for name, args in jobs:
             log_path = logs / f"{name}.log"
-            self._log(f"[jobs] {name}: fastdrive {' '.join(args)}  (log: {log_path})")
+            self._log(f"[jobs] {name}: {_shown(args)}  (log: {log_path})")
             handle = log_path.open("a")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "fastdrive_ros.cli", *args],
+                [sys.executable, *_argv(args)],
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -466,7 +534,7 @@ class DefaultModelBuilder:
         from fastdrive_ros.train.token_cache import module_hash
 
         vla = VLA.from_pretrained(self.planner_dir)
-        pruner = ReconPruner.load(self.work / "pruner" / "pruner", expected_width=None)
+        pruner = ReconPruner.load(self.pruner_dir, expected_width=None)
         vla.pruner = pruner
         vla.config.pruner = pruner.config.to_dict()
         digest = module_hash(vla)
@@ -726,6 +794,8 @@ class DefaultModelBuilder:
             stage_summaries={
                 "planner": _read_json(self.work / "planner" / "summary.json"),
                 "reader": _read_json(self.work / "reader" / "summary.json"),
+                "refine": _read_json(self.work / "refine" / "summary.json"),
+                "prior": _read_json(self.work / "prior" / "summary.json"),
                 "pruner": _read_json(self.work / "pruner" / "summary.json"),
             },
             eval_results=_read_json(self.work / "eval" / "results.json"),
@@ -738,11 +808,19 @@ class DefaultModelBuilder:
 
     def run(self, *, evaluate: bool = True, export: bool = True) -> Path:
         self._stage("data", self.make_data)
-        self._stage("vision", self.train_vision)
-        if self.plan.affordance is not None:  # else no line: "up to date" would mislead
-            self._stage("affordance", self.train_affordances)
-        self._stage("cache", self.make_caches)
-        self._stage("heads", self.train_heads)
+        if self.planner_from is None:
+            self._stage("vision", self.train_vision)
+            if self.plan.affordance is not None:  # else no line: "up to date" would mislead
+                self._stage("affordance", self.train_affordances)
+            self._stage("cache", self.make_caches)
+            self._stage("heads", self.train_heads)
+        else:
+            self.state["planner_from"] = str(self.planner_from)
+            self._log(
+                f"[heads] stages A-C not run: tower, planner and pruner of {self.planner_from}"
+            )
+        if self.plan.decision_prior is not None:
+            self._stage("decision", self.train_decision_prior)
         self._stage("bundle", self.assemble)
         self._stage("ego_mlp", self.train_ego_mlps)
         self._stage("diagnose", self.diagnose)
@@ -780,6 +858,16 @@ class _StepMonitor:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def _argv(args: list[str]) -> list[str]:
+    """A job's interpreter arguments: a `fastdrive` subcommand, or `-m module ...` as given."""
+    return args if args[0] == "-m" else ["-m", "fastdrive_ros.cli", *args]
+
+
+def _shown(args: list[str]) -> str:
+    """A job as a person would type it."""
+    return "python " + " ".join(args) if args[0] == "-m" else "fastdrive " + " ".join(args)
 
 
 def _count_train_lines(path: Path) -> int:
@@ -854,6 +942,24 @@ def build_default_command(
             "(same shapes; the card says so). Default: train it from scratch."
         ),
     ] = None,
+    decision_prior: Annotated[
+        bool,
+        typer.Option(
+            "--decision-prior/--no-decision-prior",
+            help="Stages 4c-4e: a decision reader fitted on one more world (seed + 55), stage "
+            "4b's epoch again with it, then the planner trained over the kinematic prior its "
+            "decision drives (train-planner --decision-prior). --no-decision-prior: the bundle "
+            "is stage 4b's planner, as built before 2026-12-04.",
+        ),
+    ] = True,
+    planner_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run only the decision stages (and everything after them) on this bundle "
+            "(a stage-4b planner with its scene reader and ReconPruner, e.g. an earlier "
+            "default): stages A-C are not run; the card says so."
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the embedded default model from scratch: data, training, export, eval, card."""
     import torch
@@ -871,10 +977,15 @@ def build_default_command(
                 affordance=affordance,
                 a2_worlds=a2_worlds,
                 conflicts=conflicts,
+                decision_prior=decision_prior,
             )
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if planner_from is not None and plan.decision_prior is None:
+        raise typer.BadParameter(
+            "--planner-from feeds the decision stages: drop --no-decision-prior"
+        )
     work = work_dir or Path.home() / ".cache" / "fastdrive_ros" / f"build-{plan.name}"
     command = "fastdrive build-default" + (" --tiny" if tiny else "") + f" --out {out}"
     command += "" if tiny or scenes == 48 else f" --scenes {scenes}"
@@ -884,18 +995,21 @@ def build_default_command(
     command += "" if tiny or a2_worlds == 1 else f" --a2-worlds {a2_worlds}"
     command += "" if tiny or conflicts else " --no-conflicts"
     command += "" if vision_from is None else f" --vision-from {vision_from}"
-    builder = DefaultModelBuilder(
-        plan=plan,
-        out=out,
-        work=work,
-        force=force,
-        jobs=jobs,
-        threads=threads,
-        progress=progress,
-        command=command,
-        vision_from=vision_from,
-    )
+    command += "" if tiny or decision_prior else " --no-decision-prior"
+    command += "" if planner_from is None else f" --planner-from {planner_from}"
     try:
+        builder = DefaultModelBuilder(
+            plan=plan,
+            out=out,
+            work=work,
+            force=force,
+            jobs=jobs,
+            threads=threads,
+            progress=progress,
+            command=command,
+            vision_from=vision_from,
+            planner_from=planner_from,
+        )
         card = builder.run(evaluate=evaluate, export=export)
     except (BuildError, ValueError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

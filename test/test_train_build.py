@@ -24,6 +24,7 @@ STAGES = (
     "affordance",
     "cache",
     "heads",
+    "decision",
     "bundle",
     "ego_mlp",
     "diagnose",
@@ -101,6 +102,16 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     assert reader["reader"]["steps"] > 0 and reader["full"]["steps"] > 0
     assert "text" not in reader  # the fine-tune starts from the trained planner
     assert "--loss-beta" in state["commands"]["reader"]
+    # stages 4c-4e: a decision reader fitted on the reading world (one the planner never saw),
+    # stage 4b's epoch again with it, then the head over the prior its decision drives
+    reading = VLA.from_pretrained(work / "reading" / "model")
+    assert reading.planner.decision_reader is not None
+    assert reading.planner.decision_reader.meta["train"] == str(work / "data" / "read")
+    assert "--scene-reader" in state["commands"]["refine"]
+    assert "--decision-prior" in state["commands"]["prior"]
+    assert tower.config.waypoint_prior == "kinematic_decision" and tower.planner.decision_reader
+    assert set(tower.config.decision_gains) == {"full", "minimal"}
+    assert "--seed 12 " in state["commands"]["prior"]  # the build seed + 1: a new draw
     figures = state["image_dependence"]
     for key in ("l2_avg_own", "l2_avg_none", "l2_avg_other", "l2_avg_constant_velocity"):
         assert figures[key] >= 0, key
@@ -122,7 +133,9 @@ def test_model_card_tells_what_was_built(built) -> None:
     assert "build-default --tiny" in card and "train-planner" in card and "train-pruner" in card
     assert "**6 merged tokens per camera**" in card and "**36 visual tokens**" in card
     assert "Constant velocity" in card and "parity: passed" in card
-    assert "Stage B with a SceneReader" in card
+    assert "Stage B with a SceneReader" in card and "Stage 4d (" in card
+    assert "| 4e prior |" in card and "- Stage 4e (decision prior): gains full " in card
+    assert "pruned_reading --tower" in card  # every training command is on the card
     assert "Does the planner use the cameras?" in card
     assert "Do the cameras matter? (issue 8 targets)" in card
 
@@ -140,7 +153,7 @@ def test_a_rerun_skips_finished_stages(built) -> None:
 
 def test_plans_are_consistent() -> None:
     plan = default_plan(scenes=48, seed=11)
-    assert {d.seed for d in plan.datasets.values()} == {11, 22, 33, 44}
+    assert {d.seed for d in plan.datasets.values()} == {11, 22, 33, 44, 66}
     assert plan.probe_sets == ("eval", "eval2") and plan.planner_ego_dropout > 0
     assert plan.datasets["val"].scenes == 6 and plan.datasets["eval"].scenes == 8
     assert plan.eval.dataset == "eval" and plan.train.dataset == "train"
@@ -152,7 +165,7 @@ def test_plans_are_consistent() -> None:
     assert all(d.conflicts for d in plan.datasets.values())
     assert not any(d.conflicts for d in default_plan(conflicts=False).datasets.values())
     assert not any(d.conflicts for d in tiny_plan().datasets.values())
-    earlier = default_plan(affordance=False)
+    earlier = default_plan(affordance=False, decision_prior=False)
     assert earlier.affordance is None and earlier.reader is None
     assert set(plan.eval_pruners) >= {"reconpruner", "none", "random", "fastv"}
     assert tiny_plan().config == "tiny"
@@ -165,12 +178,21 @@ def test_plans_are_consistent() -> None:
     assert wider.datasets["train2"] == DatasetPlan(
         seed=66, scenes=48, seconds=20.0, conflicts=True
     )
-    assert len({d.seed for d in wider.datasets.values()}) == len(wider.datasets) == 6
+    assert len({d.seed for d in wider.datasets.values()}) == len(wider.datasets) == 7
     assert wider.train == plan.train and wider.cache_train == plan.cache_train
     with pytest.raises(ValueError, match="--a2-worlds"):
         default_plan(a2_worlds=0)
     with pytest.raises(ValueError, match="--no-affordance"):
         default_plan(a2_worlds=2, affordance=False)
+    # the decision stages read their decision reader's world: the first seed after stage A2's
+    assert plan.reading_world == "read" and plan.datasets["read"].seed == 66
+    assert wider.datasets["read"].seed == 11 + 3 * 55 and plan.decision_prior.seed == 12
+    assert plan.eval.limit is None  # every keyframe, so each has its predecessor in memory
+    before = default_plan(decision_prior=False)
+    assert before.decision_prior is None and "read" not in before.datasets
+    assert before.eval.limit == 96
+    with pytest.raises(ValueError, match="--decision-prior needs"):
+        default_plan(affordance=False)
 
 
 def test_a_plan_that_cannot_be_built_is_a_usage_error(tmp_path) -> None:
@@ -178,7 +200,9 @@ def test_a_plan_that_cannot_be_built_is_a_usage_error(tmp_path) -> None:
     register(app)
     app.command()(lambda: None)  # a second command keeps typer's subcommand parsing
     for args, message in ((["--a2-worlds", "0"], "--a2-worlds must be >= 1"),
-                          (["--scenes", "1"], "--scenes must be >= 2")):  # fmt: skip
+                          (["--scenes", "1"], "--scenes must be >= 2"),
+                          (["--no-decision-prior", "--planner-from", str(tmp_path)],
+                           "--planner-from feeds the decision stages")):  # fmt: skip
         result = CliRunner().invoke(app, ["build-default", "--work-dir", str(tmp_path), *args])
         assert result.exit_code == 2 and message in result.output, result.output
     assert not any(tmp_path.iterdir())  # nothing was started
@@ -242,3 +266,27 @@ def test_vision_from_reuses_a_bundles_tower(tmp_path) -> None:
         assert torch.equal(stage_a.vision.state_dict()[key], value), key
     assert stage_a.config.ego_encoder  # the plan's config, only the tower comes from the source
     assert builder.state["vision"]["from"] == str(tmp_path / "source")
+
+
+def test_planner_from_runs_only_the_decision_stages_on_a_bundle(tmp_path) -> None:
+    from fastdrive_ros.default_model import DefaultModelBuilder
+
+    source = tmp_path / "source"
+    builder = DefaultModelBuilder(
+        plan=tiny_plan(), out=tmp_path / "out", work=tmp_path / "work", progress=False,
+        planner_from=source,
+    )  # fmt: skip
+    reading = builder._reading_args()
+    assert reading[:2] == ["-m", "fastdrive_ros.train.pruned_reading"]
+    assert reading[reading.index("--tower") + 1] == str(source)
+    assert reading[reading.index("--bundle-out") + 1] == str(tmp_path / "work/reading/model")
+    refine = builder._refine_args()
+    assert refine[refine.index("--model") + 1] == str(tmp_path / "work/reading/model")
+    assert builder.pruner_dir == source / "pruner"
+    assert builder.planner_dir == tmp_path / "work/prior/model"
+    # without the decision stages there is nothing for the bundle to feed
+    with pytest.raises(ValueError, match="decision stages"):
+        DefaultModelBuilder(
+            plan=replace(tiny_plan(), decision_prior=None), out=tmp_path / "o",
+            work=tmp_path / "w", progress=False, planner_from=source,
+        )  # fmt: skip

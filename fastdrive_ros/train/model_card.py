@@ -146,19 +146,74 @@ def _data(plan: Any, state: dict) -> list[str]:
     return lines
 
 
+def _row(name: str, what: str, cfg: Any, extra: str = "") -> str:
+    """One stage of the stage table: what it trained and its optimisation (a TrainConfig)."""
+    opt = (
+        f"{cfg.epochs} ep, batch {cfg.batch_size}, lr {cfg.lr:g} (AdamW, warm-up "
+        f"{cfg.warmup_steps}, cosine), seed {cfg.seed}"
+        if cfg is not None
+        else "–"
+    )
+    return f"| {name} | {what} | {opt}{extra} |"
+
+
 def _stage_table(plan: Any, state: dict) -> list[str]:
     seconds = state.get("seconds", {})
 
-    def row(name: str, what: str, cfg: Any, extra: str = "") -> str:
-        opt = (
-            f"{cfg.epochs} ep, batch {cfg.batch_size}, lr {cfg.lr:g} (AdamW, warm-up "
-            f"{cfg.warmup_steps}, cosine), seed {cfg.seed}"
-            if cfg is not None
-            else "–"
-        )
-        return f"| {name} | {what} | {opt}{extra} |"
-
     lines = ["| Stage | What | Optimisation |", "|---|---|---|"]
+    source = state.get("planner_from")
+    if source:
+        lines.append(
+            f"| A-C | not run in this build: the tower, the stage-4b planner with its scene "
+            f"reader and the ReconPruner of `{source}` (`build-default --planner-from`) | – |"
+        )
+    else:
+        lines += _training_stages(plan, state)
+    if plan.decision_prior is not None:
+        lines += _decision_stages(plan)
+    notes = state.get("build_notes", [])
+    if notes:
+        lines += ["", "How this build actually ran:", ""]
+        lines += [f"- {note}" for note in notes]
+    lines += ["", "Wall-clock per stage (this machine):", ""]
+    lines += ["| Stage | Seconds | Minutes |", "|---|---|---|"]
+    for name, value in seconds.items():
+        lines.append(f"| {name} | {value:.0f} | {value / 60:.1f} |")
+    total = sum(seconds.values())
+    lines.append(f"| **total** | **{total:.0f}** | **{total / 60:.1f}** |")
+    return lines
+
+
+def _decision_stages(plan: Any) -> list[str]:
+    world = plan.reading_world
+    return [
+        _row(
+            "4c reading",
+            f"a DecisionReader (per-cell head, corridor, motion from the keyframe 0.5 s "
+            f"before, boosted trees; train/pruned_reading.py) fitted on `{world}` (seed "
+            f"{plan.datasets[world].seed}), a world the planner never trains on, under all, "
+            "foreground-, background-ranked and random token sets; it feeds the scene reader",
+            None,
+        ),
+        _row(
+            "4d refine",
+            f"stage 4b's recipe again on that bundle ({plan.reader_only_epochs} reader-only "
+            "epochs, then the all-token epoch)",
+            plan.reader,
+        ),
+        _row(
+            "4e prior",
+            "one gain per ego-input setting fitted on the training keyframes (the read "
+            "decision x gain added to the kinematic prior's acceleration), then the head "
+            "trained over that prior (train-planner --decision-prior)",
+            plan.decision_prior,
+        ),
+    ]
+
+
+def _training_stages(plan: Any, state: dict) -> list[str]:
+    """Rows of stages A-C, as this build ran them."""
+    lines: list[str] = []
     crop = plan.vision_crop
     reused = state.get("vision", {}).get("from")
     if reused:
@@ -168,7 +223,7 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
         )
     else:
         lines.append(
-            row(
+            _row(
                 "A vision",
                 "tower + per-token heads: class histogram (soft CE) + half-cell colours (MSE)"
                 + (
@@ -183,7 +238,7 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
         )
     if plan.affordance is not None:
         lines.append(
-            row(
+            _row(
                 "A2 affordances",
                 "the tower fine-tuned on whole front-camera images to say what binds the ego: "
                 "the world's lead kind (none / vehicle / red light / pedestrian / cyclist), "
@@ -207,7 +262,7 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
     extra = ("; " + "; ".join(extras)) if extras else ""
     if plan.planner_text is not None:
         lines.append(
-            row(
+            _row(
                 "B1 planner",
                 f"prompt only (ego status), all training keyframes{extra}",
                 plan.planner_text,
@@ -221,7 +276,7 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
         else "all visual tokens"
     )
     lines.append(
-        row(
+        _row(
             "B2 planner",
             f"prompt + {tokens} (frozen tower, cached), "
             f"{plan.cache_train.limit or 'all'} keyframes, smooth-L1{extra}",
@@ -229,7 +284,7 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
         )
     )
     lines.append(
-        row(
+        _row(
             "C ReconPruner",
             f"AFBR (alpha 0.5, lambda 0.2), decoder {plan.decoder_layers} layers x width "
             f"{plan.decoder_width or 'D'} warmed up for {plan.decoder_warmup_steps} "
@@ -238,16 +293,6 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
             plan.pruner,
         )
     )
-    notes = state.get("build_notes", [])
-    if notes:
-        lines += ["", "How this build actually ran:", ""]
-        lines += [f"- {note}" for note in notes]
-    lines += ["", "Wall-clock per stage (this machine):", ""]
-    lines += ["| Stage | Seconds | Minutes |", "|---|---|---|"]
-    for name, value in seconds.items():
-        lines.append(f"| {name} | {value:.0f} | {value / 60:.1f} |")
-    total = sum(seconds.values())
-    lines.append(f"| **total** | **{total:.0f}** | **{total / 60:.1f}** |")
     return lines
 
 
@@ -286,17 +331,19 @@ def _training_results(inputs: CardInputs) -> list[str]:
                 f"{_fmt(last.get('val_l2_avg'))} m vs constant velocity "
                 f"{_fmt(last.get('val_cv_l2_avg'))} m on the same keyframes."
             )
-    reader = inputs.stage_summaries.get("reader", {})
-    alone, full = (reader.get(k, {}).get("last_val", {}) for k in ("reader", "full"))
-    if alone and full:
+    for stage, label in (("reader", "Stage B with a SceneReader"), ("refine", "Stage 4d")):
+        lines += _reader_result(label, inputs.stage_summaries.get(stage, {}))
+    prior = inputs.stage_summaries.get("prior", {}).get("full", {})
+    gains = getattr(inputs.vla.config, "decision_gains", None)
+    if prior.get("last_val") and gains:
+        last = prior["last_val"]
         lines.append(
-            f"- Stage B with a SceneReader ({reader['reader'].get('steps')} reader-only steps, "
-            f"then {reader['full'].get('steps')} all-token steps): lead-kind accuracy "
-            f"{_fmt(full.get('val_fact_lead_acc'))}, inverse gap off by "
-            f"{_fmt(full.get('val_fact_inverse_gap_mae'), 3)}, decision off by "
-            f"{_fmt(full.get('val_fact_decision_mae'))} m/s^2; validation L2 Avg "
-            f"{_fmt(full.get('val_l2_avg'))} m vs constant velocity "
-            f"{_fmt(full.get('val_cv_l2_avg'))} m."
+            "- Stage 4e (decision prior): gains "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sorted(gains.items()))
+            + f" (m/s^2 added per m/s^2 read); {prior.get('steps')} steps over the driven prior: "
+            f"validation L2 Avg {_fmt(last.get('val_l2_avg'))} m vs constant velocity "
+            f"{_fmt(last.get('val_cv_l2_avg'))} m, decision off by "
+            f"{_fmt(last.get('val_fact_decision_mae'))} m/s^2."
         )
     pruner = inputs.stage_summaries.get("pruner", {})
     last = pruner.get("last_val", {})
@@ -314,6 +361,22 @@ def _training_results(inputs: CardInputs) -> list[str]:
             f"fraction) kept by the top-K of each camera: {recalls}."
         )
     return lines
+
+
+def _reader_result(label: str, summary: dict) -> list[str]:
+    """A planner fine-tune with a scene reader: its reader-only phase, then the all-token one."""
+    alone, full = (summary.get(k, {}).get("last_val", {}) for k in ("reader", "full"))
+    if not (alone and full):
+        return []
+    return [
+        f"- {label} ({summary['reader'].get('steps')} reader-only steps, then "
+        f"{summary['full'].get('steps')} all-token steps): lead-kind accuracy "
+        f"{_fmt(full.get('val_fact_lead_acc'))}, inverse gap off by "
+        f"{_fmt(full.get('val_fact_inverse_gap_mae'), 3)}, decision off by "
+        f"{_fmt(full.get('val_fact_decision_mae'))} m/s^2; validation L2 Avg "
+        f"{_fmt(full.get('val_l2_avg'))} m vs constant velocity "
+        f"{_fmt(full.get('val_cv_l2_avg'))} m."
+    ]
 
 
 def _image_dependence(inputs: CardInputs) -> list[str]:
@@ -517,12 +580,11 @@ def write_model_card(inputs: CardInputs, path: str | Path) -> Path:
         inputs.command,
         "```",
         "",
-        "runs every stage below (each resumable, skipped when done); stages B and C ran as "
-        "these two commands side by side:",
+        "runs every stage below (each resumable, skipped when done); its training stages ran "
+        "as these commands (B and C side by side, then each after the one before):",
         "",
         "```bash",
-        commands.get("planner", "(planner stage reused from an earlier run)"),
-        commands.get("pruner", "(pruner stage reused from an earlier run)"),
+        *(commands.values() or ["(every training stage reused from an earlier run)"]),
         "```",
         "",
         *_stage_table(plan, state),

@@ -390,6 +390,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"--ratios must lie in (0, 1), got {ratios}")
     torch.set_num_threads(args.threads)
     vla = VLA.from_pretrained(args.tower)
+    if args.bundle_out and getattr(vla.planner, "scene_reader", None) is None:
+        raise SystemExit(
+            f"--bundle-out: {args.tower}'s planner has no scene reader for the reading to feed; "
+            "give a bundle trained with `train-planner --scene-reader` (stage 4b), or use "
+            "--save-reader"
+        )
     image_size = tuple(vla.config.image_size)
     unit = vla.vision.patch_size * vla.vision.merge_size
     worlds, encoded, maps = {}, {}, {}

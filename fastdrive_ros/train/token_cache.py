@@ -34,9 +34,9 @@ def module_hash(module: nn.Module) -> str:
     """sha256 (16 hex digits) over a module's weights: names, shapes, dtypes and bytes."""
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
+        t = tensor.detach().cpu().contiguous()  # 0-d tensors (a scalar buffer) too: reshaped
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()[:16]
 
 
