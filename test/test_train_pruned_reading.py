@@ -224,3 +224,15 @@ def _none_corr(table: str) -> float:
     """The decision corr of the unpruned row of `render_tables`' first table (one world)."""
     row = next(line for line in table.splitlines() if line.startswith("| none | "))
     return float(row.split("(")[1].split(")")[0])
+
+
+def test_a_bundle_without_a_scene_reader_is_refused_before_any_encoding(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path
+) -> None:
+    # the reading feeds the planner's scene reader: without one there is nothing to feed, and
+    # the refusal comes before the worlds are read (they do not even exist here)
+    bundle = tiny_bundle(tmp_path_factory)
+    argv = ["--tower", str(bundle), str(tmp_path / "no-world"), str(tmp_path / "none-either")]
+    with pytest.raises(SystemExit, match="no scene reader.*--scene-reader"):
+        main([*argv, "--bundle-out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
