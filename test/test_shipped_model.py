@@ -44,6 +44,16 @@ def test_six_cameras_and_1080_tokens_as_the_card_says(parts) -> None:
     assert "**1080 visual tokens**" in card and "### Targets" in card
 
 
+def test_the_default_plans_over_the_prior_its_read_decision_drives() -> None:
+    # build stages 4c-4e: the decision reader's decision moves the plan through the prior
+    config = json.loads((SHIPPED / "config.json").read_text())
+    assert config["waypoint_prior"] == "kinematic_decision" and config["decision_reader"]
+    assert set(config["decision_gains"]) == {"full", "minimal"}
+    assert 0 < config["decision_gains"]["minimal"] <= 2
+    card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "| 4e prior |" in card and "--planner-from" in card  # how it was made, on the card
+
+
 def test_shipped_onnx_is_exported_from_these_weights_and_matches_torch(parts, road_pixels) -> None:
     pytest.importorskip("onnxruntime")
     from fastdrive_ros.runtime.backend_select import expected_export
@@ -98,8 +108,12 @@ def test_shipped_weights_match_their_recorded_hashes() -> None:
     """models/default carries SHA256SUMS (issue 11) and its files match it (no warning path)."""
     from fastdrive_ros.nn.integrity import read_manifest, sha256_of
 
-    pairs = ((SHIPPED, "model.safetensors"), (SHIPPED / "pruner", "reconpruner.safetensors"))
-    for folder, name in pairs:
+    weights = {  # the decision reader drives the default's prior: its bytes are recorded too
+        SHIPPED: {"model.safetensors", "decision_reader.safetensors"},
+        SHIPPED / "pruner": {"reconpruner.safetensors"},
+    }
+    for folder, names in weights.items():
         recorded = read_manifest(folder)
-        assert recorded is not None and set(recorded) == {name}
-        assert sha256_of(folder / name) == recorded[name]
+        assert recorded is not None and set(recorded) == names
+        for name in names:
+            assert sha256_of(folder / name) == recorded[name], name
