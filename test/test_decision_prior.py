@@ -13,7 +13,7 @@ from train_tiny import VERSION, imageless_record
 
 from fastdrive_ros.core_types import EgoState, restrict_ego
 from fastdrive_ros.nn.configs import tiny_config
-from fastdrive_ros.nn.decision_prior import DecisionPrior, check_gains
+from fastdrive_ros.nn.decision_prior import DecisionPrior, added_acceleration, check_gains
 from fastdrive_ros.nn.ego_encoder import kinematic_prior
 from fastdrive_ros.nn.frame_memory import FrameMemory
 from fastdrive_ros.nn.vla import VLA, VLAConfig
@@ -95,6 +95,48 @@ def test_the_gain_fit_trusts_a_decision_as_far_as_it_tells_the_future() -> None:
         fit_decision_gains(records, decided[:-1])
 
 
+def test_toward_moves_the_measured_acceleration_a_share_of_the_way_to_the_decision() -> None:
+    # full: measured -1, decision -3, gain 0.5 -> -2 in all; "added" would put -1.5 on top
+    braking = _status(6.0, -1.0)
+    assert added_acceleration(0.5, -3.0, braking, "toward") == pytest.approx(-1.0)
+    assert added_acceleration(0.5, -3.0, braking, "added") == pytest.approx(-1.5)
+    toward = DecisionPrior(GAINS | {"full": 0.5}, "toward")
+    driven = toward([braking], torch.tensor([-3.0]), torch.device("cpu"))[0].numpy()
+    assert driven == pytest.approx(kinematic_prior(_status(6.0, -2.0)), abs=1e-5)
+    # gain 1 is the decision itself, whatever was measured; the minimal status measures none
+    assert added_acceleration(1.0, 0.5, braking, "toward") + braking.acceleration == 0.5
+    minimal = _status(6.0, inputs="minimal")
+    assert added_acceleration(0.8, -3.0, minimal, "toward") == pytest.approx(-2.4)
+    with pytest.raises(ValueError, match="decision form"):
+        DecisionPrior(GAINS, "instead")
+
+
+def _lagging_world(seed: int = 0, n: int = 120):
+    """The full status measures yesterday's acceleration; the future follows the decision."""
+    records, decided = _driven_world(seed, n)
+    rng = np.random.default_rng(seed + 1)
+    stale = []
+    for record in records:
+        ego = record.ego
+        lagged = EgoState(ego.history_xy, speed=ego.speed, acceleration=rng.uniform(-2, 1),
+                          yaw_rate=0.0, steering=0.0)  # fmt: skip
+        stale.append(imageless_record(record.token, record.scene, lagged, record.future_xy))
+    return stale, decided
+
+
+def test_toward_is_fitted_where_the_measured_acceleration_lags_the_decision() -> None:
+    records, decided = _lagging_world()
+    toward = fit_decision_gains(records, decided, "toward")
+    assert toward["full"]["gain"] == pytest.approx(1.0, abs=0.01)  # the decision replaces it
+    assert toward["full"]["l2_driven"] < 0.01 < toward["full"]["l2_kinematic"]
+    added = fit_decision_gains(records, decided, "added")
+    assert added["full"]["l2_driven"] > 10 * toward["full"]["l2_driven"]  # it cannot undo a0
+    assert toward["minimal"] == pytest.approx(added["minimal"])  # the forms agree there
+    # the benchmark can fail: a shuffled decision earns little gain in either form
+    shuffled = fit_decision_gains(records, np.random.default_rng(2).permutation(decided), "toward")
+    assert shuffled["full"]["l2_driven"] > 0.5 * shuffled["full"]["l2_kinematic"]
+
+
 def _decision_vla() -> VLA:
     vla = _reading_vla()
     vla.use_decision_prior(GAINS)
@@ -149,7 +191,11 @@ def test_the_bundle_keeps_the_gains_and_refuses_what_cannot_drive(tmp_path: Path
     vla.save_pretrained(tmp_path / "b")
     loaded = VLA.from_pretrained(tmp_path / "b")
     assert loaded.config.waypoint_prior == "kinematic_decision"
-    assert loaded.config.decision_gains == GAINS
+    assert loaded.config.decision_gains == GAINS and loaded.config.decision_form == "added"
+    toward = _reading_vla()
+    toward.use_decision_prior(GAINS, "toward")
+    toward.save_pretrained(tmp_path / "t")
+    assert VLA.from_pretrained(tmp_path / "t").planner.decision_prior.form == "toward"
     assert _plan(loaded, tokens, torch.arange(12), _ego(7.0)) == pytest.approx(before, abs=1e-5)
     fields = {**vla.config.__dict__}
     with pytest.raises(ValueError, match="decision_gains go with"):
@@ -158,6 +204,8 @@ def test_the_bundle_keeps_the_gains_and_refuses_what_cannot_drive(tmp_path: Path
         VLAConfig(**{**fields, "scene_reader": False, "decision_reader": False})
     with pytest.raises(ValueError, match="missing"):
         VLAConfig(**{**fields, "decision_gains": {"full": 1.0}})
+    with pytest.raises(ValueError, match="decision form"):
+        VLAConfig(**{**fields, "decision_form": "instead"})
     ego_mlp = VLA.from_pretrained(tmp_path / "b")
     ego_mlp.config = VLAConfig(**{**fields, "waypoint_prior": "ego_mlp", "decision_gains": None})
     with pytest.raises(ValueError, match="extends the kinematic prior"):
@@ -192,3 +240,7 @@ def test_train_planner_fits_the_gains_then_trains_over_the_driven_prior(
     result = _invoke(_train_args(bundle, world, tmp_path / "out2"))
     assert result.exit_code == 2 and "pruned_reading --bundle-out" in result.output
     assert not (tmp_path / "out2").exists()  # refused before any token was cached
+    # a form without the prior it shapes is a usage error too
+    args = [a for a in _train_args(bundle, world, tmp_path / "out3") if a != "--decision-prior"]
+    result = _invoke([*args, "--decision-form", "toward"])
+    assert result.exit_code == 2 and "add --decision-prior" in result.output

@@ -4,10 +4,14 @@ A planner that gets the driver's decided acceleration only as one number added i
 embedding barely moves with it: after a fine-tune, handing it -3 instead of +1 m/s^2 moved its
 plan 0.25 m at 3 s (issue 8), where braking that hard moves a car metres. Here the decision
 shapes the path the regression head predicts a residual over: the kinematic prior of the ego
-status (ego_encoder.kinematic_prior) with `gain x decision` added to its acceleration, the
-speed held at 0 once the ego stops. The gain, one per ego-input setting, is fitted on the
-training world (train/decision_prior.py), since a reader's decision is a noisy estimate that
-should move the plan only as far as it is worth.
+status (ego_encoder.kinematic_prior) with the decision in its acceleration, the speed held at
+0 once the ego stops. Two forms: "added" puts `gain x decision` on top of the measured
+acceleration; "toward" moves the acceleration a share `gain` of the way from the measured one to
+the decision. They agree with the minimal ego inputs (no measured acceleration); with the full
+ones the measured acceleration lags the decision by the driver's reaction, so adding both counts
+the reaction twice. The gain, one per ego-input setting, is fitted on the training world
+(train/decision_prior.py), since a reader's decision is a noisy estimate that should move the
+plan only as far as it is worth.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import torch
 
 from fastdrive_ros.core_types import EGO_INPUTS, EgoState
 from fastdrive_ros.nn.ego_encoder import prior_batch
+
+DECISION_FORMS = ("added", "toward")
 
 
 def check_gains(gains: Mapping[str, float]) -> dict[str, float]:
@@ -37,20 +43,37 @@ def check_gains(gains: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def check_form(form: str) -> str:
+    if form not in DECISION_FORMS:
+        raise ValueError(f"decision form must be one of {DECISION_FORMS}, got {form!r}")
+    return form
+
+
+def added_acceleration(gain: float, decision: float, ego: EgoState, form: str) -> float:
+    """What the prior adds to `ego`'s acceleration for a read `decision` (m/s^2)."""
+    if form == "toward" and ego.inputs == "full":
+        return gain * (decision - ego.acceleration)
+    return gain * decision  # the minimal status measures no acceleration: the forms agree
+
+
 class DecisionPrior:
     """Egos + decisions [B] (m/s^2) -> [B, 6, 2] kinematic priors driven by the decisions."""
 
-    def __init__(self, gains: Mapping[str, float]) -> None:
+    def __init__(self, gains: Mapping[str, float], form: str = "added") -> None:
         self.gains = check_gains(gains)
+        self.form = check_form(form)
 
     def added_accelerations(self, egos: Sequence[EgoState], decision: torch.Tensor) -> list[float]:
-        """The acceleration each sample's prior adds: its setting's gain x its decision."""
+        """The acceleration each sample's prior adds (its setting's gain, this form)."""
         if decision.shape != (len(egos),):
             raise ValueError(
                 f"need one decision per sample: {tuple(decision.shape)} for {len(egos)} egos"
             )
         values = decision.detach().double().cpu().tolist()  # a fixed transform, not trained
-        return [self.gains[ego.inputs] * value for ego, value in zip(egos, values)]
+        return [
+            added_acceleration(self.gains[ego.inputs], value, ego, self.form)
+            for ego, value in zip(egos, values)
+        ]
 
     def __call__(
         self, egos: Sequence[EgoState], decision: torch.Tensor, device: torch.device

@@ -162,6 +162,7 @@ class VLAPlanner(nn.Module):
         waypoint_prior: WaypointPrior = "none",
         scene_reader: bool = False,
         decision_gains: dict[str, float] | None = None,
+        decision_form: str = "added",
     ) -> None:
         super().__init__()
         if prompt_style not in PROMPT_STYLES:
@@ -215,7 +216,9 @@ class VLAPlanner(nn.Module):
         self.waypoint_prior: WaypointPrior = waypoint_prior
         self.ego_prior = EgoPrior() if waypoint_prior == "ego_mlp" else None
         self.decision_prior = (
-            DecisionPrior(decision_gains) if waypoint_prior == "kinematic_decision" else None
+            DecisionPrior(decision_gains, decision_form)
+            if waypoint_prior == "kinematic_decision"
+            else None
         )
         self._cache_kw = cache_keyword(type(self.model.layers[0]).forward)
         self._mrope_section = mrope_section_of(text_config)
@@ -313,11 +316,11 @@ class VLAPlanner(nn.Module):
         device = self.model.embed_tokens.weight.device
         self.decision_reader = reader.to(device).eval().requires_grad_(False)
 
-    def use_decision_prior(self, gains: dict[str, float]) -> None:
+    def use_decision_prior(self, gains: dict[str, float], form: str = "added") -> None:
         """Residuals over the kinematic prior driven by the read decision (decision_prior.py)."""
         if self.scene_reader is None or self.waypoint_head is None:
             raise ValueError("the decision prior needs the regression head and a scene reader")
-        self.decision_prior = DecisionPrior(gains)
+        self.decision_prior = DecisionPrior(gains, form)
         self.waypoint_prior = "kinematic_decision"
 
     def read_scene(

@@ -69,6 +69,8 @@ class VLAConfig:
         decision_reader: the scene reader's decision comes from a DecisionReader
             (nn/decision_reader.py, its own file in the bundle) with frame memory.
         decision_gains: {ego-input setting: gain} of the "kinematic_decision" prior.
+        decision_form: how that prior takes the decision: "added" to the measured acceleration
+            (bundles before the option) or "toward" it (nn/decision_prior.py).
     """
 
     qwen: dict[str, Any]
@@ -86,6 +88,7 @@ class VLAConfig:
     scene_reader: bool = False
     decision_reader: bool = False
     decision_gains: dict[str, float] | None = None
+    decision_form: str = "added"
 
     def __post_init__(self) -> None:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
@@ -187,6 +190,11 @@ class VLAConfig:
             from fastdrive_ros.nn.decision_prior import check_gains
 
             self.decision_gains = check_gains(self.decision_gains or {})
+        from fastdrive_ros.nn.decision_prior import check_form
+
+        check_form(self.decision_form)
+        if self.decision_form != "added" and self.waypoint_prior != "kinematic_decision":
+            raise ValueError("decision_form goes with waypoint_prior 'kinematic_decision' only")
         if not self.waypoint_scale > 0:
             raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
         from fastdrive_ros.nn.resize import check_mode
@@ -255,6 +263,7 @@ class VLA(nn.Module):
                 waypoint_prior=config.waypoint_prior,  # type: ignore[arg-type]
                 scene_reader=config.scene_reader,
                 decision_gains=config.decision_gains,
+                decision_form=config.decision_form,
             )
         )
         if pruner is None and config.pruner is not None:
@@ -278,11 +287,12 @@ class VLA(nn.Module):
         self.planner.attach_decision_reader(reader)  # checks width and that a scene reader exists
         self.config = replace(self.config, decision_reader=True)
 
-    def use_decision_prior(self, gains: dict[str, float]) -> None:
+    def use_decision_prior(self, gains: dict[str, float], form: str = "added") -> None:
         """Predict the residual over the kinematic prior driven by the read decision from now on.
 
-        gains: {ego-input setting: gain} (train/decision_prior.fit_decision_gains). The head
-        keeps its weights: it was a residual over the kinematic prior, which this extends.
+        gains: {ego-input setting: gain} (train/decision_prior.fit_decision_gains); form: how
+        the prior takes the decision (nn/decision_prior.py). The head keeps its weights: it was
+        a residual over the kinematic prior, which this extends.
         """
         if self.config.waypoint_prior not in ("kinematic", "kinematic_decision"):
             raise ValueError(
@@ -290,9 +300,12 @@ class VLA(nn.Module):
                 f"{self.config.waypoint_prior!r}"
             )
         self.config = replace(  # validates (needs the scene reader)
-            self.config, waypoint_prior="kinematic_decision", decision_gains=dict(gains)
+            self.config,
+            waypoint_prior="kinematic_decision",
+            decision_gains=dict(gains),
+            decision_form=form,
         )
-        self.planner.use_decision_prior(self.config.decision_gains or {})
+        self.planner.use_decision_prior(self.config.decision_gains or {}, form)
 
     def use_ego_mlp_prior(self, bundle: str | Path) -> None:
         """Predict the residual over `bundle`'s ego MLPs (nn/ego_mlp.EgoPrior) from now on.

@@ -152,6 +152,14 @@ def train_planner_command(
             "fitted on another world."
         ),
     ] = False,
+    decision_form: Annotated[
+        str,
+        Opt(
+            help="How --decision-prior's prior takes the decision: 'added' to the measured "
+            "acceleration, or 'toward' (the acceleration moves a share gain of the way from the "
+            "measured one to the decision; the forms agree with the minimal ego inputs)."
+        ),
+    ] = "added",
     prior_folds: Annotated[
         int,
         Opt(
@@ -226,7 +234,11 @@ def train_planner_command(
         if ego_mlp_prior and vla.config.waypoint_prior != "ego_mlp":
             vla.use_ego_mlp_prior(model)
         if decision_prior:  # refused before any token is cached
-            _check_decision_prior(vla, ego_mlp_prior)
+            _check_decision_prior(vla, ego_mlp_prior, decision_form)
+        elif decision_form != "added":
+            raise ValueError(
+                "--decision-form shapes --decision-prior's prior: add --decision-prior"
+            )
         reader_roots = list(reader_dataroot or [])
         if reader_roots and reader_epochs <= 0:
             raise ValueError(
@@ -331,7 +343,7 @@ def train_planner_command(
             **sample_chain(val_data.dataroot, val_data.version),
         }
     if decision_prior and chain is not None:  # _check_decision_prior: it has the reader
-        _fit_decision_prior(vla, caches[0], train_records, chain)
+        _fit_decision_prior(vla, caches[0], train_records, chain, decision_form)
     summaries = train_planner(
         planner=vla.planner,
         train_cache=caches[0],
@@ -381,8 +393,11 @@ def train_planner_command(
     dist.close()
 
 
-def _check_decision_prior(vla, ego_mlp_prior: bool) -> None:
+def _check_decision_prior(vla, ego_mlp_prior: bool, form: str) -> None:
     """ValueError unless --decision-prior can drive this bundle's plan."""
+    from fastdrive_ros.nn.decision_prior import check_form
+
+    check_form(form)
     if vla.planner.decision_reader is None:  # a scene head's own decision is trained later
         raise ValueError(
             "--decision-prior drives the plan with the decision reader's decision and this "
@@ -396,18 +411,19 @@ def _check_decision_prior(vla, ego_mlp_prior: bool) -> None:
         )
 
 
-def _fit_decision_prior(vla, cache, records: list, chain: dict[str, str]) -> None:
+def _fit_decision_prior(vla, cache, records: list, chain: dict[str, str], form: str) -> None:
     """Fit the decision prior's gains on the training keyframes and switch the planner to it."""
     from fastdrive_ros.train.decision_prior import fit_decision_gains, read_decisions
 
     decisions = read_decisions(vla.planner, cache, records, chain)
-    fits = fit_decision_gains(records, decisions)
+    fits = fit_decision_gains(records, decisions, form)
     for setting, fit in fits.items():
         typer.echo(
-            f"decision prior, {setting} ego inputs: gain {fit['gain']:.3f}, L2 of the prior on "
-            f"the training keyframes {fit['l2_kinematic']:.3f} -> {fit['l2_driven']:.3f} m"
+            f"decision prior, {setting} ego inputs: gain {fit['gain']:.3f} ({form}), L2 of "
+            f"the prior on the training keyframes {fit['l2_kinematic']:.3f} -> "
+            f"{fit['l2_driven']:.3f} m"
         )
-    vla.use_decision_prior({s: fit["gain"] for s, fit in fits.items()})
+    vla.use_decision_prior({s: fit["gain"] for s, fit in fits.items()}, form)
 
 
 def train_pruner_command(

@@ -18,6 +18,7 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from fastdrive_ros.core_types import EGO_INPUTS, restrict_ego
+from fastdrive_ros.nn.decision_prior import added_acceleration
 from fastdrive_ros.nn.ego_encoder import kinematic_prior
 from fastdrive_ros.nn.planner import VLAPlanner
 from fastdrive_ros.train.records import KeyframeRecord, previous_rows
@@ -71,16 +72,26 @@ def prior_l2(records: Sequence[KeyframeRecord], added: np.ndarray, setting: str)
 
 
 def fit_decision_gains(
-    records: Sequence[KeyframeRecord], decisions: np.ndarray
+    records: Sequence[KeyframeRecord], decisions: np.ndarray, form: str = "added"
 ) -> dict[str, dict[str, float]]:
-    """{setting: {"gain", "l2_kinematic", "l2_driven"}}: the gain minimising prior_l2."""
+    """{setting: {"gain", "l2_kinematic", "l2_driven"}}: the gain minimising prior_l2.
+
+    form: the decision prior's ("added" / "toward", nn/decision_prior.py).
+    """
     decisions = np.asarray(decisions, dtype=np.float64)
     if decisions.shape != (len(records),) or not np.isfinite(decisions).all():
         raise ValueError(f"need one finite decision per record: {decisions.shape}, {len(records)}")
     fits: dict[str, dict[str, float]] = {}
     for setting in EGO_INPUTS:
+        # what one unit of gain adds to each record's acceleration in this setting
+        unit = np.array(
+            [
+                added_acceleration(1.0, d, restrict_ego(r.ego, setting), form)
+                for r, d in zip(records, decisions, strict=True)
+            ]
+        )
         best = minimize_scalar(
-            lambda gain, s=setting: prior_l2(records, gain * decisions, s),
+            lambda gain, s=setting, u=unit: prior_l2(records, gain * u, s),
             bounds=GAIN_BOUNDS,
             method="bounded",
             options={"xatol": 1e-3},
