@@ -434,7 +434,8 @@ class DefaultModelBuilder:
         args = self._train_planner_args(
             self.work / "refine" / "model", self.work / "prior", plan.decision_prior, None
         )
-        return args + ["--loss-beta", str(plan.reader_loss_beta), "--decision-prior"]
+        args += ["--loss-beta", str(plan.reader_loss_beta), "--decision-prior"]
+        return args + ["--decision-form", plan.decision_form]
 
     def train_decision_prior(self) -> bool:
         """Stages 4c-4e one after another (each starts from the one before), resumable."""

@@ -108,7 +108,7 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     assert reading.planner.decision_reader is not None
     assert reading.planner.decision_reader.meta["train"] == str(work / "data" / "read")
     assert "--scene-reader" in state["commands"]["refine"]
-    assert "--decision-prior" in state["commands"]["prior"]
+    assert "--decision-prior --decision-form added" in state["commands"]["prior"]
     assert tower.config.waypoint_prior == "kinematic_decision" and tower.planner.decision_reader
     assert set(tower.config.decision_gains) == {"full", "minimal"}
     assert "--seed 12 " in state["commands"]["prior"]  # the build seed + 1: a new draw

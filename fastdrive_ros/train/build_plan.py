@@ -84,6 +84,7 @@ class BuildPlan:
     # kinematic prior driven by its decision ("prior"). None: the bundle is stage 4b's planner
     reading_world: str | None = None
     decision_prior: TrainConfig | None = None
+    decision_form: str = "added"  # how the prior takes the decision (nn/decision_prior.py)
     probe_sets: tuple[str, ...] = ()  # held-out datasets the image-dependence probes run on
     probe_limit: int | None = 100  # keyframes per probe set, spread over its scenes
     # every selector plus the probes that show whether the benchmark can tell them apart

@@ -203,9 +203,15 @@ def _decision_stages(plan: Any) -> list[str]:
         ),
         _row(
             "4e prior",
-            "one gain per ego-input setting fitted on the training keyframes (the read "
-            "decision x gain added to the kinematic prior's acceleration), then the head "
-            "trained over that prior (train-planner --decision-prior)",
+            "one gain per ego-input setting fitted on the training keyframes (the kinematic "
+            "prior's acceleration "
+            + (
+                "moved a share gain of the way to the read decision"
+                if plan.decision_form == "toward"
+                else "plus gain x the read decision"
+            )
+            + "), then the head trained over that prior (train-planner --decision-prior "
+            f"--decision-form {plan.decision_form})",
             plan.decision_prior,
         ),
     ]
