@@ -44,6 +44,7 @@ def check_gains(gains: Mapping[str, float]) -> dict[str, float]:
 
 
 def check_form(form: str) -> str:
+    """`form` if it is one of DECISION_FORMS; a clear error otherwise."""
     if form not in DECISION_FORMS:
         raise ValueError(f"decision form must be one of {DECISION_FORMS}, got {form!r}")
     return form
