@@ -187,13 +187,11 @@ class VLAConfig:
         if self.waypoint_prior == "kinematic_decision":
             if not self.scene_reader:
                 raise ValueError("the decision prior reads the scene reader's decision")
-            from fastdrive_ros.nn.decision_prior import check_gains
+            from fastdrive_ros.nn.decision_prior import check_form, check_gains
 
             self.decision_gains = check_gains(self.decision_gains or {})
-        from fastdrive_ros.nn.decision_prior import check_form
-
-        check_form(self.decision_form)
-        if self.decision_form != "added" and self.waypoint_prior != "kinematic_decision":
+            check_form(self.decision_form)
+        elif self.decision_form != "added":
             raise ValueError("decision_form goes with waypoint_prior 'kinematic_decision' only")
         if not self.waypoint_scale > 0:
             raise ValueError(f"waypoint_scale must be > 0, got {self.waypoint_scale}")
