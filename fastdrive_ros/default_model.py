@@ -12,7 +12,9 @@ its checkpoints):
      ego_mlp  the camera-free ego-status MLP references (full and minimal ego inputs) trained on
               the planner's training keyframes, saved as bundle/ego_mlp/<inputs>.safetensors
   6. export   encoder + ReconPruner ONNX at the default prune ratio, with the parity check
-  7. eval     `fastdrive eval` on the held-out scenes, every pruner at 0/25/50/75 %
+  7. eval     `fastdrive eval` on the held-out scenes, every pruner at 0/25/50/75 %, and issue
+              8's camera-target runs (each probe world, both ego-input settings), side by side
+     targets  the camera-target report over those runs (eval/camera_targets.md)
   8. card     MODEL_CARD.md (architecture, data, commands, timings, evaluation, targets)
 This module may import every room (like cli.py); heavy imports stay inside functions.
 """
@@ -431,19 +433,17 @@ class DefaultModelBuilder:
     def _prior_args(self) -> list[str]:
         """4e: the gains fitted, then the head trained over the decision-driven prior."""
         plan = self.plan
-        args = self._train_planner_args(
-            self.work / "refine" / "model", self.work / "prior", plan.decision_prior, None
-        )
+        start = self.work / ("refine" if plan.decision_refine else "reading") / "model"
+        args = self._train_planner_args(start, self.work / "prior", plan.decision_prior, None)
         args += ["--loss-beta", str(plan.reader_loss_beta), "--decision-prior"]
         return args + ["--decision-form", plan.decision_form]
 
     def train_decision_prior(self) -> bool:
         """Stages 4c-4e one after another (each starts from the one before), resumable."""
-        steps = {
-            "reading": self._reading_args(),
-            "refine": self._refine_args(),
-            "prior": self._prior_args(),
-        }
+        steps = {"reading": self._reading_args()}
+        if self.plan.decision_refine:
+            steps["refine"] = self._refine_args()
+        steps["prior"] = self._prior_args()
         self.state.setdefault("commands", {}).update(
             {name: _shown(args) for name, args in steps.items()}
         )
@@ -486,14 +486,25 @@ class DefaultModelBuilder:
         return True
 
     def _run_parallel(self, jobs: list[tuple[str, list[str]]], *, monitor: bool = True) -> None:
-        """Run `fastdrive` subcommands side by side; `monitor`: training runs with step bars."""
+        """Run `fastdrive` subcommands side by side; `monitor`: training runs with step bars.
+
+        The build's `jobs` x `threads` cores are shared among the runs: a lone run (a decision
+        stage, the last evaluation) gets them all instead of leaving the others idle.
+        """
         import os
 
         logs = self.work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
+        threads = max(self.threads, self.threads * max(1, self.jobs) // len(jobs))
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         running = []
+        commands = self.state.setdefault("commands", {})
         for name, args in jobs:
+            if "--threads" in args:
+                args = [*args]
+                args[args.index("--threads") + 1] = str(threads)
+            if name in commands:  # the card shows the command as it ran
+                commands[name] = _shown(args)
             log_path = logs / f"{name}.log"
             self._log(f"[jobs] {name}: {_shown(args)}  (log: {log_path})")
             handle = log_path.open("a")
@@ -683,87 +694,80 @@ class DefaultModelBuilder:
 
     # -- 7. eval ----------------------------------------------------------------------------
 
+    @property
+    def main_eval(self) -> Path:
+        return self.work / "eval"
+
+    def _eval_runs(self) -> dict[Path, list[str]]:
+        """Every evaluation of the bundle, folder -> `fastdrive eval` arguments.
+
+        The main one (its world, full ego inputs, every pruner and ratio, one overlay: the
+        card's tables) and issue 8's camera-target runs, each probe world in both settings
+        (the main one stands for its own world's full run).
+        """
+        plan, ratios = self.plan, ",".join(f"{r:g}" for r in self.plan.eval_ratios)
+
+        def run(world: str, split: str, pruners: str, setting: str, overlays: int) -> list[str]:
+            return [
+                "eval",
+                *("--dataroot", str(self.data_root(world)), "--version", VERSION),
+                *("--model", str(self.out), "--split", split),
+                *("--pruners", pruners, "--ratios", ratios, "--ego-inputs", setting),
+                *(("--max-samples", str(plan.eval.limit)) if plan.eval.limit else ()),
+                *("--seed", "0", "--threads", str(self.threads)),
+                *("--overlay-samples", str(overlays)),
+                "--progress" if self.progress else "--no-progress",  # into the run's log
+            ]
+
+        runs = {
+            self.main_eval: run(
+                plan.eval.dataset, plan.eval.split, ",".join(plan.eval_pruners), "full", 1
+            )
+        }
+        from fastdrive_ros.eval.camera_targets import RANKED_METHODS
+
+        probes = ",".join((*RANKED_METHODS, "shuffled", "no_images", "none"))
+        for name in plan.probe_sets:
+            for setting in ("full", "minimal"):
+                if (name, setting) != (plan.eval.dataset, "full"):
+                    folder = self.work / "targets" / f"{name}-{setting}"
+                    runs[folder] = run(name, "all", probes, setting, 0)
+        return {folder: [*args, "--out", str(folder)] for folder, args in runs.items()}
+
     def evaluate(self) -> bool:
-        import torch
+        """Every evaluation run, `jobs` side by side, each redone only for a new bundle.
 
-        from fastdrive_ros.eval.runner import run_eval
-
+        One torch thread per run keeps both cores busy, where the main run alone left one idle.
+        """
         digest = self.state.get("bundle_hash")
-        folder = self.work / "eval"
-        if (
-            self.state.get("eval", {}).get("bundle_hash") == digest
-            and (folder / "results.json").is_file()
-        ):
-            self._publish_eval(folder)
-            return False
-        torch.set_num_threads(self.threads)
-        ref = self.plan.eval
-        results = run_eval(
-            dataroot=self.data_root(ref.dataset),
-            version=VERSION,
-            model_folder=self.out,
-            pruners=list(self.plan.eval_pruners),
-            ratios=list(self.plan.eval_ratios),
-            out=folder,
-            split=ref.split,
-            max_samples=ref.limit,
-            device="cpu",
-            seed=0,
-            overlay_samples=1,
-            progress=self.progress,
-        )
-        self.state["eval"] = {"bundle_hash": digest, "targets": results.targets}
-        self._publish_eval(folder)
-        return True
+        done: dict[str, str] = self.state.setdefault("evals", {})
+        pending = [
+            (folder, args)
+            for folder, args in self._eval_runs().items()
+            if done.get(str(folder)) != digest or not (folder / "results.json").is_file()
+        ]
+        width = max(1, self.jobs)
+        for start in range(0, len(pending), width):
+            wave = pending[start : start + width]
+            for folder, _ in wave:
+                shutil.rmtree(folder, ignore_errors=True)
+            self._run_parallel([(f"eval-{f.name}", args) for f, args in wave], monitor=False)
+            done.update({str(folder): digest for folder, _ in wave})
+            self._save_state()
+        self._publish_eval(self.main_eval)
+        return bool(pending)
 
     def camera_targets(self) -> bool:
-        """Issue 8's targets: every probe world in both ego-input settings, one report.
-
-        The main evaluation (its world, full inputs) is reused; the other runs go side by side
-        as `fastdrive eval` subprocesses. Writes <bundle>/eval/camera_targets.md.
-        """
-        from fastdrive_ros.eval.camera_targets import RANKED_METHODS, Run, render_markdown
+        """Issue 8's targets over the evaluation runs: <bundle>/eval/camera_targets.md."""
+        from fastdrive_ros.eval.camera_targets import Run, render_markdown
 
         digest = self.state.get("bundle_hash")
         report = self.out / "eval" / "camera_targets.md"
-        done = self.state.get("camera_targets", {})
-        if done.get("bundle_hash") == digest and report.is_file():
-            return False
-        pruners = ",".join((*RANKED_METHODS, "shuffled", "no_images", "none"))
-        ratios = ",".join(f"{r:g}" for r in self.plan.eval_ratios)
-        folders: list[Path] = []
-        jobs: list[tuple[str, list[str]]] = []
-        for name in self.plan.probe_sets:
-            for setting in ("full", "minimal"):
-                if (name, setting) == (self.plan.eval.dataset, "full"):
-                    folders.append(self.work / "eval")  # the main evaluation
-                    continue
-                folder = self.work / "targets" / f"{name}-{setting}"
-                folders.append(folder)
-                if done.get(folder.name) == digest and (folder / "results.json").is_file():
-                    continue
-                limit = self.plan.eval.limit
-                args = [
-                    "eval",
-                    *("--dataroot", str(self.data_root(name)), "--version", VERSION),
-                    *("--model", str(self.out), "--out", str(folder), "--split", "all"),
-                    *("--pruners", pruners, "--ratios", ratios, "--ego-inputs", setting),
-                    *(("--max-samples", str(limit)) if limit is not None else ()),
-                    *("--seed", "0", "--threads", str(self.threads)),
-                    *("--overlay-samples", "0", "--no-progress"),
-                ]
-                jobs.append((f"targets-{folder.name}", args))
-        for start in range(0, len(jobs), max(1, self.jobs)):
-            wave = jobs[start : start + max(1, self.jobs)]
-            self._run_parallel(wave, monitor=False)
-            for name, _ in wave:
-                done[name.removeprefix("targets-")] = digest
-            self.state["camera_targets"] = done
-            self._save_state()
-        runs = [Run.load(folder / "results.json") for folder in folders]
-        report.parent.mkdir(parents=True, exist_ok=True)
+        if self.state.get("camera_targets") == digest and report.is_file():
+            return False  # the runs are redone only for a new bundle, and so is this
+        runs = [Run.load(folder / "results.json") for folder in self._eval_runs()]
         report.write_text(render_markdown(runs), encoding="utf-8")
-        self.state["camera_targets"] = {**done, "bundle_hash": digest}
+        self.state["camera_targets"] = digest
         return True
 
     def _publish_eval(self, folder: Path) -> None:
@@ -947,10 +951,10 @@ def build_default_command(
         bool,
         typer.Option(
             "--decision-prior/--no-decision-prior",
-            help="Stages 4c-4e: a decision reader fitted on one more world (seed + 55), stage "
-            "4b's epoch again with it, then the planner trained over the kinematic prior its "
-            "decision drives (train-planner --decision-prior). --no-decision-prior: the bundle "
-            "is stage 4b's planner, as built before 2026-12-04.",
+            help="Stages 4c and 4e: a decision reader fitted on one more world (seed + 55), "
+            "then the planner trained over the kinematic prior its decision drives "
+            "(train-planner --decision-prior). --no-decision-prior: the bundle is stage 4b's "
+            "planner, as built before 2026-12-04.",
         ),
     ] = True,
     planner_from: Annotated[

@@ -80,7 +80,13 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     results = json.loads((out / "eval" / "results.json").read_text())
     assert {"ctra", "ego_mlp"} <= {r["pruner"] for r in results["references"]}
     assert state["ego_mlp"]["minimal"]["samples"] > 0
-    # issue 8's targets: the main eval (full) is reused, the minimal run is a subprocess eval
+    # issue 8's targets: the main eval stands for its world's full run, the minimal run goes
+    # beside it; both are subprocess evals with their logs
+    assert {p.name for p in (work / "logs").glob("eval-*.log")} == {
+        "eval-eval.log",
+        "eval-train-minimal.log",
+    }
+    assert set(state["evals"]) == {str(work / "eval"), str(work / "targets" / "train-minimal")}
     report = (out / "eval" / "camera_targets.md").read_text()
     assert "| train | full | unpruned VLA <= 1.05 x ego_mlp |" in report
     assert "| train | minimal | content effect >= +10 %, all |" in report
@@ -102,13 +108,14 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     assert reader["reader"]["steps"] > 0 and reader["full"]["steps"] > 0
     assert "text" not in reader  # the fine-tune starts from the trained planner
     assert "--loss-beta" in state["commands"]["reader"]
-    # stages 4c-4e: a decision reader fitted on the reading world (one the planner never saw),
-    # stage 4b's epoch again with it, then the head over the prior its decision drives
+    # stages 4c and 4e: a decision reader fitted on the reading world (one the planner never
+    # saw), then the head trained from that bundle over the prior its decision drives
     reading = VLA.from_pretrained(work / "reading" / "model")
     assert reading.planner.decision_reader is not None
     assert reading.planner.decision_reader.meta["train"] == str(work / "data" / "read")
-    assert "--scene-reader" in state["commands"]["refine"]
-    assert "--decision-prior --decision-form added" in state["commands"]["prior"]
+    assert "refine" not in state["commands"] and not (work / "refine").exists()
+    assert f"--model {work / 'reading' / 'model'} " in state["commands"]["prior"]
+    assert "--decision-prior --decision-form toward" in state["commands"]["prior"]
     assert tower.config.waypoint_prior == "kinematic_decision" and tower.planner.decision_reader
     assert set(tower.config.decision_gains) == {"full", "minimal"}
     assert "--seed 12 " in state["commands"]["prior"]  # the build seed + 1: a new draw
@@ -133,8 +140,9 @@ def test_model_card_tells_what_was_built(built) -> None:
     assert "build-default --tiny" in card and "train-planner" in card and "train-pruner" in card
     assert "**6 merged tokens per camera**" in card and "**36 visual tokens**" in card
     assert "Constant velocity" in card and "parity: passed" in card
-    assert "Stage B with a SceneReader" in card and "Stage 4d (" in card
-    assert "| 4e prior |" in card and "- Stage 4e (decision prior): gains full " in card
+    assert "Stage B with a SceneReader" in card and "| 4d refine |" not in card
+    assert "| 4e prior |" in card and "moved a share gain of the way" in card
+    assert "- Stage 4e (decision prior): gains full " in card
     assert "pruned_reading --tower" in card  # every training command is on the card
     assert "Does the planner use the cameras?" in card
     assert "Do the cameras matter? (issue 8 targets)" in card
@@ -280,8 +288,17 @@ def test_planner_from_runs_only_the_decision_stages_on_a_bundle(tmp_path) -> Non
     assert reading[:2] == ["-m", "fastdrive_ros.train.pruned_reading"]
     assert reading[reading.index("--tower") + 1] == str(source)
     assert reading[reading.index("--bundle-out") + 1] == str(tmp_path / "work/reading/model")
-    refine = builder._refine_args()
+    prior = builder._prior_args()  # 4e starts from the reading bundle ...
+    assert prior[prior.index("--model") + 1] == str(tmp_path / "work/reading/model")
+    refined = DefaultModelBuilder(
+        plan=replace(tiny_plan(), decision_refine=True), out=tmp_path / "out",
+        work=tmp_path / "work", progress=False, planner_from=source,
+    )  # fmt: skip
+    refine = refined._refine_args()  # ... or, with 4d, from stage 4b's recipe rerun on it
     assert refine[refine.index("--model") + 1] == str(tmp_path / "work/reading/model")
+    assert refine[refine.index("--out") + 1] == str(tmp_path / "work/refine")
+    prior = refined._prior_args()
+    assert prior[prior.index("--model") + 1] == str(tmp_path / "work/refine/model")
     assert builder.pruner_dir == source / "pruner"
     assert builder.planner_dir == tmp_path / "work/prior/model"
     # without the decision stages there is nothing for the bundle to feed
@@ -290,3 +307,34 @@ def test_planner_from_runs_only_the_decision_stages_on_a_bundle(tmp_path) -> Non
             plan=replace(tiny_plan(), decision_prior=None), out=tmp_path / "o",
             work=tmp_path / "w", progress=False, planner_from=source,
         )  # fmt: skip
+
+
+def test_every_evaluation_run_is_listed_once_main_first(tmp_path) -> None:
+    from fastdrive_ros.default_model import DefaultModelBuilder
+
+    builder = DefaultModelBuilder(
+        plan=default_plan(), out=tmp_path / "out", work=tmp_path / "work", progress=False
+    )
+    runs = builder._eval_runs()
+    assert list(runs) == [
+        tmp_path / "work" / "eval",  # the card's tables, and the eval world's full run
+        tmp_path / "work" / "targets" / "eval-minimal",
+        tmp_path / "work" / "targets" / "eval2-full",
+        tmp_path / "work" / "targets" / "eval2-minimal",
+    ]
+
+    def option(args: list[str], name: str) -> str:
+        return args[args.index(name) + 1]
+
+    main, *targets = runs.values()
+    assert option(main, "--pruners") == ",".join(builder.plan.eval_pruners)
+    assert option(main, "--ego-inputs") == "full" and option(main, "--overlay-samples") == "1"
+    for folder, args in runs.items():
+        assert option(args, "--out") == str(folder) and option(args, "--model") == str(
+            tmp_path / "out"
+        )
+        assert option(args, "--ratios") == "0,0.25,0.5,0.75"
+        assert "--max-samples" not in args  # every keyframe: the decision reader needs them
+    assert [option(a, "--ego-inputs") for a in targets] == ["minimal", "full", "minimal"]
+    assert all({"oracle_fg", "anti_oracle", "shuffled", "no_images"} <= set(
+        option(a, "--pruners").split(",")) for a in targets)  # fmt: skip

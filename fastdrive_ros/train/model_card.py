@@ -186,7 +186,7 @@ def _stage_table(plan: Any, state: dict) -> list[str]:
 
 def _decision_stages(plan: Any) -> list[str]:
     world = plan.reading_world
-    return [
+    rows = [
         _row(
             "4c reading",
             f"a DecisionReader (per-cell head, corridor, motion from the keyframe 0.5 s "
@@ -194,12 +194,6 @@ def _decision_stages(plan: Any) -> list[str]:
             f"{plan.datasets[world].seed}), a world the planner never trains on, under all, "
             "foreground-, background-ranked and random token sets; it feeds the scene reader",
             None,
-        ),
-        _row(
-            "4d refine",
-            f"stage 4b's recipe again on that bundle ({plan.reader_only_epochs} reader-only "
-            "epochs, then the all-token epoch)",
-            plan.reader,
         ),
         _row(
             "4e prior",
@@ -215,6 +209,17 @@ def _decision_stages(plan: Any) -> list[str]:
             plan.decision_prior,
         ),
     ]
+    if plan.decision_refine:  # 4d sits between the reading and the prior
+        rows.insert(
+            1,
+            _row(
+                "4d refine",
+                f"stage 4b's recipe again on that bundle ({plan.reader_only_epochs} "
+                "reader-only epochs, then the all-token epoch)",
+                plan.reader,
+            ),
+        )
+    return rows
 
 
 def _training_stages(plan: Any, state: dict) -> list[str]:
