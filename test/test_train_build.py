@@ -108,13 +108,13 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     assert reader["reader"]["steps"] > 0 and reader["full"]["steps"] > 0
     assert "text" not in reader  # the fine-tune starts from the trained planner
     assert "--loss-beta" in state["commands"]["reader"]
-    # stages 4c and 4e: a decision reader fitted on the reading world (one the planner never
-    # saw), then the head trained from that bundle over the prior its decision drives
+    # stages 4c-4e: a decision reader fitted on the reading world (one the planner never saw),
+    # stage 4b's epoch again with it, then the head over the prior its decision drives
     reading = VLA.from_pretrained(work / "reading" / "model")
     assert reading.planner.decision_reader is not None
     assert reading.planner.decision_reader.meta["train"] == str(work / "data" / "read")
-    assert "refine" not in state["commands"] and not (work / "refine").exists()
-    assert f"--model {work / 'reading' / 'model'} " in state["commands"]["prior"]
+    assert "--scene-reader" in state["commands"]["refine"]
+    assert f"--model {work / 'refine' / 'model'} " in state["commands"]["prior"]
     assert "--decision-prior --decision-form toward" in state["commands"]["prior"]
     assert tower.config.waypoint_prior == "kinematic_decision" and tower.planner.decision_reader
     assert set(tower.config.decision_gains) == {"full", "minimal"}
@@ -140,7 +140,7 @@ def test_model_card_tells_what_was_built(built) -> None:
     assert "build-default --tiny" in card and "train-planner" in card and "train-pruner" in card
     assert "**6 merged tokens per camera**" in card and "**36 visual tokens**" in card
     assert "Constant velocity" in card and "parity: passed" in card
-    assert "Stage B with a SceneReader" in card and "| 4d refine |" not in card
+    assert "Stage B with a SceneReader" in card and "| 4d refine |" in card
     assert "| 4e prior |" in card and "moved a share gain of the way" in card
     assert "- Stage 4e (decision prior): gains full " in card
     assert "pruned_reading --tower" in card  # every training command is on the card
@@ -288,17 +288,17 @@ def test_planner_from_runs_only_the_decision_stages_on_a_bundle(tmp_path) -> Non
     assert reading[:2] == ["-m", "fastdrive_ros.train.pruned_reading"]
     assert reading[reading.index("--tower") + 1] == str(source)
     assert reading[reading.index("--bundle-out") + 1] == str(tmp_path / "work/reading/model")
-    prior = builder._prior_args()  # 4e starts from the reading bundle ...
-    assert prior[prior.index("--model") + 1] == str(tmp_path / "work/reading/model")
-    refined = DefaultModelBuilder(
-        plan=replace(tiny_plan(), decision_refine=True), out=tmp_path / "out",
-        work=tmp_path / "work", progress=False, planner_from=source,
-    )  # fmt: skip
-    refine = refined._refine_args()  # ... or, with 4d, from stage 4b's recipe rerun on it
+    refine = builder._refine_args()  # 4d: stage 4b's recipe rerun on the reading bundle
     assert refine[refine.index("--model") + 1] == str(tmp_path / "work/reading/model")
     assert refine[refine.index("--out") + 1] == str(tmp_path / "work/refine")
-    prior = refined._prior_args()
+    prior = builder._prior_args()  # 4e starts from 4d's planner ...
     assert prior[prior.index("--model") + 1] == str(tmp_path / "work/refine/model")
+    unrefined = DefaultModelBuilder(
+        plan=replace(tiny_plan(), decision_refine=False), out=tmp_path / "out",
+        work=tmp_path / "work", progress=False, planner_from=source,
+    )  # fmt: skip
+    prior = unrefined._prior_args()  # ... or, without 4d, from the reading bundle itself
+    assert prior[prior.index("--model") + 1] == str(tmp_path / "work/reading/model")
     assert builder.pruner_dir == source / "pruner"
     assert builder.planner_dir == tmp_path / "work/prior/model"
     # without the decision stages there is nothing for the bundle to feed

@@ -80,12 +80,12 @@ class BuildPlan:
     # stages 4c-4e: the read decision as a path (train/decision_prior.py). A DecisionReader
     # (train/pruned_reading.py) fitted on `reading_world`, a world the planner never trains on,
     # so that its decisions on the planner's keyframes are out of sample; with `decision_refine`
-    # stage 4b's recipe again with it in the scene reader ("refine", 4d); then `decision_prior`
-    # epochs over the kinematic prior driven by its decision ("prior"). None: the bundle is
-    # stage 4b's planner
+    # stage 4b's recipe again with it in the scene reader ("refine", 4d: without it the
+    # planner came out worse with the full ego inputs); then `decision_prior` epochs over the
+    # kinematic prior driven by its decision ("prior"). None: the bundle is stage 4b's planner
     reading_world: str | None = None
     decision_prior: TrainConfig | None = None
-    decision_refine: bool = False
+    decision_refine: bool = True
     decision_form: str = "toward"  # how the prior takes the decision (nn/decision_prior.py)
     probe_sets: tuple[str, ...] = ()  # held-out datasets the image-dependence probes run on
     probe_limit: int | None = 100  # keyframes per probe set, spread over its scenes
