@@ -254,10 +254,11 @@ def default_plan(
             "decision": "stages 4c-4e (issue 8): the scene reader's decision becomes a "
             "DecisionReader's (per-cell head, corridor, motion from the keyframe 0.5 s before, "
             "boosted trees) fitted on a world the planner never trains on; stage 4b's epoch "
-            "again with it; then the head trained one epoch over the kinematic prior driven by "
-            "the read decision (one gain per ego-input setting fitted on the training world). "
-            "The trial of this recipe met 7 of 12 camera targets; the prior carries the "
-            "content effect (without its epoch: +33 / +31 % on the two worlds)",
+            "again with it (4d: without it the cameras hurt with the full ego status, 6 of 12 "
+            "camera targets); then the head trained one epoch over the kinematic prior whose "
+            "acceleration moves toward the read decision (one gain per ego-input setting fitted "
+            "on the training world; adding it instead counts the driver's reaction twice with "
+            "the full status)",
             "decoder": "2 decoder layers (paper: 6): the 6-layer decoder costs 2.5x per step",
             "AFBR": "150 decoder warm-up steps (whole image from all tokens) before AFBR: from a "
             "fresh decoder AFBR collapsed to dropping every token (FG recall 0.05 at 50 %)",
