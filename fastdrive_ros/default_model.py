@@ -705,6 +705,8 @@ class DefaultModelBuilder:
         card's tables) and issue 8's camera-target runs, each probe world in both settings
         (the main one stands for its own world's full run).
         """
+        from fastdrive_ros.eval.camera_targets import RANKED_METHODS
+
         plan, ratios = self.plan, ",".join(f"{r:g}" for r in self.plan.eval_ratios)
 
         def run(world: str, split: str, pruners: str, setting: str, overlays: int) -> list[str]:
@@ -724,8 +726,6 @@ class DefaultModelBuilder:
                 plan.eval.dataset, plan.eval.split, ",".join(plan.eval_pruners), "full", 1
             )
         }
-        from fastdrive_ros.eval.camera_targets import RANKED_METHODS
-
         probes = ",".join((*RANKED_METHODS, "shuffled", "no_images", "none"))
         for name in plan.probe_sets:
             for setting in ("full", "minimal"):
@@ -766,6 +766,7 @@ class DefaultModelBuilder:
         if self.state.get("camera_targets") == digest and report.is_file():
             return False  # the runs are redone only for a new bundle, and so is this
         runs = [Run.load(folder / "results.json") for folder in self._eval_runs()]
+        report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(render_markdown(runs), encoding="utf-8")
         self.state["camera_targets"] = digest
         return True
@@ -951,10 +952,10 @@ def build_default_command(
         bool,
         typer.Option(
             "--decision-prior/--no-decision-prior",
-            help="Stages 4c and 4e: a decision reader fitted on one more world (seed + 55), "
-            "then the planner trained over the kinematic prior its decision drives "
-            "(train-planner --decision-prior). --no-decision-prior: the bundle is stage 4b's "
-            "planner, as built before 2026-12-04.",
+            help="Stages 4c-4e: a decision reader fitted on one more world (seed + 55), stage "
+            "4b's epoch again with it, then the planner trained over the kinematic prior its "
+            "decision drives (train-planner --decision-prior). --no-decision-prior: the bundle "
+            "is stage 4b's planner, as built before 2026-12-04.",
         ),
     ] = True,
     planner_from: Annotated[
