@@ -28,6 +28,7 @@ from torch import nn
 
 from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, EgoInputs, EgoState, restrict_ego
 from fastdrive_ros.nn.ctra import ctra_plan
+from fastdrive_ros.nn.forward_only import forward_only
 from fastdrive_ros.nn.integrity import verify_file, write_manifest
 
 FORMAT = "fastdrive_ros.ego_mlp"
@@ -93,11 +94,15 @@ class EgoMLP(nn.Module):
 
     @torch.no_grad()
     def plan(self, ego: EgoState) -> np.ndarray:
-        """(6, 2) waypoints for one ego state: prior + predicted residual."""
+        """(6, 2) waypoints for one ego state: prior + predicted residual, never backwards.
+
+        Projected like the VLA's plans (nn/forward_only.py), so the reference is held to the
+        same physics as the planner it is compared with.
+        """
         features = torch.as_tensor(ego_features(ego, self.inputs), dtype=torch.float32)
         # on the weights' device: inside a planner moved to CUDA the prior is there too
         residual = self(features[None].to(self.feature_mean.device))[0].double().cpu().numpy()
-        return kinematic_prior(ego, self.inputs) + residual
+        return forward_only(kinematic_prior(ego, self.inputs) + residual)
 
     def save(self, path: str | Path, **meta: object) -> Path:
         from safetensors.torch import save_file

@@ -44,6 +44,7 @@ from fastdrive_ros.core_types import (
 from fastdrive_ros.nn.decision_prior import DecisionPrior
 from fastdrive_ros.nn.decision_reader import DecisionReader, minimal_ego
 from fastdrive_ros.nn.ego_encoder import EgoEncoder, prior_batch
+from fastdrive_ros.nn.forward_only import forward_only
 from fastdrive_ros.nn.ego_mlp import EgoPrior
 from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.nn.llm_stage import (
@@ -640,7 +641,7 @@ class VLAPlanner(nn.Module):
             timings = {"prefill": tock(device, start), "decode": 0.0}
             if not bool(torch.isfinite(last).all()):
                 return done(_failure("non_finite", "hidden state", timings))
-            result = check_waypoints(waypoints.cpu().numpy())
+            result = check_waypoints(forward_only(waypoints.cpu().numpy()))
             return done(_timed(result, timings, 0))
         logits = self.lm_head(last)
         prefill_ms = tock(device, start)
