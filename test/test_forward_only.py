@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fastdrive_ros.core_types import EgoState, restrict_ego
+from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.ctra import ctra_plan
 from fastdrive_ros.nn.ego_mlp import EgoMLP
-from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.forward_only import forward_only
 from fastdrive_ros.nn.vla import VLA
 
@@ -66,7 +66,8 @@ def test_the_planner_returns_its_head_s_plan_projected_forward() -> None:
     with torch.no_grad():  # a residual that backs a standing ego up 0.3 m a step
         head.mlp[-1].weight.zero_()
         head.mlp[-1].bias.copy_(torch.tensor([-0.3, 0.02] * 6) / head.scale)
-    tokens, index = torch.randn(12, 64, generator=torch.Generator().manual_seed(0)), torch.arange(12)
+    tokens = torch.randn(12, 64, generator=torch.Generator().manual_seed(0))
+    index = torch.arange(12)
     grid = torch.tensor([[1, 4, 6]] * 2)
     for speed in (0.0, 5.0):
         ego = _ego(speed)

@@ -44,8 +44,8 @@ from fastdrive_ros.core_types import (
 from fastdrive_ros.nn.decision_prior import DecisionPrior
 from fastdrive_ros.nn.decision_reader import DecisionReader, minimal_ego
 from fastdrive_ros.nn.ego_encoder import EgoEncoder, prior_batch
-from fastdrive_ros.nn.forward_only import forward_only
 from fastdrive_ros.nn.ego_mlp import EgoPrior
+from fastdrive_ros.nn.forward_only import forward_only
 from fastdrive_ros.nn.frame_memory import FrameSlot
 from fastdrive_ros.nn.llm_stage import (
     LayerCache,
