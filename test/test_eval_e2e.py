@@ -12,8 +12,10 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from fastdrive_ros.data.reader import NuScenesReader
 from fastdrive_ros.data.synth import generate_dataset
 from fastdrive_ros.eval.cli import register
+from fastdrive_ros.eval.runner import run_eval
 from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.vla import VLA
 
@@ -126,3 +128,20 @@ def test_adapter_flop_inputs_match_the_planner(evaluated: Path) -> None:
         assert out.kept_index is not None and out.kept_index.numel() == 9
         computed = _llm_lengths(selector, planner.num_layers, n, 9, model.text_tokens(ego))
         assert out.tokens_per_layer == computed
+
+
+def test_max_scenes_evaluates_whole_scenes_and_says_so(evaluated: Path) -> None:
+    root = evaluated.parent
+    reader = NuScenesReader(dataroot=root / "data", version="v1.0-synth", split="all")
+    first, second = reader.scenes()[:2]
+    common = dict(dataroot=root / "data", version="v1.0-synth", model_folder=root / "model")
+    common |= dict(pruners=["none"], ratios=[0.0], split="all", progress=False)
+    common |= dict(overlay_samples=0)
+    one = run_eval(out=root / "one", max_scenes=1, **common)
+    assert one.metadata["samples"] == len(reader.sample_tokens(first)) >= 2
+    assert one.metadata["max_scenes"] == 1 and one.metadata["scenes"] == 1
+    both = run_eval(out=root / "both", max_scenes=5, **common)  # more than there are: all
+    total = len(reader.sample_tokens(first)) + len(reader.sample_tokens(second))
+    assert both.metadata["samples"] == total and both.metadata["scenes"] == 2
+    with pytest.raises(ValueError, match="--max-scenes must be >= 1"):
+        run_eval(out=root / "none", max_scenes=0, **common)

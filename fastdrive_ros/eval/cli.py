@@ -67,6 +67,13 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(help="Evaluate at most this many keyframes, spread over the split."),
         ] = None,
+        max_scenes: Annotated[
+            int | None,
+            typer.Option(
+                help="Evaluate only the split's first N scenes by name, every keyframe of each (a "
+                "planner's frame memory sees each keyframe's predecessor)."
+            ),
+        ] = None,
         device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
         seed: Annotated[int, typer.Option(help="Seed of the random selector and torch.")] = 0,
         overlay_ratio: Annotated[
@@ -145,6 +152,7 @@ def register(app: typer.Typer) -> None:
                 out=out,
                 split=split,
                 max_samples=max_samples,
+                max_scenes=max_scenes,
                 device=device,
                 seed=seed,
                 overlay_ratio=overlay_ratio,

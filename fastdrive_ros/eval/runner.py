@@ -143,6 +143,7 @@ def run_eval(
     out: str | Path,
     split: str = "val",
     max_samples: int | None = None,
+    max_scenes: int | None = None,
     device: str = "cpu",
     seed: int = 0,
     overlay_ratio: float | None = None,
@@ -158,7 +159,9 @@ def run_eval(
 ) -> EvalResults:
     """Open-loop evaluation of a model folder on a nuScenes (or synthetic) split.
 
-    `max_samples` keeps that many samples spread evenly over the split; overlays are drawn for the
+    `max_scenes` keeps the split's first scenes (by name) whole (each keyframe after its
+    predecessor, as a planner with frame memory needs), `max_samples` that many samples spread
+    evenly over what is kept; overlays are drawn for the
     first `overlay_samples` of them at `overlay_ratio` (default: the largest ratio). Without the
     map expansion (`with_map=False`) intersection and off-road are reported as missing. `model`
     overrides loading `model_folder` (tests, or an already loaded model). `resolution` is a
@@ -186,8 +189,12 @@ def run_eval(
             f"split {split!r} of {dataroot} ({version}) has no keyframe with a 3 s future: "
             "use a larger dataset or --split all"
         )
-    indices = spread_indices(len(reader), max_samples)
+    if max_scenes is not None and max_scenes < 1:
+        raise ValueError(f"--max-scenes must be >= 1, got {max_scenes}")
     scene_of = [name for name in reader.scenes() for _ in reader.sample_tokens(name)]
+    kept_scenes = set(reader.scenes()[:max_scenes])
+    candidates = [i for i, name in enumerate(scene_of) if name in kept_scenes]
+    indices = [candidates[j] for j in spread_indices(len(candidates), max_samples)]
     scenes = [scene_of[i] for i in indices]
     partners = partner_indices(scenes, seed) if "shuffled" in pruners else None
     ego_mlp, ego_mlp_note = load_ego_mlp(model_folder, ego_inputs)
@@ -219,6 +226,8 @@ def run_eval(
         "dataroot": str(dataroot),
         "version": version,
         "split": split,
+        "max_scenes": max_scenes,
+        "scenes": len(set(scenes)),
         "with_map": with_map,
         "pruners": pruners,
         "ratios": ratios,
