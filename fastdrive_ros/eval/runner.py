@@ -161,10 +161,10 @@ def run_eval(
 
     `max_scenes` keeps the split's first scenes (by name) whole (each keyframe after its
     predecessor, as a planner with frame memory needs), `max_samples` that many samples spread
-    evenly over what is kept; overlays are drawn for the
-    first `overlay_samples` of them at `overlay_ratio` (default: the largest ratio). Without the
-    map expansion (`with_map=False`) intersection and off-road are reported as missing. `model`
-    overrides loading `model_folder` (tests, or an already loaded model). `resolution` is a
+    evenly over what is kept; overlays are drawn for the first `overlay_samples` of them at
+    `overlay_ratio` (default: the largest ratio). Without the map expansion (`with_map=False`)
+    intersection and off-road are reported as missing. `model` overrides loading
+    `model_folder` (tests, or an already loaded model). `resolution` is a
     real checkpoint's input setting (None: its own; "paper": 1596x1596, nn/resize.py).
     `reference` is the trajectories' reference point: "auto" = the model's own (LiDAR for real
     checkpoints, rear axle for our bundles), or "rear_axle" / "lidar" (data/reference.py).
@@ -191,8 +191,9 @@ def run_eval(
         )
     if max_scenes is not None and max_scenes < 1:
         raise ValueError(f"--max-scenes must be >= 1, got {max_scenes}")
-    scene_of = [name for name in reader.scenes() for _ in reader.sample_tokens(name)]
-    kept_scenes = set(reader.scenes()[:max_scenes])
+    names = reader.scenes()
+    scene_of = [name for name in names for _ in reader.sample_tokens(name)]
+    kept_scenes = set(names[:max_scenes])
     candidates = [i for i, name in enumerate(scene_of) if name in kept_scenes]
     indices = [candidates[j] for j in spread_indices(len(candidates), max_samples)]
     scenes = [scene_of[i] for i in indices]
