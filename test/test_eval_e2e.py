@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from fastdrive_ros.data.reader import NuScenesReader
 from fastdrive_ros.data.synth import generate_dataset
 from fastdrive_ros.eval.cli import register
-from fastdrive_ros.eval.runner import run_eval
+from fastdrive_ros.eval.records import EvalResults
+from fastdrive_ros.eval.runner import run_eval, run_eval_settings
 from fastdrive_ros.nn.configs import tiny_config
 from fastdrive_ros.nn.vla import VLA
 
@@ -145,3 +146,14 @@ def test_max_scenes_evaluates_whole_scenes_and_says_so(evaluated: Path) -> None:
     assert both.metadata["samples"] == total and both.metadata["scenes"] == 2
     with pytest.raises(ValueError, match="--max-scenes must be >= 1"):
         run_eval(out=root / "none", max_scenes=0, **common)
+    # both ego-input settings from one pass: a folder each, the full one as if run alone
+    two = run_eval_settings(
+        out=root / "two", max_scenes=1, ego_inputs=("full", "minimal"), **common
+    )
+    for setting in ("full", "minimal"):
+        written = EvalResults.load(root / "two" / setting / "results.json")
+        assert written.metadata["ego_inputs"] == setting
+        assert written.metadata["samples"] == one.metadata["samples"]
+    assert two["full"].unpruned.metric("l2") == pytest.approx(one.unpruned.metric("l2"))
+    with pytest.raises(ValueError, match="each once"):
+        run_eval_settings(out=root / "bad", ego_inputs=("full", "full"), **common)

@@ -20,8 +20,16 @@ from test_eval_harness import FakeModel, make_sample
 from fastdrive_ros.core_types import PlanOk
 from fastdrive_ros.eval.harness import token_fg_share
 from fastdrive_ros.eval.model_api import PlanOutput
+from fastdrive_ros.eval.pairing import partner_indices
 from fastdrive_ros.eval.records import EvalResults
-from fastdrive_ros.eval.runner import evaluate, load_ego_mlp, write_outputs
+from fastdrive_ros.eval.runner import (
+    Setting,
+    encoding_order,
+    evaluate,
+    evaluate_settings,
+    load_ego_mlp,
+    write_outputs,
+)
 from fastdrive_ros.nn.registry import make_selector
 from fastdrive_ros.train.ego_mlp import EgoExample, EgoMLPConfig, train_bundle_ego_mlps
 
@@ -131,14 +139,58 @@ def test_probes_run_behind_the_selection_interface(samples, bundle) -> None:
     assert rows["no_images@0"].kept_tokens == 0
     assert rows["oracle_fg@0"].shared_with == "none@0"
     assert rows["oracle_fg@0.5"].kept_tokens == rows["anti_oracle@0.5"].kept_tokens == 18
-    # encoder: once per sample plus once per partner (shuffled)
-    assert model.encodes == 2 * len(samples)
+    # encoder: once per keyframe, its use as another scene's partner (shuffled) included
+    assert model.encodes == len(samples)
     # the oracle keeps the foreground column (share 1), the anti-oracle never does
     assert rows["oracle_fg@0.5"].metric("l2") != rows["anti_oracle@0.5"].metric("l2")
     disc = results.discrimination
     assert {"content_effect", "image_effect", "oracle_gap@0.5", "verdict"} <= set(disc)
     assert disc["content_effect"]["all"]["scenes"] == 3
     assert disc["content_effect"]["worse"] == "shuffled@0"
+
+
+def test_both_settings_come_from_one_encoder_pass(samples, bundle) -> None:
+    settings = []
+    for inputs in ("full", "minimal"):
+        mlp, _ = load_ego_mlp(bundle, inputs)
+        settings.append(Setting(inputs, mlp))  # type: ignore[arg-type]
+    model = ContentModel()
+    both = evaluate_settings(
+        samples,
+        model,
+        settings,
+        pruners=["reconpruner", *PROBES],
+        ratios=[0.0, 0.5],
+        bootstrap_draws=50,
+        progress=False,
+    )
+    assert model.encodes == len(samples)  # one pass serves both settings and the partners
+    for inputs in ("full", "minimal"):
+        alone, _ = _run(samples, bundle, inputs)
+        shared = both[inputs]
+        assert shared.metadata["ego_inputs"] == inputs
+        rows = [(r.key, r.metric("l2")) for r in (*shared.records, *shared.references)]
+        expected = [(r.key, r.metric("l2")) for r in (*alone.records, *alone.references)]
+        assert [k for k, _ in rows] == [k for k, _ in expected]
+        assert dict(rows) == pytest.approx(dict(expected))
+        assert shared.discrimination["content_effect"] == alone.discrimination["content_effect"]
+    with pytest.raises(ValueError, match="each ego-input setting once"):
+        evaluate_settings(samples, model, [settings[0], settings[0]], pruners=["none"], ratios=[0])
+
+
+def test_encoding_order_follows_the_pairing_cycle() -> None:
+    scenes = ["b", "a", "b", "c", "a", "c", "d"]
+    partners = partner_indices(scenes, seed=3)
+    order = encoding_order(scenes, partners)
+    assert sorted(order) == list(range(len(scenes)))  # every keyframe once
+    visited = list(dict.fromkeys(scenes[i] for i in order))
+    assert visited[0] == "a" and len(visited) == 4  # from the first scene by name, each whole
+    for scene, lender in zip(visited, visited[1:], strict=False):  # next: the scene lending
+        assert all(scenes[partners[i]] == lender for i in range(len(scenes)) if scenes[i] == scene)
+    for scene in visited:  # keyframes keep their order inside a scene (frame memory)
+        mine = [i for i in order if scenes[i] == scene]
+        assert mine == sorted(mine)
+    assert encoding_order(scenes, None) == list(range(len(scenes)))
 
 
 def test_shuffled_tokens_come_from_another_scene(samples) -> None:

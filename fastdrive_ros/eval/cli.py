@@ -97,7 +97,9 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 help="What every planner reads of the ego state: full (history, speed, "
-                "acceleration, yaw rate, steering, command) or minimal (command and speed)."
+                "acceleration, yaw rate, steering, command) or minimal (command and speed); "
+                "full,minimal evaluates both from one pass of the encoder, each under "
+                "--out/<setting>."
             ),
         ] = "full",
         mask_root: Annotated[
@@ -133,17 +135,20 @@ def register(app: typer.Typer) -> None:
         """
         from fastdrive_ros.core_types import EGO_INPUTS
 
-        if ego_inputs not in EGO_INPUTS:
-            raise typer.BadParameter(f"--ego-inputs must be one of {', '.join(EGO_INPUTS)}")
+        settings = parse_list(ego_inputs, what="--ego-inputs")
+        if any(s not in EGO_INPUTS for s in settings) or len(set(settings)) != len(settings):
+            raise typer.BadParameter(
+                f"--ego-inputs must be one or more of {', '.join(EGO_INPUTS)}, each once"
+            )
         if bootstrap_draws < 10:
             raise typer.BadParameter("--bootstrap-draws must be >= 10")
         pruner_names = parse_list(pruners, what="--pruners")
         ratio_values = parse_ratios(ratios)
         _set_threads(threads)
-        from fastdrive_ros.eval.runner import run_eval
+        from fastdrive_ros.eval.runner import run_eval_settings
 
         try:
-            results = run_eval(
+            by_setting = run_eval_settings(
                 dataroot=dataroot,
                 version=version,
                 model_folder=model,
@@ -161,17 +166,19 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 resolution=resolution,
                 reference=reference,
-                ego_inputs=ego_inputs,  # type: ignore[arg-type]
+                ego_inputs=settings,  # type: ignore[arg-type]
                 mask_root=mask_root,
                 bootstrap_draws=bootstrap_draws,
             )
         except (ValueError, OSError, ImportError) as exc:  # DatasetError is a ValueError
             raise fail(exc) from exc
-        typer.echo(f"wrote {out / 'results.json'}, {out / 'results.md'} and plots")
-        if results.discrimination.get("verdict"):
-            typer.echo(results.discrimination["verdict"])
-        for target in results.targets:
-            typer.echo(f"[{target['status']}] {target['target']}: {target['detail']}")
+        for setting, results in by_setting.items():
+            folder = out / setting if len(by_setting) > 1 else out
+            typer.echo(f"wrote {folder / 'results.json'}, {folder / 'results.md'} and plots")
+            if results.discrimination.get("verdict"):
+                typer.echo(results.discrimination["verdict"])
+            for target in results.targets:
+                typer.echo(f"[{target['status']}] {target['target']}: {target['detail']}")
 
     @app.command("camera-targets")
     def camera_targets_command(

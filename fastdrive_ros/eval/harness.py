@@ -190,6 +190,25 @@ class EgoPlanner(Protocol):
     def plan(self, ego: EgoState) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One keyframe through the vision encoder: what every setting and probe reuses."""
+
+    scene_name: str
+    images: np.ndarray  # the six camera images as loaded (overlays draw on them)
+    visual: VisualTokens
+    encoder_ms: float
+
+
+def encode_frame(model: EvalModel, sample: KeyframeSample) -> EncodedFrame:
+    """Load, preprocess and encode `sample`'s six images once (the encoder timed on its own)."""
+    images = load_camera_images(sample, model.camera_names)
+    with torch.inference_mode():
+        pixels = model.preprocess(torch.from_numpy(images))
+        visual, encoder_ms = _timed(model, lambda: model.encode(pixels))
+    return EncodedFrame(sample.scene_name, images, visual, encoder_ms)
+
+
 class Evaluator:
     """Runs methods over samples; `add(sample, partner)` per sample, then `results(metadata)`.
 
@@ -270,7 +289,7 @@ class Evaluator:
         )
 
     def _probe_aux(
-        self, sample: KeyframeSample, visual: VisualTokens, partner: KeyframeSample | None
+        self, sample: KeyframeSample, visual: VisualTokens, partner: EncodedFrame | None
     ) -> VisualTokens:
         """`visual` with what the requested probes read (fg_share, partner_tokens) in aux."""
         if not (self._needs_fg or self.needs_partner):
@@ -288,21 +307,25 @@ class Evaluator:
                     f"shuffled paired {sample.token} with a keyframe of its own scene "
                     f"{sample.scene_name}: the pairing must cross scenes"
                 )
-            images = load_camera_images(partner, self.model.camera_names)
-            with torch.inference_mode():
-                other = self.model.encode(self.model.preprocess(torch.from_numpy(images)))
-            aux[PARTNER_TOKENS] = other.tokens
+            aux[PARTNER_TOKENS] = partner.visual.tokens
         return VisualTokens(tokens=visual.tokens, grid_thw=visual.grid_thw, aux=aux)
 
     @property
     def plans_per_sample(self) -> int:
         return len(self._runs)
 
-    def add(self, sample: KeyframeSample, partner: KeyframeSample | None = None) -> None:
+    def add(
+        self,
+        sample: KeyframeSample,
+        partner: KeyframeSample | EncodedFrame | None = None,
+        *,
+        frame: EncodedFrame | None = None,
+    ) -> None:
         """Evaluate every method on one sample.
 
-        `partner`: the keyframe (another scene) lending `shuffled` its tokens; needed only when
-        shuffled is evaluated.
+        `partner`: the keyframe (another scene) lending `shuffled` its tokens, as a sample or
+        already encoded; needed only when shuffled is evaluated. `frame`: `sample` already
+        through the encoder (eval/runner.py encodes each keyframe once for every setting).
         """
         model = self.model
         ego = restrict_ego(sample.ego, self.ego_inputs)
@@ -312,11 +335,11 @@ class Evaluator:
         for name, plan in self._reference_plans(sample, ego).items():
             _score(self._references[name], truth, plan)
         cv_plan = constant_velocity_plan(ego)
-        images = load_camera_images(sample, model.camera_names)
-        with torch.inference_mode():
-            pixels = model.preprocess(torch.from_numpy(images))
-            visual, encoder_ms = _timed(model, lambda: model.encode(pixels))
-        visual = self._probe_aux(sample, visual, partner)
+        frame = frame or encode_frame(model, sample)
+        if isinstance(partner, KeyframeSample):
+            partner = encode_frame(model, partner) if self.needs_partner else None
+        images, encoder_ms = frame.images, frame.encoder_ms
+        visual = self._probe_aux(sample, frame.visual, partner)
         n_tokens = int(visual.tokens.shape[0])
         everything = Selection(kept_index=torch.arange(n_tokens, device=visual.tokens.device))
         overlays: dict[str, tuple[np.ndarray, np.ndarray]] = {}

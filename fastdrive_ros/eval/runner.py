@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ import torch
 from fastdrive_ros.core_types import EGO_INPUTS, EgoInputs
 from fastdrive_ros.data.types import KeyframeSample
 from fastdrive_ros.eval.events import WorldRecords
-from fastdrive_ros.eval.harness import EgoPlanner, Evaluator, OverlaySpec, check_methods
+from fastdrive_ros.eval.harness import (
+    EgoPlanner,
+    EncodedFrame,
+    Evaluator,
+    OverlaySpec,
+    check_methods,
+    encode_frame,
+)
 from fastdrive_ros.eval.model_api import EvalModel
 from fastdrive_ros.eval.pairing import partner_indices
 from fastdrive_ros.eval.plots import plot_events, plot_latency, plot_quality
@@ -71,6 +79,126 @@ def load_ego_mlp(model_folder: str | Path, inputs: EgoInputs) -> tuple[EgoPlanne
     return EgoMLP.load(path, inputs=inputs), str(path)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One ego-input setting of an evaluation: what planners read and its camera-free MLP."""
+
+    ego_inputs: EgoInputs
+    ego_mlp: EgoPlanner | None = None
+    ego_mlp_missing: str | None = None
+    overlay: OverlaySpec | None = None
+
+
+def encoding_order(scenes: Sequence[str], partners: Sequence[int] | None) -> list[int]:
+    """The order to evaluate samples in so that each is encoded once, its partner's included.
+
+    Scenes follow the pairing's cycle (each scene right before the one lending it tokens), from
+    the first scene by name, keyframes in their own order (the frame memory needs it): the
+    partner frames encoded for one scene are that next scene's own, so about two scenes'
+    tokens are held at a time. Without partners: the given order.
+    """
+    members: dict[str, list[int]] = {}
+    for i, scene in enumerate(scenes):
+        members.setdefault(scene, []).append(i)
+    if partners is None or not members:
+        return list(range(len(scenes)))
+    lender = {scenes[i]: scenes[partners[i]] for i in range(len(scenes))}
+    names, ordered = sorted(members), []
+    for first in names:  # one cycle for eval/pairing.py's pairings; robust to any other
+        scene = first
+        while scene not in ordered:
+            ordered.append(scene)
+            scene = lender[scene]
+    return [i for scene in ordered for i in members[scene]]
+
+
+class _FrameCache:
+    """Encoded keyframes, each computed once and dropped after its last use in the order."""
+
+    def __init__(self, model: EvalModel, samples: Sequence[KeyframeSample]) -> None:
+        self._model, self._samples = model, samples
+        self._frames: dict[int, EncodedFrame] = {}
+
+    def get(self, index: int, sample: KeyframeSample | None = None) -> EncodedFrame:
+        if index not in self._frames:
+            self._frames[index] = encode_frame(self._model, sample or self._samples[index])
+        return self._frames[index]
+
+    def drop(self, indices: Sequence[int]) -> None:
+        for index in indices:
+            self._frames.pop(index, None)
+
+
+def evaluate_settings(
+    samples: Sequence[KeyframeSample],
+    model: EvalModel,
+    settings: Sequence[Setting],
+    *,
+    pruners: Sequence[str],
+    ratios: Sequence[float],
+    seed: int = 0,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = True,
+    world: WorldRecords | None = None,
+    partners: Sequence[int] | None = None,
+    bootstrap_draws: int = 2000,
+) -> dict[str, EvalResults]:
+    """Evaluate `model` on `samples` in every ego-input setting, each keyframe encoded once.
+
+    The encoder output of a keyframe serves every setting and, as a partner, the shuffled probe
+    of the scene paired with it. `partners[i]`: index into `samples` of the keyframe (another
+    scene) that lends sample i its tokens; default: eval/pairing.py's scene pairing by `seed`.
+    Returns the results per setting (its `ego_inputs`), targets checked.
+    """
+    from tqdm.auto import tqdm
+
+    if not settings or len({s.ego_inputs for s in settings}) != len(settings):
+        raise ValueError(
+            f"give each ego-input setting once, got {[s.ego_inputs for s in settings]}"
+        )
+    evaluators = [
+        Evaluator(
+            model=model,
+            pruners=pruners,
+            ratios=ratios,
+            seed=seed,
+            overlay=setting.overlay,
+            ego_inputs=setting.ego_inputs,
+            ego_mlp=setting.ego_mlp,
+            ego_mlp_missing=setting.ego_mlp_missing,
+            world=world,
+            bootstrap_draws=bootstrap_draws,
+        )
+        for setting in settings
+    ]
+    needs_partner = evaluators[0].needs_partner
+    if needs_partner and partners is None:
+        partners = partner_indices([s.scene_name for s in samples], seed)
+    lenders = partners if needs_partner else None
+    order = encoding_order([s.scene_name for s in samples], lenders)
+    last_use = {i: t for t, i in enumerate(order)}
+    for t, i in enumerate(order):
+        if lenders is not None:
+            last_use[lenders[i]] = max(last_use[lenders[i]], t)
+    frames = _FrameCache(model, samples)
+    desc = f"eval ({sum(e.plans_per_sample for e in evaluators)} plans/sample)"
+    for t, i in enumerate(tqdm(order, desc=desc, unit="sample", disable=not progress)):
+        sample = samples[i]
+        frame = frames.get(i, sample)
+        partner = frames.get(lenders[i]) if lenders is not None else None
+        for evaluator in evaluators:
+            evaluator.add(sample, partner, frame=frame)
+        frames.drop([j for j in (i, *([lenders[i]] if lenders else [])) if last_use[j] <= t])
+    out = {}
+    for setting, evaluator in zip(settings, evaluators, strict=True):
+        meta = dict(metadata or {})
+        meta.setdefault("samples", evaluator.samples)
+        results = evaluator.results(meta)
+        results.targets = check_targets(results)
+        out[setting.ego_inputs] = results
+    return out
+
+
 def evaluate(
     samples: Sequence[KeyframeSample],
     model: EvalModel,
@@ -88,36 +216,21 @@ def evaluate(
     partners: Sequence[int] | None = None,
     bootstrap_draws: int = 2000,
 ) -> EvalResults:
-    """Evaluate `model` on `samples` (any sequence of KeyframeSample) and check the targets.
-
-    `partners[i]`: index into `samples` of the keyframe (another scene) that lends sample i its
-    tokens for the shuffled probe; default: eval/pairing.py's scene pairing by `seed`.
-    """
-    from tqdm.auto import tqdm
-
-    evaluator = Evaluator(
-        model=model,
+    """Evaluate `model` on `samples` (any sequence of KeyframeSample) in one ego-input setting."""
+    setting = Setting(ego_inputs, ego_mlp, ego_mlp_missing, overlay)
+    return evaluate_settings(
+        samples,
+        model,
+        [setting],
         pruners=pruners,
         ratios=ratios,
         seed=seed,
-        overlay=overlay,
-        ego_inputs=ego_inputs,
-        ego_mlp=ego_mlp,
-        ego_mlp_missing=ego_mlp_missing,
+        metadata=metadata,
+        progress=progress,
         world=world,
+        partners=partners,
         bootstrap_draws=bootstrap_draws,
-    )
-    if evaluator.needs_partner and partners is None:
-        partners = partner_indices([s.scene_name for s in samples], seed)
-    desc = f"eval ({evaluator.plans_per_sample} plans/sample)"
-    for i, sample in enumerate(tqdm(samples, desc=desc, unit="sample", disable=not progress)):
-        partner = samples[partners[i]] if evaluator.needs_partner and partners else None
-        evaluator.add(sample, partner)
-    meta = dict(metadata or {})
-    meta.setdefault("samples", evaluator.samples)
-    results = evaluator.results(meta)
-    results.targets = check_targets(results)
-    return results
+    )[ego_inputs]
 
 
 def write_outputs(results: EvalResults, out: str | Path) -> dict[str, Path]:
@@ -133,7 +246,12 @@ def write_outputs(results: EvalResults, out: str | Path) -> dict[str, Path]:
     }
 
 
-def run_eval(
+def run_eval(*, ego_inputs: EgoInputs = "full", **options: Any) -> EvalResults:
+    """`run_eval_settings` in one ego-input setting, its outputs directly under `out`."""
+    return run_eval_settings(ego_inputs=(ego_inputs,), **options)[ego_inputs]
+
+
+def run_eval_settings(
     *,
     dataroot: str | Path,
     version: str,
@@ -153,10 +271,10 @@ def run_eval(
     model: EvalModel | None = None,
     resolution: str | None = None,
     reference: str = "auto",
-    ego_inputs: EgoInputs = "full",
+    ego_inputs: Sequence[EgoInputs] = ("full",),
     mask_root: str | Path | None = None,
     bootstrap_draws: int = 2000,
-) -> EvalResults:
+) -> dict[str, EvalResults]:
     """Open-loop evaluation of a model folder on a nuScenes (or synthetic) split.
 
     `max_scenes` keeps the split's first scenes (by name) whole (each keyframe after its
@@ -168,16 +286,19 @@ def run_eval(
     real checkpoint's input setting (None: its own; "paper": 1596x1596, nn/resize.py).
     `reference` is the trajectories' reference point: "auto" = the model's own (LiDAR for real
     checkpoints, rear axle for our bundles), or "rear_axle" / "lidar" (data/reference.py).
-    `ego_inputs` restricts what every planner (references included) reads of the ego state;
-    the bundle's ego MLP of that setting is the `ego_mlp` reference (the results say so when
-    the bundle has none).
+    `ego_inputs` are the settings of what every planner (references included) reads of the
+    ego state, each keyframe encoded once for all of them; the bundle's ego MLP of a setting is
+    its `ego_mlp` reference (the results say so when the bundle has none). One setting writes
+    its outputs under `out`, several under `out/<setting>`. Returns the results per setting.
     """
     from fastdrive_ros.data.reader import NuScenesReader
 
     pruners, ratios = check_methods(pruners, ratios)
-    if ego_inputs not in EGO_INPUTS:
+    bad = [name for name in ego_inputs if name not in EGO_INPUTS]
+    if bad or not ego_inputs or len(set(ego_inputs)) != len(ego_inputs):
         raise ValueError(
-            f"--ego-inputs must be one of {', '.join(EGO_INPUTS)}, got {ego_inputs!r}"
+            f"--ego-inputs must be one or more of {', '.join(EGO_INPUTS)}, each once; got "
+            f"{','.join(ego_inputs)!r}"
         )
     checked_device(device)  # before minutes of reading and loading
     torch.manual_seed(seed)
@@ -198,7 +319,6 @@ def run_eval(
     indices = [candidates[j] for j in spread_indices(len(candidates), max_samples)]
     scenes = [scene_of[i] for i in indices]
     partners = partner_indices(scenes, seed) if "shuffled" in pruners else None
-    ego_mlp, ego_mlp_note = load_ego_mlp(model_folder, ego_inputs)
     world = WorldRecords.load(dataroot)
     if model is None:
         from fastdrive_ros.eval.vla_adapter import VLAEvalModel
@@ -212,15 +332,29 @@ def run_eval(
     if reference == "auto":
         reference = getattr(model, "reference_point", "rear_axle")
     reader.set_reference(reference)  # ValueError naming the choices for a bad one
-    out = Path(out)
-    overlay = None
+    outs = {name: Path(out) / (name if len(ego_inputs) > 1 else "") for name in ego_inputs}
+    overlay_at = None
     if overlay_samples > 0 and any(r > 0 for r in ratios):
-        ratio = max(ratios) if overlay_ratio is None else float(overlay_ratio)
-        if ratio not in ratios or ratio == 0:
-            raise ValueError(f"overlay ratio {ratio} must be one of the pruned ratios {ratios}")
-        overlay = OverlaySpec(
-            folder=out / OVERLAY_DIR, ratio=ratio, sample_indices=tuple(range(overlay_samples))
+        overlay_at = max(ratios) if overlay_ratio is None else float(overlay_ratio)
+        if overlay_at not in ratios or overlay_at == 0:
+            raise ValueError(
+                f"overlay ratio {overlay_at} must be one of the pruned ratios {ratios}"
+            )
+    settings, mlp_files = [], {}
+    for name in ego_inputs:
+        ego_mlp, ego_mlp_note = load_ego_mlp(model_folder, name)
+        mlp_files[name] = ego_mlp_note if ego_mlp is not None else None
+        overlay = (
+            None
+            if overlay_at is None
+            else OverlaySpec(
+                folder=outs[name] / OVERLAY_DIR,
+                ratio=overlay_at,
+                sample_indices=tuple(range(overlay_samples)),
+            )
         )
+        missing = None if ego_mlp is not None else ego_mlp_note
+        settings.append(Setting(name, ego_mlp, missing, overlay))
     metadata = {
         "model": str(model_folder),
         "model_name": model.name,
@@ -247,28 +381,26 @@ def run_eval(
         "timing_statistic": "median over samples",
         "encoder_attention_capture": bool(getattr(model, "attention", False)),
         "failure_policy": "failed plans are scored with the constant-velocity plan and counted",
-        "ego_mlp": ego_mlp_note if ego_mlp is not None else None,
         "world_event_records": len(world),
         "shuffled_pairing": "eval/pairing.py: scenes deranged by seed, same rank in the partner",
     }
     samples = _LazySamples(reader, indices)
-    results = evaluate(
+    results = evaluate_settings(
         samples,
         model,
+        settings,
         pruners=pruners,
         ratios=ratios,
         seed=seed,
-        overlay=overlay,
         metadata=metadata,
         progress=progress,
-        ego_inputs=ego_inputs,
-        ego_mlp=ego_mlp,
-        ego_mlp_missing=None if ego_mlp is not None else ego_mlp_note,
         world=world,
         partners=partners,
         bootstrap_draws=bootstrap_draws,
     )
-    write_outputs(results, out)
+    for setting in settings:
+        results[setting.ego_inputs].metadata["ego_mlp"] = mlp_files[setting.ego_inputs]
+        write_outputs(results[setting.ego_inputs], outs[setting.ego_inputs])
     return results
 
 
