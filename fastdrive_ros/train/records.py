@@ -7,6 +7,7 @@ they are read once with `NuScenesReader` and written to a JSON file in the work 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -201,6 +202,15 @@ def load_records(path: str | Path) -> tuple[list[KeyframeRecord], dict]:
     return [KeyframeRecord.from_dict(r) for r in payload["records"]], payload.get("meta", {})
 
 
+def tables_fingerprint(dataroot: str | Path, version: str) -> str:
+    """A digest of the version's scene and sample tables: which keyframes the dataset holds."""
+    digest = hashlib.sha256()
+    for name in ("scene.json", "sample.json"):
+        path = Path(dataroot) / version / name
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    return digest.hexdigest()[:16]
+
+
 def records_for(
     *,
     dataroot: str | Path,
@@ -212,13 +222,17 @@ def records_for(
     require_masks: bool = False,
     progress: bool = True,
 ) -> list[KeyframeRecord]:
-    """read_records, reusing `cache` (a JSON file) when it was made from the same arguments."""
+    """read_records, reusing `cache` (a JSON file) made from the same arguments and tables.
+
+    The tables' digest makes a world regenerated in place (more scenes) be read again.
+    """
     meta = {
         "dataroot": str(Path(dataroot).resolve()),
         "version": version,
         "split": split,
         "cameras": list(cameras),
         "mask_root": None if mask_root is None else str(Path(mask_root).resolve()),
+        "tables": tables_fingerprint(dataroot, version),
     }
     if cache is not None and Path(cache).is_file():
         records, saved = load_records(cache)
