@@ -12,8 +12,9 @@ its checkpoints):
      ego_mlp  the camera-free ego-status MLP references (full and minimal ego inputs) trained on
               the planner's training keyframes, saved as bundle/ego_mlp/<inputs>.safetensors
   6. export   encoder + ReconPruner ONNX at the default prune ratio, with the parity check
-  7. eval     `fastdrive eval` on the held-out scenes, every pruner at 0/25/50/75 %, and issue
-              8's camera-target runs (each probe world, both ego-input settings), side by side
+  7. eval     `fastdrive eval` on the held-out worlds, both ego-input settings: every pruner at
+              0/25/50/75 % on each world's first scenes (the pruning tables), and issue 8's
+              probe rows on all of its scenes (the camera targets), side by side
      targets  the camera-target report over those runs (eval/camera_targets.md)
   8. card     MODEL_CARD.md (architecture, data, commands, timings, evaluation, targets)
 This module may import every room (like cli.py); heavy imports stay inside functions.
@@ -21,11 +22,13 @@ This module may import every room (like cli.py); heavy imports stay inside funct
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,6 +43,23 @@ STATE_FILE = "state.json"
 
 class BuildError(RuntimeError):
     """A stage failed; the message names the stage, its log and what to do."""
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """One `fastdrive eval` of the bundle: its folder, arguments and the settings it writes."""
+
+    folder: Path
+    args: list[str]
+    settings: tuple[str, ...]  # ego-input settings, one subfolder each when several
+    key: str  # what its results depend on besides the bundle
+    targets: bool = False  # a probe-rows run over all scenes (else a table run)
+
+    @property
+    def results(self) -> list[Path]:
+        if len(self.settings) == 1:
+            return [self.folder / "results.json"]
+        return [self.folder / setting / "results.json" for setting in self.settings]
 
 
 class DefaultModelBuilder:
@@ -602,9 +622,11 @@ class DefaultModelBuilder:
         from fastdrive_ros.train.diagnostics import image_dependence
 
         digest = self.state.get("bundle_hash")
+        worlds = repr([self.plan.datasets[name] for name in self.plan.probe_sets])
         if (
             self.state.get("image_dependence", {}).get("bundle_hash") == digest
             and self.state.get("probes", {}).get("bundle_hash") == digest
+            and self.state["probes"].get("worlds") == worlds  # a grown world is probed again
         ):
             return False
         vla = VLA.from_pretrained(self.out)
@@ -623,7 +645,7 @@ class DefaultModelBuilder:
             "samples": len(records),
             **figures,
         }
-        self.state["probes"] = {"bundle_hash": digest, **self.probe_sets(vla)}
+        self.state["probes"] = {"bundle_hash": digest, "worlds": worlds, **self.probe_sets(vla)}
         return True
 
     def _token_cache(self, vla, spec, records):
@@ -696,78 +718,138 @@ class DefaultModelBuilder:
 
     @property
     def main_eval(self) -> Path:
-        return self.work / "eval"
+        """The card's evaluation: the eval world's every-method run with the full ego inputs."""
+        run = self._eval_runs()[0]
+        return run.results[run.settings.index("full")].parent
 
-    def _eval_runs(self) -> dict[Path, list[str]]:
-        """Every evaluation of the bundle, folder -> `fastdrive eval` arguments.
+    def _eval_runs(self) -> list[EvalRun]:
+        """Every evaluation of the bundle, the card's first.
 
-        The main one (its world, full ego inputs, every pruner and ratio, one overlay: the
-        card's tables) and issue 8's camera-target runs, each probe world in both settings
-        (the main one stands for its own world's full run).
+        Per probe world (the eval world first): a table run, every pruner at every ratio on the
+        plan's `table_scenes` first scenes (the pruning tables; one overlay on the eval world),
+        and, where that leaves scenes out, a targets run on all of them with the probe rows
+        issue 8's targets read; both ego-input settings from one encoder pass each.
         """
-        from fastdrive_ros.eval.camera_targets import RANKED_METHODS
+        from fastdrive_ros.eval.camera_targets import PROBE_METHODS, RANKED_METHODS, TARGET_RATIO
 
-        plan, ratios = self.plan, ",".join(f"{r:g}" for r in self.plan.eval_ratios)
-
-        def run(world: str, split: str, pruners: str, setting: str, overlays: int) -> list[str]:
-            return [
-                "eval",
-                *("--dataroot", str(self.data_root(world)), "--version", VERSION),
-                *("--model", str(self.out), "--split", split),
-                *("--pruners", pruners, "--ratios", ratios, "--ego-inputs", setting),
-                *(("--max-samples", str(plan.eval.limit)) if plan.eval.limit else ()),
-                *("--seed", "0", "--threads", str(self.threads)),
-                *("--overlay-samples", str(overlays)),
-                "--progress" if self.progress else "--no-progress",  # into the run's log
-            ]
-
-        runs = {
-            self.main_eval: run(
-                plan.eval.dataset, plan.eval.split, ",".join(plan.eval_pruners), "full", 1
+        plan = self.plan
+        settings = ("full", "minimal") if plan.probe_sets else ("full",)
+        every_ratio = ",".join(f"{r:g}" for r in plan.eval_ratios)
+        worlds = [plan.eval.dataset, *(w for w in plan.probe_sets if w != plan.eval.dataset)]
+        runs = []
+        for world in worlds:
+            main = world == plan.eval.dataset
+            split, limit = (plan.eval.split, plan.eval.limit) if main else ("all", None)
+            first = plan.table_scenes.get(world)
+            pruners = plan.eval_pruners if main else (*RANKED_METHODS, *PROBE_METHODS)
+            options = ("--ratios", every_ratio, "--overlay-samples", "1" if main else "0")
+            runs.append(
+                self._eval_run(
+                    self.work / "tables" / world,
+                    world,
+                    split,
+                    (*self._subset(limit, first), "--pruners", ",".join(pruners), *options),
+                    settings,
+                )
             )
-        }
-        probes = ",".join((*RANKED_METHODS, "shuffled", "no_images", "none"))
-        for name in plan.probe_sets:
-            for setting in ("full", "minimal"):
-                if (name, setting) != (plan.eval.dataset, "full"):
-                    folder = self.work / "targets" / f"{name}-{setting}"
-                    runs[folder] = run(name, "all", probes, setting, 0)
-        return {folder: [*args, "--out", str(folder)] for folder, args in runs.items()}
+            if world in plan.probe_sets and (split != "all" or limit or first):
+                probes = ("--pruners", ",".join(PROBE_METHODS), "--ratios", f"0,{TARGET_RATIO:g}")
+                runs.append(
+                    self._eval_run(
+                        self.work / "targets" / world,
+                        world,
+                        "all",
+                        (*probes, "--overlay-samples", "0"),
+                        settings,
+                        targets=True,
+                    )
+                )
+        return runs
+
+    @staticmethod
+    def _subset(limit: int | None, first: int | None) -> tuple[str, ...]:
+        return (
+            *(("--max-scenes", str(first)) if first else ()),
+            *(("--max-samples", str(limit)) if limit else ()),
+        )
+
+    def _eval_run(
+        self,
+        folder: Path,
+        world: str,
+        split: str,
+        options: tuple[str, ...],
+        settings: tuple[str, ...],
+        *,
+        targets: bool = False,
+    ) -> EvalRun:
+        args = [
+            "eval",
+            *("--dataroot", str(self.data_root(world)), "--version", VERSION),
+            *("--model", str(self.out), "--split", split, *options),
+            *("--ego-inputs", ",".join(settings), "--seed", "0"),
+            *("--out", str(folder)),
+        ]
+        # what the results depend on besides the bundle: the run's own options and the worlds
+        key = hashlib.sha256(json.dumps([args, repr(self.plan.datasets)]).encode()).hexdigest()
+        volatile = [
+            "--threads",
+            str(self.threads),
+            "--progress" if self.progress else "--no-progress",
+        ]
+        return EvalRun(folder, [*args, *volatile], settings, key[:16], targets)
 
     def evaluate(self) -> bool:
-        """Every evaluation run, `jobs` side by side, each redone only for a new bundle.
+        """Every evaluation run, `jobs` side by side, redone if its bundle, options or worlds move.
 
         One torch thread per run keeps both cores busy, where the main run alone left one idle.
         """
         digest = self.state.get("bundle_hash")
         done: dict[str, str] = self.state.setdefault("evals", {})
         pending = [
-            (folder, args)
-            for folder, args in self._eval_runs().items()
-            if done.get(str(folder)) != digest or not (folder / "results.json").is_file()
+            run
+            for run in self._eval_runs()
+            if done.get(str(run.folder)) != f"{digest} {run.key}"
+            or not all(path.is_file() for path in run.results)
         ]
         width = max(1, self.jobs)
         for start in range(0, len(pending), width):
             wave = pending[start : start + width]
-            for folder, _ in wave:
-                shutil.rmtree(folder, ignore_errors=True)
-            self._run_parallel([(f"eval-{f.name}", args) for f, args in wave], monitor=False)
-            done.update({str(folder): digest for folder, _ in wave})
+            for run in wave:
+                shutil.rmtree(run.folder, ignore_errors=True)
+            names = [f"eval-{r.folder.parent.name}-{r.folder.name}" for r in wave]
+            self._run_parallel(
+                [(n, r.args) for n, r in zip(names, wave, strict=True)], monitor=False
+            )
+            done.update({str(run.folder): f"{digest} {run.key}" for run in wave})
             self._save_state()
         self._publish_eval(self.main_eval)
         return bool(pending)
 
     def camera_targets(self) -> bool:
-        """Issue 8's targets over the evaluation runs: <bundle>/eval/camera_targets.md."""
+        """Issue 8's targets over the evaluation runs: <bundle>/eval/camera_targets.md.
+
+        The checks read each world's targets run (all its scenes), or its table run where that
+        already covers them; the pruning tables read the table runs.
+        """
         from fastdrive_ros.eval.camera_targets import Run, render_markdown
 
         digest = self.state.get("bundle_hash")
         report = self.out / "eval" / "camera_targets.md"
         if self.state.get("camera_targets") == digest and report.is_file():
             return False  # the runs are redone only for a new bundle, and so is this
-        runs = [Run.load(folder / "results.json") for folder in self._eval_runs()]
+        runs = self._eval_runs()
+        targeted = {run.folder.name for run in runs if run.targets}
+        tables = [path for run in runs if not run.targets for path in run.results]
+        checks = [
+            path
+            for run in runs
+            if run.targets or run.folder.name not in targeted
+            for path in run.results
+        ]
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(render_markdown(runs), encoding="utf-8")
+        text = render_markdown([Run.load(p) for p in checks], [Run.load(p) for p in tables])
+        report.write_text(text, encoding="utf-8")
         self.state["camera_targets"] = digest
         return True
 
@@ -804,7 +886,8 @@ class DefaultModelBuilder:
                 "prior": _read_json(self.work / "prior" / "summary.json"),
                 "pruner": _read_json(self.work / "pruner" / "summary.json"),
             },
-            eval_results=_read_json(self.work / "eval" / "results.json"),
+            eval_folder=self.main_eval,
+            eval_results=_read_json(self.main_eval / "results.json"),
         )
         path = write_model_card(inputs, self.out / "MODEL_CARD.md")
         self._save_state()

@@ -115,7 +115,8 @@ def test_report_and_cli(tmp_path: Path) -> None:
         paths.append(path)
     text = render_markdown([Run.load(p) for p in paths])
     assert "| world-full | full | unpruned VLA <= 1.05 x ego_mlp | met |" in text
-    assert "ego inputs minimal (mean of 1 worlds" in text and "| 75 % | reconpruner |" in text
+    assert "ego inputs minimal (mean of world-minimal (scenes not recorded)" in text
+    assert "| 75 % | reconpruner |" in text
     # the references' L2 and collision side by side (no_images was not run: a dash)
     assert "| world-full | full | 80.0 | 50.0 | 40.0 | 41.0 | 53.3 | – |" in text
     assert "| Collision Avg (%): World |" in text
@@ -129,3 +130,22 @@ def test_report_and_cli(tmp_path: Path) -> None:
     stale.write_text(json.dumps(data))
     result = CliRunner().invoke(build_app(), ["camera-targets", str(stale)])
     assert result.exit_code == 2 and "no ego_inputs" in result.output
+
+
+def test_tables_may_come_from_runs_on_fewer_scenes(tmp_path: Path) -> None:
+    probes = _results("full", 0.41, content=12, gap=15)  # all scenes: decides the targets
+    probes.metadata["scenes"] = 24
+    table = _results("full", 0.60, content=0, gap=0)  # the first scenes, every method
+    table.metadata |= {"scenes": 8, "max_scenes": 8}
+    paths = {}
+    for name, results in (("probes", probes), ("table", table)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(results.to_json()))
+    text = render_markdown([Run.load(paths["probes"])], [Run.load(paths["table"])])
+    assert "Worlds: world-full (24 scenes)." in text
+    assert "| world-full | full | unpruned VLA <= 1.05 x ego_mlp | met | 41.0 vs 40.0" in text
+    assert "ego inputs full (mean of world-full (8 scenes)" in text
+    assert "| 75 % | reconpruner | 32.0 | 64.0 | 96.0 | 64.0 |" in text  # the table run's L2
+    args = ["camera-targets", str(paths["probes"]), "--tables", str(paths["table"])]
+    result = CliRunner().invoke(build_app(), [*args, "--out", str(tmp_path / "r.md")])
+    assert result.exit_code == 0 and (tmp_path / "r.md").read_text() == text

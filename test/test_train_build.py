@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from fastdrive_ros.core_types import EgoState
 from fastdrive_ros.default_model import register
+from fastdrive_ros.eval.camera_targets import PROBE_METHODS, RANKED_METHODS
 from fastdrive_ros.nn.vla import VLA
 from fastdrive_ros.train.build_plan import DatasetPlan, SplitRef, default_plan, tiny_plan
 
@@ -80,19 +81,23 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     results = json.loads((out / "eval" / "results.json").read_text())
     assert {"ctra", "ego_mlp"} <= {r["pruner"] for r in results["references"]}
     assert state["ego_mlp"]["minimal"]["samples"] > 0
-    # issue 8's targets: the main eval stands for its world's full run, the minimal run goes
-    # beside it; both are subprocess evals with their logs
+    # issue 8's targets: the table run (the eval split, every method) and the targets run (all
+    # scenes, the probe rows), each in both ego-input settings; subprocess evals with logs
     assert {p.name for p in (work / "logs").glob("eval-*.log")} == {
-        "eval-eval.log",
-        "eval-train-minimal.log",
+        "eval-tables-train.log",
+        "eval-targets-train.log",
     }
-    assert set(state["evals"]) == {str(work / "eval"), str(work / "targets" / "train-minimal")}
+    assert set(state["evals"]) == {str(work / "tables" / "train"), str(work / "targets" / "train")}
     report = (out / "eval" / "camera_targets.md").read_text()
     assert "| train | full | unpruned VLA <= 1.05 x ego_mlp |" in report
     assert "| train | minimal | content effect >= +10 %, all |" in report
-    minimal = json.loads((work / "targets" / "train-minimal" / "results.json").read_text())
-    assert minimal["metadata"]["ego_inputs"] == "minimal"
-    assert {"oracle_fg", "anti_oracle", "shuffled"} <= {r["pruner"] for r in minimal["records"]}
+    assert "### Pruning between oracle and anti-oracle, ego inputs minimal" in report
+    for setting in ("full", "minimal"):
+        probes = json.loads((work / "targets" / "train" / setting / "results.json").read_text())
+        assert probes["metadata"]["ego_inputs"] == setting and probes["metadata"]["split"] == "all"
+        assert {r["pruner"] for r in probes["records"]} == set(PROBE_METHODS)
+    card = json.loads((work / "tables" / "train" / "full" / "results.json").read_text())
+    assert card == results  # the card's evaluation: the eval split's every-method full run
     # the heads were trained on stage A2's tower (the affordance fine-tune of stage A's)
     stage_a, tower = VLA.from_pretrained(work / "stageA" / "bundle"), VLA.from_pretrained(out)
     assert "val_lead_ce" in state["affordance"]["last_val"]
@@ -163,7 +168,7 @@ def test_plans_are_consistent() -> None:
     plan = default_plan(scenes=48, seed=11)
     assert {d.seed for d in plan.datasets.values()} == {11, 22, 33, 44, 66}
     assert plan.probe_sets == ("eval", "eval2") and plan.planner_ego_dropout > 0
-    assert plan.datasets["val"].scenes == 6 and plan.datasets["eval"].scenes == 8
+    assert plan.datasets["val"].scenes == 6 and plan.datasets["eval"].scenes == 24
     assert plan.eval.dataset == "eval" and plan.train.dataset == "train"
     # the shipped default is built with stage A2 and the reader (stage 4b), as is the tiny build;
     # --no-affordance is the earlier recipe, which needs no world labels
@@ -316,25 +321,43 @@ def test_every_evaluation_run_is_listed_once_main_first(tmp_path) -> None:
         plan=default_plan(), out=tmp_path / "out", work=tmp_path / "work", progress=False
     )
     runs = builder._eval_runs()
-    assert list(runs) == [
-        tmp_path / "work" / "eval",  # the card's tables, and the eval world's full run
-        tmp_path / "work" / "targets" / "eval-minimal",
-        tmp_path / "work" / "targets" / "eval2-full",
-        tmp_path / "work" / "targets" / "eval2-minimal",
+    work = tmp_path / "work"
+    assert [run.folder for run in runs] == [
+        work / "tables" / "eval",  # the card's tables, the eval world's first scenes
+        work / "targets" / "eval",
+        work / "tables" / "eval2",
+        work / "targets" / "eval2",
     ]
+    assert builder.main_eval == work / "tables" / "eval" / "full"
 
     def option(args: list[str], name: str) -> str:
         return args[args.index(name) + 1]
 
-    main, *targets = runs.values()
+    main, main_targets, tables2, targets2 = (run.args for run in runs)
     assert option(main, "--pruners") == ",".join(builder.plan.eval_pruners)
-    assert option(main, "--ego-inputs") == "full" and option(main, "--overlay-samples") == "1"
-    for folder, args in runs.items():
-        assert option(args, "--out") == str(folder) and option(args, "--model") == str(
-            tmp_path / "out"
-        )
-        assert option(args, "--ratios") == "0,0.25,0.5,0.75"
+    assert option(main, "--overlay-samples") == "1"
+    assert option(tables2, "--overlay-samples") == option(targets2, "--overlay-samples") == "0"
+    # the held-out worlds hold 3x the scenes the every-method tables run on
+    plan = builder.plan
+    assert plan.datasets["eval"].scenes == 3 * plan.table_scenes["eval"] == 24
+    assert plan.datasets["eval2"].scenes == 3 * plan.table_scenes["eval2"] == 21
+    assert [option(a, "--max-scenes") for a in (main, tables2)] == ["8", "7"]
+    assert "--max-scenes" not in main_targets and "--max-scenes" not in targets2
+    for run in runs:
+        args = run.args
+        assert option(args, "--out") == str(run.folder)
+        assert option(args, "--model") == str(tmp_path / "out")
+        assert option(args, "--ego-inputs") == "full,minimal"  # one encoder pass for both
+        assert run.results == [run.folder / s / "results.json" for s in ("full", "minimal")]
         assert "--max-samples" not in args  # every keyframe: the decision reader needs them
-    assert [option(a, "--ego-inputs") for a in targets] == ["minimal", "full", "minimal"]
-    assert all({"oracle_fg", "anti_oracle", "shuffled", "no_images"} <= set(
-        option(a, "--pruners").split(",")) for a in targets)  # fmt: skip
+        expected = "0,0.75" if run.targets else "0,0.25,0.5,0.75"
+        assert option(args, "--ratios") == expected
+    assert option(tables2, "--pruners").split(",") == [*RANKED_METHODS, *PROBE_METHODS]
+    assert option(targets2, "--pruners").split(",") == list(PROBE_METHODS)
+    # a run is redone when what it depends on changes: its options or the worlds
+    grown = DefaultModelBuilder(
+        plan=replace(plan, datasets={**plan.datasets, "eval2": replace(
+            plan.datasets["eval2"], scenes=30)}),
+        out=tmp_path / "out", work=work, progress=False,
+    )  # fmt: skip
+    assert [r.key for r in grown._eval_runs()] != [r.key for r in runs]

@@ -192,6 +192,13 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None, typer.Option(help="Write the report here too (markdown).")
         ] = None,
+        tables: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="results.json of the runs the pruning tables come from (every method at "
+                "every ratio, perhaps on fewer scenes); default: the runs above. Repeatable."
+            ),
+        ] = None,
     ) -> None:
         """Do the cameras matter? Issue 8's targets over worlds and ego-input settings.
 
@@ -201,9 +208,10 @@ def register(app: typer.Typer) -> None:
 
         try:
             runs = [Run.load(path) for path in results]
+            table_runs = [Run.load(path) for path in tables] if tables else None
         except (ValueError, OSError, KeyError) as exc:
             raise fail(exc) from exc
-        report = render_markdown(runs)
+        report = render_markdown(runs, table_runs)
         if out is not None:
             out.write_text(report, encoding="utf-8")
         typer.echo(report)

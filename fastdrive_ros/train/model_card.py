@@ -28,6 +28,7 @@ class CardInputs:
     command: str
     stage_summaries: dict[str, dict]
     eval_results: dict
+    eval_folder: Path | None = None  # the card's evaluation run (results.md); None: not run
 
 
 def _params(module: torch.nn.Module | None) -> int:
@@ -422,7 +423,11 @@ def _image_dependence(inputs: CardInputs) -> list[str]:
 
 def _probes(inputs: CardInputs) -> list[str]:
     """Issue 8's probes on the held-out worlds (train/probes.py), both ego-input settings."""
-    probes = {k: v for k, v in inputs.state.get("probes", {}).items() if k != "bundle_hash"}
+    probes = {
+        k: v
+        for k, v in inputs.state.get("probes", {}).items()
+        if k not in ("bundle_hash", "worlds")
+    }
     if not probes:
         return []
     lines = [
@@ -463,14 +468,20 @@ def _probes(inputs: CardInputs) -> list[str]:
 
 
 def _evaluation(inputs: CardInputs) -> list[str]:
-    results_md = inputs.work / "eval" / "results.md"
-    if not results_md.is_file():
+    results_md = None if inputs.eval_folder is None else inputs.eval_folder / "results.md"
+    if results_md is None or not results_md.is_file():
         return ["Not evaluated in this build (run `fastdrive build-default` with --eval)."]
     lines = []
     meta = inputs.eval_results.get("metadata", {})
+    first = meta.get("max_scenes")
+    scenes = (
+        f"the first {meta.get('scenes', first)} held-out scenes"
+        if first
+        else "the held-out scenes"
+    )
     lines.append(
-        f"`fastdrive eval` on {meta.get('samples', '?')} keyframes spread over the held-out "
-        f"scenes ({meta.get('dataroot', '')}, split {meta.get('split', '')}), every pruner at "
+        f"`fastdrive eval` on {meta.get('samples', '?')} keyframes of {scenes} "
+        f"({meta.get('dataroot', '')}, split {meta.get('split', '')}), every pruner at "
         f"every ratio, torch on the CPU ({meta.get('threads', '?')} thread(s), "
         f"{meta.get('machine', '')}); timings are medians on a shared, busy machine."
     )
