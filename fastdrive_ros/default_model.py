@@ -834,11 +834,11 @@ class DefaultModelBuilder:
         """
         from fastdrive_ros.eval.camera_targets import Run, render_markdown
 
-        digest = self.state.get("bundle_hash")
-        report = self.out / "eval" / "camera_targets.md"
-        if self.state.get("camera_targets") == digest and report.is_file():
-            return False  # the runs are redone only for a new bundle, and so is this
         runs = self._eval_runs()
+        key = " ".join([str(self.state.get("bundle_hash")), *(run.key for run in runs)])
+        report = self.out / "eval" / "camera_targets.md"
+        if self.state.get("camera_targets") == key and report.is_file():
+            return False  # redone with its runs: for a new bundle, new options or new worlds
         targeted = {run.folder.name for run in runs if run.targets}
         tables = [path for run in runs if not run.targets for path in run.results]
         checks = [
@@ -850,7 +850,7 @@ class DefaultModelBuilder:
         report.parent.mkdir(parents=True, exist_ok=True)
         text = render_markdown([Run.load(p) for p in checks], [Run.load(p) for p in tables])
         report.write_text(text, encoding="utf-8")
-        self.state["camera_targets"] = digest
+        self.state["camera_targets"] = key
         return True
 
     def _publish_eval(self, folder: Path) -> None:
