@@ -141,6 +141,7 @@ def evaluate_settings(
     progress: bool = True,
     world: WorldRecords | None = None,
     partners: Sequence[int] | None = None,
+    scenes: Sequence[str] | None = None,
     bootstrap_draws: int = 2000,
 ) -> dict[str, EvalResults]:
     """Evaluate `model` on `samples` in every ego-input setting, each keyframe encoded once.
@@ -148,6 +149,7 @@ def evaluate_settings(
     The encoder output of a keyframe serves every setting and, as a partner, the shuffled probe
     of the scene paired with it. `partners[i]`: index into `samples` of the keyframe (another
     scene) that lends sample i its tokens; default: eval/pairing.py's scene pairing by `seed`.
+    `scenes[i]`: sample i's scene name, where the caller knows it without reading the sample.
     Returns the results per setting (its `ego_inputs`), targets checked.
     """
     from tqdm.auto import tqdm
@@ -171,11 +173,13 @@ def evaluate_settings(
         )
         for setting in settings
     ]
+    if scenes is None:
+        scenes = [s.scene_name for s in samples]
     needs_partner = evaluators[0].needs_partner
     if needs_partner and partners is None:
-        partners = partner_indices([s.scene_name for s in samples], seed)
+        partners = partner_indices(scenes, seed)
     lenders = partners if needs_partner else None
-    order = encoding_order([s.scene_name for s in samples], lenders)
+    order = encoding_order(scenes, lenders)
     last_use = {i: t for t, i in enumerate(order)}
     for t, i in enumerate(order):
         if lenders is not None:
@@ -188,7 +192,8 @@ def evaluate_settings(
         partner = frames.get(lenders[i]) if lenders is not None else None
         for evaluator in evaluators:
             evaluator.add(sample, partner, frame=frame)
-        frames.drop([j for j in (i, *([lenders[i]] if lenders else [])) if last_use[j] <= t])
+        used = (i,) if lenders is None else (i, lenders[i])
+        frames.drop([j for j in used if last_use[j] <= t])
     out = {}
     for setting, evaluator in zip(settings, evaluators, strict=True):
         meta = dict(metadata or {})
@@ -396,6 +401,7 @@ def run_eval_settings(
         progress=progress,
         world=world,
         partners=partners,
+        scenes=scenes,
         bootstrap_draws=bootstrap_draws,
     )
     for setting in settings:
