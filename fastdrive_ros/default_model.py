@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -64,6 +65,8 @@ class EvalRun:
 
 class DefaultModelBuilder:
     """Runs the stages of a BuildPlan into `out`, keeping everything reusable under `work`."""
+
+    poll_seconds = 5.0  # how often running jobs are looked at (their bars, their ends)
 
     def __init__(
         self,
@@ -505,21 +508,32 @@ class DefaultModelBuilder:
                 self._run_parallel(wave)
         return True
 
-    def _run_parallel(self, jobs: list[tuple[str, list[str]]], *, monitor: bool = True) -> None:
+    def _run_parallel(
+        self,
+        jobs: list[tuple[str, list[str]]],
+        *,
+        monitor: bool = True,
+        width: int | None = None,
+        finished: Callable[[str], None] | None = None,
+    ) -> None:
         """Run `fastdrive` subcommands side by side; `monitor`: training runs with step bars.
 
-        The build's `jobs` x `threads` cores are shared among the runs: a lone run (a decision
-        stage, the last evaluation) gets them all instead of leaving the others idle.
+        At most `width` at once (default: all), the next started as soon as one ends;
+        `finished(name)` is called for each that succeeds. The build's `jobs` x `threads` cores
+        are shared among the runs at once: a lone run (a decision stage) gets them all instead
+        of leaving the others idle. A failure starts nothing more and is raised once the
+        running ones have ended.
         """
         import os
 
         logs = self.work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        threads = max(self.threads, self.threads * max(1, self.jobs) // len(jobs))
+        width = min(width or len(jobs), len(jobs))
+        threads = max(self.threads, self.threads * max(1, self.jobs) // width)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        running = []
         commands = self.state.setdefault("commands", {})
-        for name, args in jobs:
+
+        def start(name: str, args: list[str]) -> tuple[str, subprocess.Popen, Any, Path]:
             if "--threads" in args:
                 args = [*args]
                 args[args.index("--threads") + 1] = str(threads)
@@ -529,19 +543,27 @@ class DefaultModelBuilder:
             self._log(f"[jobs] {name}: {_shown(args)}  (log: {log_path})")
             handle = log_path.open("a")
             proc = subprocess.Popen(
-                [sys.executable, *_argv(args)],
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                env=env,
+                [sys.executable, *_argv(args)], stdout=handle, stderr=subprocess.STDOUT, env=env
             )
-            running.append((name, proc, handle, log_path))
+            return name, proc, handle, log_path
+
+        waiting, running, failed = list(jobs), [], []
         bars = _StepMonitor(
             {name: self.work / name / "run" for name, _ in jobs}, enabled=self.progress and monitor
         )
         try:
-            while any(proc.poll() is None for _, proc, _, _ in running):
+            while running or (waiting and not failed):
+                while waiting and not failed and len(running) < width:
+                    running.append(start(*waiting.pop(0)))
                 bars.update()
-                time.sleep(5.0)
+                time.sleep(self.poll_seconds)
+                for job in [job for job in running if job[1].poll() is not None]:
+                    running.remove(job)
+                    job[2].close()
+                    if job[1].returncode != 0:
+                        failed.append(job)
+                    elif finished is not None:
+                        finished(job[0])
         except KeyboardInterrupt:
             for _, proc, _, _ in running:
                 proc.terminate()
@@ -550,13 +572,12 @@ class DefaultModelBuilder:
             bars.close()
             for _, _, handle, _ in running:
                 handle.close()
-        for name, proc, _, log_path in running:
-            if proc.returncode != 0:
-                tail = "".join(log_path.read_text(errors="replace").splitlines(True)[-15:])
-                raise BuildError(
-                    f"stage {name} failed (exit {proc.returncode}); see {log_path}:\n{tail}\n"
-                    "fix the cause and run the same build-default command again (it resumes)"
-                )
+        for name, proc, _, log_path in failed[:1]:
+            tail = "".join(log_path.read_text(errors="replace").splitlines(True)[-15:])
+            raise BuildError(
+                f"stage {name} failed (exit {proc.returncode}); see {log_path}:\n{tail}\n"
+                "fix the cause and run the same build-default command again (it resumes)"
+            )
 
     # -- 5. bundle --------------------------------------------------------------------------
 
@@ -812,17 +833,21 @@ class DefaultModelBuilder:
             if done.get(str(run.folder)) != f"{digest} {run.key}"
             or not all(path.is_file() for path in run.results)
         ]
-        width = max(1, self.jobs)
-        for start in range(0, len(pending), width):
-            wave = pending[start : start + width]
-            for run in wave:
-                shutil.rmtree(run.folder, ignore_errors=True)
-            names = [f"eval-{r.folder.parent.name}-{r.folder.name}" for r in wave]
-            self._run_parallel(
-                [(n, r.args) for n, r in zip(names, wave, strict=True)], monitor=False
-            )
-            done.update({str(run.folder): f"{digest} {run.key}" for run in wave})
+        names = {f"eval-{run.folder.parent.name}-{run.folder.name}": run for run in pending}
+        for run in pending:
+            shutil.rmtree(run.folder, ignore_errors=True)
+
+        def finished(name: str) -> None:  # an interrupted build keeps the runs already done
+            done[str(names[name].folder)] = f"{digest} {names[name].key}"
             self._save_state()
+
+        if pending:  # `jobs` at a time, the next as soon as one ends (their lengths differ)
+            self._run_parallel(
+                [(name, run.args) for name, run in names.items()],
+                monitor=False,
+                width=max(1, self.jobs),
+                finished=finished,
+            )
         self._publish_eval(self.main_eval)
         return bool(pending)
 

@@ -361,3 +361,21 @@ def test_every_evaluation_run_is_listed_once_main_first(tmp_path) -> None:
         out=tmp_path / "out", work=work, progress=False,
     )  # fmt: skip
     assert [r.key for r in grown._eval_runs()] != [r.key for r in runs]
+
+
+def test_jobs_run_a_few_at_a_time_and_a_failure_stops_the_queue(tmp_path) -> None:
+    from fastdrive_ros.default_model import BuildError, DefaultModelBuilder
+
+    builder = DefaultModelBuilder(
+        plan=tiny_plan(), out=tmp_path / "out", work=tmp_path / "work", progress=False
+    )
+    builder.poll_seconds = 0.1
+    ok, bad = ["-m", "json.tool", "--help"], ["-m", "json.tool", str(tmp_path / "missing")]
+    done: list[str] = []
+    builder._run_parallel([("a", ok), ("b", ok), ("c", ok)], width=2, finished=done.append)
+    assert sorted(done) == ["a", "b", "c"]
+    done.clear()
+    with pytest.raises(BuildError, match="stage bad failed"):
+        builder._run_parallel([("d", ok), ("bad", bad), ("e", ok)], width=1, finished=done.append)
+    assert done == ["d"]  # the queue stopped at the failure: e never started
+    assert not (tmp_path / "work" / "logs" / "e.log").exists()
