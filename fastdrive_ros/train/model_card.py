@@ -135,8 +135,14 @@ def _data(plan: Any, state: dict) -> list[str]:
     for role, ref in (("train", plan.train), ("val", plan.val), ("eval", plan.eval)):
         limit = f", {ref.limit} spread" if ref.limit else ""
         uses.setdefault(ref.dataset, []).append(f"{role} (split {ref.split}{limit})")
+    tables = getattr(plan, "table_scenes", {})
     for name in getattr(plan, "probe_sets", ()):
-        uses.setdefault(name, []).append("held-out probes (all keyframes)")
+        limit = getattr(plan, "probe_limit", None)
+        spread = f"{limit} keyframes spread" if limit else "all keyframes"
+        uses.setdefault(name, []).append(f"diagnose probes ({spread})")
+        uses[name].append("camera targets (all keyframes)")
+        if name in tables:
+            uses[name].append(f"pruning tables (first {tables[name]} scenes)")
     info = state.get("data", {})
     for name, ds in plan.datasets.items():
         samples = info.get(name, {}).get("samples", "–")
@@ -433,7 +439,7 @@ def _probes(inputs: CardInputs) -> list[str]:
     lines = [
         "### Does it read the cameras? Probes on held-out worlds",
         "",
-        "Every keyframe of each held-out world planned with its own visual tokens, with the "
+        "Keyframes spread over each held-out world planned with their own visual tokens, with the "
         "tokens of a keyframe of another scene (shuffled), with none, and the kinematic prior "
         "alone (CTRA from the full status, constant velocity from the minimal one). Event "
         "keyframes: the full status' prior misses the +3 s position by > 1 m. Content effect = "
