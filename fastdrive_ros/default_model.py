@@ -444,6 +444,7 @@ class DefaultModelBuilder:
             *("--pruners", "oracle_fg,anti_oracle,random"),
             *("--threads", str(self.threads), "--seed", "0"),
             *("--bundle-out", str(self.work / "reading" / "model")),
+            *(["--pace"] if plan.decision_pace else []),
         ]
 
     def _refine_args(self) -> list[str]:

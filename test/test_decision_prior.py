@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_planner_decision_reader import _decision_reader, _reading_vla
+from test_planner_decision_reader import _paced_reader, _reading_vla
 from test_planner_scene_reader import GRID, _ego, _invoke, _plan
 from train_tiny import VERSION, imageless_record
 
@@ -137,6 +137,43 @@ def test_toward_is_fitted_where_the_measured_acceleration_lags_the_decision() ->
     assert shuffled["full"]["l2_driven"] > 0.5 * shuffled["full"]["l2_kinematic"]
 
 
+def test_the_full_status_prior_is_driven_by_the_pace_where_one_was_read() -> None:
+    prior = DecisionPrior({"full": 1.0, "minimal": 1.0}, "toward")
+    egos = [_status(6.0, -1.0), _status(6.0, inputs="minimal"), _status(6.0, -1.0)]
+    decision, pace = torch.tensor([-3.0, -3.0, -3.0]), torch.tensor([0.5, 0.5, float("nan")])
+    # full + pace: toward the pace; minimal: the decision (no pace for it); NaN pace: decision
+    added = prior.added_accelerations(egos, decision, pace)
+    assert added == pytest.approx([1.5, -3.0, -2.0])
+    assert prior.added_accelerations(egos, decision) == pytest.approx([-2.0, -3.0, -2.0])
+    driven = prior(egos, decision, torch.device("cpu"), pace)[0].numpy()
+    assert driven == pytest.approx(kinematic_prior(_status(6.0, 0.5)), abs=1e-5)
+    with pytest.raises(ValueError, match="one pace per sample"):
+        prior.added_accelerations(egos, decision, pace[:2])
+
+
+def test_gains_are_fitted_per_setting_on_what_each_prior_is_driven_toward() -> None:
+    # the future follows the decision; the full status gets a wrong reading, the minimal the
+    # right one: each setting's gain says what its own reading is worth
+    records, decided = _lagging_world()
+    wrong = np.random.default_rng(3).permutation(decided)
+    fits = fit_decision_gains(records, {"full": wrong, "minimal": decided}, "toward")
+    assert fits["minimal"]["gain"] == pytest.approx(1.0, abs=0.01)
+    assert fits["full"]["l2_driven"] > 0.5 * fits["full"]["l2_kinematic"]
+    swapped = fit_decision_gains(records, {"full": decided, "minimal": wrong}, "toward")
+    assert swapped["full"]["gain"] == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(ValueError, match="no decisions for the minimal"):
+        fit_decision_gains(records, {"full": decided}, "toward")
+
+
+def test_the_prior_is_scored_by_the_evaluation_l2_avg() -> None:
+    # one keyframe 1 m off at every step but the last (4 m): L2 Avg = (1 + 1 + 1.5) / 3, not
+    # the plain mean over steps (1.5); the last step counts only in the 3-s horizon
+    ego = _status(5.0, inputs="minimal")
+    future = kinematic_prior(ego) + np.array([[0.0, 1.0]] * 5 + [[0.0, 4.0]])
+    record = imageless_record("k", "s", restrict_ego(_status(5.0), "full"), future)
+    assert prior_l2([record], np.zeros(1), "minimal") == pytest.approx((1 + 1 + 1.5) / 3)
+
+
 def _decision_vla() -> VLA:
     vla = _reading_vla()
     vla.use_decision_prior(GAINS)
@@ -186,6 +223,31 @@ def test_the_plan_moves_with_the_read_decision_by_the_driven_prior() -> None:
         assert batched[b].numpy() == pytest.approx(alone, abs=1e-4)
 
 
+def test_the_full_status_plan_follows_the_read_pace_and_the_minimal_one_the_decision() -> None:
+    vla = _reading_vla()
+    planner = vla.planner
+    planner.attach_decision_reader(_paced_reader(ahead=1.0))
+    planner.use_decision_prior({"full": 1.0, "minimal": 1.0}, "toward")
+    with torch.no_grad():
+        planner.waypoint_head.mlp[-1].weight.mul_(0.01)
+    now, index = torch.randn(12, 64, generator=torch.Generator().manual_seed(4)), torch.arange(12)
+    for ego in (_ego(8.0), restrict_ego(_ego(8.0), "minimal")):
+        with torch.no_grad():
+            _, facts = planner.read_scene([now], [index], GRID, [ego])
+        driven = _plan(vla, now, index, ego)
+        planner.decision_prior, planner.waypoint_prior = None, "kinematic"
+        plain = _plan(vla, now, index, ego)
+        planner.use_decision_prior({"full": 1.0, "minimal": 1.0}, "toward")
+        if ego.inputs == "full":  # measured 0: the trees read about 1 m/s^2 ahead of it
+            assert float(facts.pace[0]) == pytest.approx(1.0, abs=0.3)
+            target = float(facts.pace[0])
+        else:
+            assert torch.isnan(facts.pace).all()
+            target = float(facts.decision[0])
+        moved = kinematic_prior(ego, target) - kinematic_prior(ego)
+        assert driven - plain == pytest.approx(moved, abs=1e-4)
+
+
 def test_the_bundle_keeps_the_gains_and_refuses_what_cannot_drive(tmp_path: Path) -> None:
     vla = _decision_vla()
     tokens = torch.randn(12, 64, generator=torch.Generator().manual_seed(5))
@@ -226,7 +288,7 @@ def test_train_planner_fits_the_gains_then_trains_over_the_driven_prior(
 ) -> None:
     vla = VLA.build(tiny_config(cameras=6, ego_numbers=True), seed=0)
     vla.add_scene_reader()
-    vla.add_decision_reader(_decision_reader())
+    vla.add_decision_reader(_paced_reader())  # the full setting's gain is fitted on its pace
     bundle = vla.save_pretrained(tmp_path / "reading")
     result = _invoke(_train_args(bundle, world, tmp_path / "out"))
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"

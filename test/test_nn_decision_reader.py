@@ -142,3 +142,73 @@ def test_a_reader_refuses_trees_fitted_on_other_features() -> None:
         DecisionReader(
             cells=reader.cells, layout=CORRIDOR, grid=GRID, trees=tree_ensemble_of(model)
         )
+
+
+def _with_pace(seed: int = 0):
+    """`_fitted`'s reader plus pace trees that read the status' acceleration and the corridor."""
+    reader, _, tokens, kept, previous, ego, x = _fitted(seed)
+    rng = np.random.default_rng(seed + 1)
+    status = np.column_stack([rng.uniform(-3, 2, len(x)), rng.normal(0, 0.1, len(x)),
+                              rng.uniform(-3, 2, len(x))])  # fmt: skip
+    xs = np.hstack([x, status])
+    y = status[:, 0] + 4 * x[:, 4]
+    model = boosted_fit(xs, y, trees=30, seed=0)
+    paced = DecisionReader(
+        cells=reader.cells, layout=CORRIDOR, grid=GRID, trees=reader.trees,
+        pace=tree_ensemble_of(model),
+    ).eval()  # fmt: skip
+    return paced, model, tokens, kept, previous, ego, status, xs
+
+
+def test_the_pace_reads_the_full_status_and_nothing_for_the_minimal_one() -> None:
+    reader, model, tokens, kept, previous, ego, status, xs = _with_pace()
+    with torch.no_grad():
+        now = reader.corridor(torch.from_numpy(tokens), torch.from_numpy(kept))
+        before = now[previous]
+        _, corridor = _run(reader, tokens, kept, ego, before)
+        minimal = torch.from_numpy(status).clone()
+        minimal[::3] = float("nan")  # every third sample has the minimal status
+        pace = reader.read_pace(torch.from_numpy(ego), minimal, corridor, before)
+    full = ~np.isnan(minimal.numpy()).any(axis=1)
+    assert np.abs(pace.numpy()[full] - model.predict(xs[full])).max() < 1e-9
+    assert torch.isnan(pace[::3]).all() and full.sum() == len(xs) - len(xs[::3])
+    # the status moves the pace: what the trees were taught (acceleration + 4 x a corridor share)
+    assert np.corrcoef(pace.numpy()[full], status[full, 0])[0, 1] > 0.5
+    # a reader without pace trees reads none
+    plain, *_ = _fitted()
+    with torch.no_grad():
+        none = plain.read_pace(torch.from_numpy(ego), torch.from_numpy(status), corridor)
+    assert torch.isnan(none).all()
+
+
+def test_a_saved_reader_keeps_its_pace_and_an_older_file_still_loads(tmp_path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    reader, _, tokens, kept, _, ego, status, _ = _with_pace()
+    path = reader.save(tmp_path / "paced" / "decision_reader.safetensors")
+    loaded = DecisionReader.load(path)
+    assert loaded.pace is not None
+    with torch.no_grad():
+        _, corridor = _run(reader, tokens, kept, ego)
+        args = (torch.from_numpy(ego), torch.from_numpy(status), corridor)
+        assert torch.equal(loaded.read_pace(*args), reader.read_pace(*args))
+    # a version-1 file (before pace trees) loads as a reader without them
+    plain, *_ = _fitted()
+    saved = plain.save(tmp_path / "plain" / "decision_reader.safetensors")
+    with safe_open(str(saved), framework="pt") as handle:
+        header, tensors = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata={**header, "version": "1"})
+    assert DecisionReader.load(old).pace is None
+    save_file(tensors, str(old), metadata={**header, "version": "9"})
+    with pytest.raises(ValueError, match="of version 1, 2"):
+        DecisionReader.load(old)
+
+
+def test_pace_trees_fitted_on_other_features_are_refused() -> None:
+    reader, *_ = _fitted()
+    wrong = tree_ensemble_of(boosted_fit(np.zeros((50, 3)), np.zeros(50), trees=2, seed=0))
+    with pytest.raises(ValueError, match="pace trees read 3 features"):
+        DecisionReader(cells=reader.cells, layout=CORRIDOR, grid=GRID, trees=reader.trees,
+                       pace=wrong)  # fmt: skip

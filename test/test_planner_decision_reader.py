@@ -65,6 +65,17 @@ def _decision_reader(seed: int = 0) -> DecisionReader:
     return DecisionReader(cells=cells, layout=CORRIDOR, grid=FRONT, trees=trees).eval()
 
 
+def _paced_reader(seed: int = 0, ahead: float = 1.0) -> DecisionReader:
+    """`_decision_reader` with pace trees that read the measured acceleration + `ahead`."""
+    reader = _decision_reader(seed)
+    rng = np.random.default_rng(seed)
+    features = reader.trees.features
+    x = np.hstack([rng.normal(0, 1, (400, features)), rng.uniform(-2, 1, (400, 3))])
+    pace = tree_ensemble_of(boosted_fit(x, x[:, features] + ahead, trees=60, seed=0))
+    return DecisionReader(cells=reader.cells, layout=CORRIDOR, grid=FRONT, trees=reader.trees,
+                          pace=pace).eval()  # fmt: skip
+
+
 def _reading_vla() -> VLA:
     vla = _reader_vla()
     _speak(vla)

@@ -118,6 +118,7 @@ def test_every_stage_runs_and_the_bundle_plans(built) -> None:
     reading = VLA.from_pretrained(work / "reading" / "model")
     assert reading.planner.decision_reader is not None
     assert reading.planner.decision_reader.meta["train"] == str(work / "data" / "read")
+    assert reading.planner.decision_reader.pace is not None  # the plan's decision_pace
     assert "--scene-reader" in state["commands"]["refine"]
     assert f"--model {work / 'refine' / 'model'} " in state["commands"]["prior"]
     assert "--decision-prior --decision-form toward" in state["commands"]["prior"]
@@ -293,6 +294,7 @@ def test_planner_from_runs_only_the_decision_stages_on_a_bundle(tmp_path) -> Non
     assert reading[:2] == ["-m", "fastdrive_ros.train.pruned_reading"]
     assert reading[reading.index("--tower") + 1] == str(source)
     assert reading[reading.index("--bundle-out") + 1] == str(tmp_path / "work/reading/model")
+    assert "--pace" in reading
     refine = builder._refine_args()  # 4d: stage 4b's recipe rerun on the reading bundle
     assert refine[refine.index("--model") + 1] == str(tmp_path / "work/reading/model")
     assert refine[refine.index("--out") + 1] == str(tmp_path / "work/refine")

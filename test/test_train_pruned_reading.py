@@ -187,7 +187,7 @@ def test_the_command_prunes_a_tower_tokens_on_two_worlds(
         tower = VLA.from_pretrained(bundle)
         tower.add_scene_reader()
         bundle = tower.save_pretrained(tmp_path / "tower")
-        out = ["--bundle-out", str(tmp_path / "reading")]
+        out = ["--bundle-out", str(tmp_path / "reading"), "--pace"]
     main(
         [
             *out,
@@ -217,7 +217,11 @@ def test_the_command_prunes_a_tower_tokens_on_two_worlds(
     else:
         reading = VLA.from_pretrained(tmp_path / "reading")
         assert reading.config.decision_reader
-        assert reading.planner.decision_reader.meta["tower"] == str(bundle)
+        reader = reading.planner.decision_reader
+        assert reader.meta["tower"] == str(bundle)
+        # with --pace the reading also reads the full-status pace, checked on the held-out world
+        assert reader.pace is not None and set(reader.meta["pace_corr"]) == {str(held)}
+        assert "its pace corr: " in table
 
 
 def _none_corr(table: str) -> float:

@@ -37,14 +37,16 @@ def _read_decision(planner, visual, ego):
     """The planner's decision reader on the whole front camera (what prefill runs first)."""
     import torch
 
-    from fastdrive_ros.nn.decision_reader import minimal_ego
+    from fastdrive_ros.nn.decision_reader import full_status, minimal_ego
 
     reader = planner.decision_reader
     cells = reader.grid[0] * reader.grid[1]
     front = visual.tokens[:cells][None].float()
     kept = torch.ones(1, cells, dtype=torch.bool, device=front.device)
     speed = torch.tensor([minimal_ego(ego.speed, ego.command)], device=front.device)
-    return reader(front, kept, speed)
+    decision, corridor = reader(front, kept, speed)
+    status = torch.tensor([full_status(ego)], device=front.device)
+    return decision, reader.read_pace(speed, status, corridor)
 
 
 def bench(

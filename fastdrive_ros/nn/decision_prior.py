@@ -11,7 +11,8 @@ the decision. They agree with the minimal ego inputs (no measured acceleration);
 ones the measured acceleration lags the decision by the driver's reaction, so adding both counts
 the reaction twice. The gain, one per ego-input setting, is fitted on the training world
 (train/decision_prior.py), since a reader's decision is a noisy estimate that should move the
-plan only as far as it is worth.
+plan only as far as it is worth. A reader with pace trees (nn/decision_reader.py) gives the
+full-status prior its pace instead of the decision: what to hold for 3 s, read with the status.
 """
 
 from __future__ import annotations
@@ -57,26 +58,42 @@ def added_acceleration(gain: float, decision: float, ego: EgoState, form: str) -
     return gain * decision  # the minimal status measures no acceleration: the forms agree
 
 
+def prior_target(ego: EgoState, decision: float, pace: float) -> float:
+    """What `ego`'s prior is driven toward: the pace with the full status where one was read."""
+    return pace if ego.inputs == "full" and math.isfinite(pace) else decision
+
+
 class DecisionPrior:
-    """Egos + decisions [B] (m/s^2) -> [B, 6, 2] kinematic priors driven by the decisions."""
+    """Egos + decisions [B] (m/s^2) (+ paces [B]) -> [B, 6, 2] priors driven by them.
+
+    Full-status samples with a finite pace are driven by it instead of the decision.
+    """
 
     def __init__(self, gains: Mapping[str, float], form: str = "added") -> None:
         self.gains = check_gains(gains)
         self.form = check_form(form)
 
-    def added_accelerations(self, egos: Sequence[EgoState], decision: torch.Tensor) -> list[float]:
+    def added_accelerations(
+        self, egos: Sequence[EgoState], decision: torch.Tensor, pace: torch.Tensor | None = None
+    ) -> list[float]:
         """The acceleration each sample's prior adds (its setting's gain, this form)."""
-        if decision.shape != (len(egos),):
-            raise ValueError(
-                f"need one decision per sample: {tuple(decision.shape)} for {len(egos)} egos"
-            )
-        values = decision.detach().double().cpu().tolist()  # a fixed transform, not trained
+        for name, values in (("decision", decision), ("pace", pace)):
+            if values is not None and values.shape != (len(egos),):
+                raise ValueError(
+                    f"need one {name} per sample: {tuple(values.shape)} for {len(egos)} egos"
+                )
+        decisions = decision.detach().double().cpu().tolist()  # a fixed transform, not trained
+        paces = [math.nan] * len(egos) if pace is None else pace.detach().double().cpu().tolist()
         return [
-            added_acceleration(self.gains[ego.inputs], value, ego, self.form)
-            for ego, value in zip(egos, values)
+            added_acceleration(self.gains[ego.inputs], prior_target(ego, d, p), ego, self.form)
+            for ego, d, p in zip(egos, decisions, paces)
         ]
 
     def __call__(
-        self, egos: Sequence[EgoState], decision: torch.Tensor, device: torch.device
+        self,
+        egos: Sequence[EgoState],
+        decision: torch.Tensor,
+        device: torch.device,
+        pace: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return prior_batch(egos, device, self.added_accelerations(egos, decision))
+        return prior_batch(egos, device, self.added_accelerations(egos, decision, pace))

@@ -42,7 +42,7 @@ from fastdrive_ros.core_types import (
     PlanResult,
 )
 from fastdrive_ros.nn.decision_prior import DecisionPrior
-from fastdrive_ros.nn.decision_reader import DecisionReader, minimal_ego
+from fastdrive_ros.nn.decision_reader import DecisionReader, full_status, minimal_ego
 from fastdrive_ros.nn.ego_encoder import EgoEncoder, prior_batch
 from fastdrive_ros.nn.ego_mlp import EgoPrior
 from fastdrive_ros.nn.forward_only import forward_only
@@ -358,8 +358,13 @@ class VLAPlanner(nn.Module):
         for b, corridor in enumerate(previous or []):
             if corridor is not None:
                 before[b] = corridor.to(before)
-        decision, corridor = self.decision_reader(grid, kept, ego, before.to(device))
-        return self.scene_reader(front, speeds, decision=decision, corridor=corridor)
+        before = before.to(device)
+        decision, corridor = self.decision_reader(grid, kept, ego, before)
+        pace = None
+        if self.decision_reader.pace is not None:
+            status = torch.tensor([full_status(e) for e in egos], device=device)
+            pace = self.decision_reader.read_pace(ego, status, corridor, before)
+        return self.scene_reader(front, speeds, decision=decision, corridor=corridor, pace=pace)
 
     def previous_corridors(
         self,
@@ -455,7 +460,7 @@ class VLAPlanner(nn.Module):
         if self.decision_prior is not None:
             if facts is None:
                 raise ValueError("the decision prior needs the scene reader's facts")
-            prior = self.decision_prior(egos, facts.decision, waypoints.device)
+            prior = self.decision_prior(egos, facts.decision, waypoints.device, facts.pace)
             waypoints = waypoints + prior.to(waypoints.dtype)
         elif self.waypoint_prior == "kinematic":
             waypoints = waypoints + prior_batch(egos, waypoints.device).to(waypoints.dtype)

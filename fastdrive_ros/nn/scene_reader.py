@@ -38,13 +38,15 @@ class SceneFacts:
 
     kind_logits [B, len(LEAD_KINDS)]; inverse_gap [B] in [0, 1] (min(1, 5 m / gap), 0 where
     nothing binds); decision [B]: the acceleration the driver decided, m/s^2; corridor [B, F]:
-    the decision reader's corridor summary (nn/decision_reader.py), None without one.
+    the decision reader's corridor summary (nn/decision_reader.py), None without one; pace [B]:
+    its full-status pace (m/s^2, NaN for samples with the minimal status), None without one.
     """
 
     kind_logits: torch.Tensor
     inverse_gap: torch.Tensor
     decision: torch.Tensor
     corridor: torch.Tensor | None = None
+    pace: torch.Tensor | None = None
 
 
 class SceneHead(nn.Module):
@@ -147,11 +149,13 @@ class SceneReader(nn.Module):
         *,
         decision: torch.Tensor | None = None,
         corridor: torch.Tensor | None = None,
+        pace: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, SceneFacts]:
         """tokens: B tensors [n_b, D] (n_b may be 0); speeds: B ego speeds in m/s.
 
         decision [B] (m/s^2), corridor [B, F]: a decision reader's, which then replaces the
-        head's own decision in the facts and in what the projection reads.
+        head's own decision in the facts and in what the projection reads; pace [B]: its pace,
+        carried in the facts for the decision prior (the projection does not read it).
         """
         weight = self.project.weight
         width = weight.shape[1] - len(LEAD_KINDS) - 2
@@ -166,7 +170,7 @@ class SceneReader(nn.Module):
         speed = torch.tensor([float(s) for s in speeds], dtype=weight.dtype, device=weight.device)
         facts, pooled = self.head(padded, speed, mask)
         if decision is not None:
-            facts = replace(facts, decision=decision.to(pooled), corridor=corridor)
+            facts = replace(facts, decision=decision.to(pooled), corridor=corridor, pace=pace)
         summary = torch.cat(
             [
                 pooled,

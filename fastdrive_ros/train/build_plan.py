@@ -87,6 +87,9 @@ class BuildPlan:
     decision_prior: TrainConfig | None = None
     decision_refine: bool = True
     decision_form: str = "toward"  # how the prior takes the decision (nn/decision_prior.py)
+    # the reader also reads the pace with the full status (train/pace.py): what the full-status
+    # prior is driven toward instead of the decision of the moment
+    decision_pace: bool = True
     probe_sets: tuple[str, ...] = ()  # held-out datasets the image-dependence probes run on
     probe_limit: int | None = 100  # keyframes per probe set, spread over its scenes
     # every selector plus the probes that show whether the benchmark can tell them apart

@@ -39,11 +39,12 @@ from fastdrive_ros.data.world_labels import SceneLabel
 from fastdrive_ros.eval.bootstrap import Interval, l2_avg, paired_l2_difference
 from fastdrive_ros.nn.corridor import CorridorLayout
 from fastdrive_ros.nn.corridor import corridor_features as corridor_features_of
-from fastdrive_ros.nn.decision_reader import CellHead
+from fastdrive_ros.nn.decision_reader import CellHead, full_status
 from fastdrive_ros.train.affordance import FRONT_CAMERA
 from fastdrive_ros.train.boosted import boosted_fit
 from fastdrive_ros.train.decision_probe import front_tokens, other_scene_rows, with_read
 from fastdrive_ros.train.images import NUM_CLASSES
+from fastdrive_ros.train.pace import pace_labels
 from fastdrive_ros.train.records import KeyframeRecord, previous_rows, sample_chain
 from fastdrive_ros.train.scene_probe import label_features
 from fastdrive_ros.train.token_probe import MinimalProblem, _ridge
@@ -171,6 +172,8 @@ class World:
     scenes: np.ndarray
     previous: np.ndarray
     labels: dict[str, np.ndarray]  # label_features groups
+    status: np.ndarray  # [S, 3] the full status the pace reads (decision_reader.FULL_STATUS)
+    pace: np.ndarray  # [S] train/pace.py's label
 
     @classmethod
     def of(
@@ -186,6 +189,8 @@ class World:
             scenes=np.array([r.scene for r in records]),
             previous=previous_rows(records, chain),
             labels=groups,
+            status=np.array([full_status(r.ego) for r in records], dtype=np.float64),
+            pace=pace_labels(records),
         )
 
     @classmethod
@@ -216,6 +221,8 @@ class World:
                 [self.previous + k * len(self.decision) for k in range(times)]
             ),
             labels={k: np.tile(v, (times, 1)) for k, v in self.labels.items()},
+            status=np.tile(self.status, (times, 1)),
+            pace=np.tile(self.pace, times),
         )
 
 

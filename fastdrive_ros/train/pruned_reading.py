@@ -153,11 +153,16 @@ def reading_features(world: World, maps: CellMaps, kept: np.ndarray) -> np.ndarr
     return np.hstack([world.problem.ego, with_motion(corridor, world.previous)])
 
 
+def pace_features(world: World, maps: CellMaps, kept: np.ndarray) -> np.ndarray:
+    """The pace trees' input: the reader's, then the full status (decision_reader.FULL_STATUS)."""
+    return np.hstack([reading_features(world, maps, kept), world.status])
+
+
 def fit_views(
-    world: World, maps: CellMaps, views: Sequence[np.ndarray]
+    world: World, maps: CellMaps, views: Sequence[np.ndarray], features=reading_features
 ) -> tuple[np.ndarray, World]:
     """The training rows: the world's keyframes once per kept-cell view, stacked."""
-    x = np.vstack([reading_features(world, maps, kept) for kept in views])
+    x = np.vstack([features(world, maps, kept) for kept in views])
     return x, world.repeated(len(views))
 
 
@@ -193,31 +198,46 @@ def fitted_reader(
     *,
     trees: int = TREES,
     seed: int = 0,
+    pace: bool = False,
 ) -> DecisionReader:
-    """The reading `pruned_reading` measures, fitted on all of `train`'s views, as one module."""
+    """The reading `pruned_reading` measures, fitted on all of `train`'s views, as one module.
+
+    pace: also the full-status pace trees (train/pace.py), on the same views.
+    """
     world, maps, views = train
     fit_x, fit_world = fit_views(world, maps, views)
     model = boosted_fit(fit_x, fit_world.decision, trees=trees, seed=seed)
+    pace_trees = None
+    if pace:
+        pace_x, _ = fit_views(world, maps, views, pace_features)
+        pace_trees = tree_ensemble_of(boosted_fit(pace_x, fit_world.pace, trees=trees, seed=seed))
     return DecisionReader(
-        cells=head, layout=CORRIDOR, grid=maps.grid, trees=tree_ensemble_of(model)
+        cells=head,
+        layout=CORRIDOR,
+        grid=maps.grid,
+        trees=tree_ensemble_of(model),
+        pace=pace_trees,
     )
 
 
 def read_with(
     reader: DecisionReader, tokens: np.ndarray, kept: np.ndarray, world: World
-) -> np.ndarray:
-    """[S] the reader's decision for a world's front tokens, as the node would run it.
+) -> tuple[np.ndarray, np.ndarray]:
+    """[S] the reader's decision and [S] pace (NaN without pace trees) for a world's tokens.
 
-    Each keyframe's corridor first, then each keyframe with its predecessor's corridor as
-    `previous` (its own where it has none: no motion), the frame memory a caller keeps.
+    As the node would run it: each keyframe's corridor first, then each keyframe with its
+    predecessor's corridor as `previous` (its own where it has none: no motion), the frame
+    memory a caller keeps; the pace with the world's full status.
     """
     with torch.no_grad():
         x = torch.as_tensor(tokens, dtype=torch.float32)
         mask = torch.as_tensor(kept, dtype=torch.bool)
         ego = torch.as_tensor(world.problem.ego)
         now = reader.corridor(x, mask)
-        decision, _ = reader(x, mask, ego, previous=now[torch.as_tensor(world.previous)])
-    return decision.numpy()
+        before = now[torch.as_tensor(world.previous)]
+        decision, corridor = reader(x, mask, ego, previous=before)
+        pace = reader.read_pace(ego, torch.as_tensor(world.status), corridor, before)
+    return decision.numpy(), pace.numpy()
 
 
 def above_oracle(
@@ -375,6 +395,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "(its scene reader's decision then comes from it, with frame memory)",
     )
     parser.add_argument(
+        "--pace",
+        action="store_true",
+        help="the saved reading also reads the pace with the full ego status (train/pace.py): "
+        "what the full-status decision prior is driven toward",
+    )
+    parser.add_argument(
         "--cameras",
         choices=("front", "all"),
         default="front",
@@ -432,11 +458,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(render_tables(rows, above_oracle(rows, scenes, seed=args.seed), between_oracles(rows)))
     if args.save_reader or args.bundle_out:
         train = (worlds[args.train], read[args.train], views)
-        reader = fitted_reader(head, train, trees=args.trees, seed=args.seed)
-        check = {}
+        reader = fitted_reader(head, train, trees=args.trees, seed=args.seed, pace=args.pace)
+        check, pace_check = {}, {}
         for w in args.test:
-            decision = read_with(reader, encoded[w].front_tokens, everything[w], worlds[w])
+            decision, pace = read_with(reader, encoded[w].front_tokens, everything[w], worlds[w])
             check[w] = round(float(np.corrcoef(decision, worlds[w].decision)[0, 1]), 3)
+            if args.pace:
+                pace_check[w] = round(float(np.corrcoef(pace, worlds[w].pace)[0, 1]), 3)
         reader.meta = {
             "tower": args.tower,
             "train": args.train,
@@ -444,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "trees": args.trees,
             "views": ["all", *map(str, TRAINING_VIEWS)],
             "corr": check,
+            **({"pace_corr": pace_check} if args.pace else {}),
         }
         if args.save_reader:
             reader.save(args.save_reader)
@@ -455,6 +484,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"\nsaved the reading ({args.save_reader or args.bundle_out}); its decision corr on "
             f"the held-out worlds, all tokens: {' / '.join(f'{c:.2f}' for c in check.values())} "
             f"(measured above: {measured})"
+            + (
+                f"; its pace corr: {' / '.join(f'{c:.2f}' for c in pace_check.values())}"
+                if args.pace
+                else ""
+            )
         )
 
 
