@@ -150,6 +150,7 @@ def test_model_card_tells_what_was_built(built) -> None:
     assert "| 4e prior |" in card and "moved a share gain of the way" in card
     assert "- Stage 4e (decision prior): gains full " in card
     assert "pruned_reading --tower" in card  # every training command is on the card
+    assert "also reads the pace" in card and "the read pace with the full status" in card
     assert "Does the planner use the cameras?" in card
     assert "Do the cameras matter? (issue 8 targets)" in card
 

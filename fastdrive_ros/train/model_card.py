@@ -199,7 +199,14 @@ def _decision_stages(plan: Any) -> list[str]:
             f"a DecisionReader (per-cell head, corridor, motion from the keyframe 0.5 s "
             f"before, boosted trees; train/pruned_reading.py) fitted on `{world}` (seed "
             f"{plan.datasets[world].seed}), a world the planner never trains on, under all, "
-            "foreground-, background-ranked and random token sets; it feeds the scene reader",
+            "foreground-, background-ranked and random token sets; it feeds the scene reader"
+            + (
+                "; with the full ego status it also reads the pace (train/pace.py: the "
+                "acceleration whose prior best fits the next 3 s) from the same and the measured "
+                "acceleration, yaw rate and acceleration 0.5 s before"
+                if plan.decision_pace
+                else ""
+            ),
             None,
         ),
         _row(
@@ -211,7 +218,9 @@ def _decision_stages(plan: Any) -> list[str]:
                 if plan.decision_form == "toward"
                 else "plus gain x the read decision"
             )
-            + "), then the head trained over that prior (train-planner --decision-prior "
+            + (", the read pace with the full status" if plan.decision_pace else "")
+            + "; gains fitted on the evaluation's L2 Avg), then the head trained over that "
+            "prior (train-planner --decision-prior "
             f"--decision-form {plan.decision_form})",
             plan.decision_prior,
         ),
@@ -662,8 +671,9 @@ _PRIOR_CLAUSE = {
     "ego_mlp": ", added to the plan of the ego-only reference MLP of the sample's ego inputs "
     "(frozen, inside the planner's weights)",
     "kinematic_decision": ", added to the kinematic prior of the ego status driven by the "
-    "decision the scene reader reads (gain x decision added to its acceleration, one gain per "
-    "ego-input setting fitted on the training world)",
+    "decision the scene reader reads (gain x decision added to its acceleration, or moved a "
+    "share gain toward it; with the full status toward the pace its decision reader reads where "
+    "it has pace trees; one gain per ego-input setting fitted on the training world)",
 }
 
 
