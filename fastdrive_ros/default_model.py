@@ -834,6 +834,8 @@ class DefaultModelBuilder:
             if done.get(str(run.folder)) != f"{digest} {run.key}"
             or not all(path.is_file() for path in run.results)
         ]
+        # the targets' runs first: the checks are known ~25 min before the tables (same total)
+        pending.sort(key=lambda run: not run.targets)
         names = {f"eval-{run.folder.parent.name}-{run.folder.name}": run for run in pending}
         for run in pending:
             shutil.rmtree(run.folder, ignore_errors=True)

@@ -366,6 +366,24 @@ def test_every_evaluation_run_is_listed_once_main_first(tmp_path) -> None:
     assert [r.key for r in grown._eval_runs()] != [r.key for r in runs]
 
 
+def test_the_queue_starts_the_targets_runs_first(tmp_path, monkeypatch) -> None:
+    from fastdrive_ros.default_model import DefaultModelBuilder
+
+    builder = DefaultModelBuilder(
+        plan=default_plan(), out=tmp_path / "out", work=tmp_path / "work", progress=False
+    )
+    started: list[str] = []
+    monkeypatch.setattr(
+        builder, "_run_parallel", lambda jobs, **_: started.extend(n for n, _ in jobs)
+    )
+    monkeypatch.setattr(builder, "_publish_eval", lambda folder: None)
+    assert builder.evaluate()
+    assert started == [
+        "eval-targets-eval", "eval-targets-eval2", "eval-tables-eval", "eval-tables-eval2"
+    ]  # fmt: skip
+    assert builder._eval_runs()[0].folder.parent.name == "tables"  # the card's order is kept
+
+
 def test_jobs_run_a_few_at_a_time_and_a_failure_stops_the_queue(tmp_path) -> None:
     from fastdrive_ros.default_model import BuildError, DefaultModelBuilder
 
