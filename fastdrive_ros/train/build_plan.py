@@ -271,7 +271,9 @@ def default_plan(
             "camera targets); then the head trained one epoch over the kinematic prior whose "
             "acceleration moves toward the read decision (one gain per ego-input setting fitted "
             "on the training world; adding it instead counts the driver's reaction twice with "
-            "the full status)",
+            "the full status); with the full status toward the pace the reader also reads "
+            "(train/pace.py: the decision of the moment, held for 3 s, overshoots; the pace "
+            "took the full setting from 96 / 90 % of CTRA to 85 / 84 %)",
             "decoder": "2 decoder layers (paper: 6): the 6-layer decoder costs 2.5x per step",
             "AFBR": "150 decoder warm-up steps (whole image from all tokens) before AFBR: from a "
             "fresh decoder AFBR collapsed to dropping every token (FG recall 0.05 at 50 %)",
