@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fastdrive_ros.core_types import EgoState, PlanOk
+from fastdrive_ros.nn.decision_reader import DecisionReader
 from fastdrive_ros.pipeline.factory import MODEL_DIR_ENV, resolve_model_dir
 from fastdrive_ros.runtime.model_source import load_model_parts
 from fastdrive_ros.runtime.parity import parity_inputs
@@ -51,7 +52,10 @@ def test_the_default_plans_over_the_prior_its_read_decision_drives() -> None:
     assert set(config["decision_gains"]) == {"full", "minimal"}
     assert 0 < config["decision_gains"]["minimal"] <= 2
     card = (SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert "| 4e prior |" in card and "--planner-from" in card  # how it was made, on the card
+    assert "| 4e prior |" in card and "pruned_reading --tower" in card  # how it was made
+    # with the full status the prior is driven toward the pace its reader reads
+    reader = DecisionReader.load(SHIPPED / "decision_reader.safetensors")
+    assert reader.pace is not None and "--pace" in card
 
 
 def test_shipped_onnx_is_exported_from_these_weights_and_matches_torch(parts, road_pixels) -> None:
