@@ -23,8 +23,8 @@ from scipy.optimize import minimize_scalar
 from fastdrive_ros.core_types import EGO_INPUTS, PLAN_STEPS, restrict_ego
 from fastdrive_ros.eval.bootstrap import l2_avg
 from fastdrive_ros.nn.decision_prior import added_acceleration, prior_target
-from fastdrive_ros.nn.ego_encoder import kinematic_prior
 from fastdrive_ros.nn.planner import VLAPlanner
+from fastdrive_ros.train.pace import prior_misses
 from fastdrive_ros.train.records import KeyframeRecord, previous_rows
 from fastdrive_ros.train.token_cache import TokenCache
 
@@ -84,9 +84,8 @@ def prior_l2(records: Sequence[KeyframeRecord], added: np.ndarray, setting: str)
     """L2 Avg (m, the evaluation's) of each record's driven prior in `setting`."""
     errors = np.full((len(records), PLAN_STEPS), np.nan)
     for row, (record, acceleration) in enumerate(zip(records, added, strict=True)):
-        plan = kinematic_prior(restrict_ego(record.ego, setting), float(acceleration))
-        miss = np.linalg.norm(plan - np.nan_to_num(record.future_xy), axis=-1)
-        errors[row] = np.where(record.future_valid, miss, np.nan)
+        ego = restrict_ego(record.ego, setting)
+        errors[row] = prior_misses(ego, acceleration, record.future_xy, record.future_valid)
     return l2_avg(errors)
 
 

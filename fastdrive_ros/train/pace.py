@@ -28,17 +28,27 @@ PACE_BOUNDS = (-8.0, 5.0)  # m/s^2: past what a car brakes or accelerates
 TIE_BREAK = 1e-3
 
 
+def prior_misses(
+    ego: EgoState, added: float, future_xy: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """[6] metres from the recorded future to `ego`'s prior with `added` m/s^2 (NaN: invalid).
+
+    The kinematic prior (ego_encoder.kinematic_prior) with `added` on the ego's acceleration;
+    the rows are what eval/bootstrap.l2_avg reads.
+    """
+    plan = kinematic_prior(ego, float(added))
+    miss = np.linalg.norm(plan - np.nan_to_num(np.asarray(future_xy, dtype=np.float64)), axis=-1)
+    return np.where(np.asarray(valid, dtype=bool), miss, np.nan)
+
+
 def pace_label(ego: EgoState, future_xy: np.ndarray, valid: np.ndarray) -> float:
     """The pace (m/s^2) of one keyframe; the measured acceleration when no step is valid."""
     ego = restrict_ego(ego, "full")
-    valid = np.asarray(valid, dtype=bool)
-    if not valid.any():
+    if not np.asarray(valid, dtype=bool).any():
         return float(ego.acceleration)
-    future = np.nan_to_num(np.asarray(future_xy, dtype=np.float64))
 
     def cost(pace: float) -> float:
-        plan = kinematic_prior(ego, pace - ego.acceleration)
-        miss = np.where(valid, np.linalg.norm(plan - future, axis=-1), np.nan)
+        miss = prior_misses(ego, pace - ego.acceleration, future_xy, valid)
         return l2_avg(miss[None]) + TIE_BREAK * (pace - ego.acceleration) ** 2
 
     best = minimize_scalar(cost, bounds=PACE_BOUNDS, method="bounded", options={"xatol": 1e-3})

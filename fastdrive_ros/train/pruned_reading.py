@@ -26,7 +26,7 @@ trees, tokens in, decision out) and checks on the held-out worlds that it reads 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +159,10 @@ def pace_features(world: World, maps: CellMaps, kept: np.ndarray) -> np.ndarray:
 
 
 def fit_views(
-    world: World, maps: CellMaps, views: Sequence[np.ndarray], features=reading_features
+    world: World,
+    maps: CellMaps,
+    views: Sequence[np.ndarray],
+    features: Callable[[World, CellMaps, np.ndarray], np.ndarray] = reading_features,
 ) -> tuple[np.ndarray, World]:
     """The training rows: the world's keyframes once per kept-cell view, stacked."""
     x = np.vstack([features(world, maps, kept) for kept in views])
